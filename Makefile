@@ -1,0 +1,160 @@
+# partisand — the one entry point: all, run, test, bench, install, clean.
+# `make`, `make run` and `make test` first install any missing Debian package
+# (scripts/deps.sh, a quick no-op when all are present), then build.
+
+BUILD    ?= build
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+VERSION  := 0.1.0
+SAN      ?= 0
+
+CC       ?= cc
+PKGS     := libevent libprotobuf-c jansson libsystemd
+# Recursively expanded on purpose: pkg-config runs only after deps.sh did.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+CSTD     := -std=c11 -D_GNU_SOURCE
+OPT      := -O2 -g
+ifeq ($(SAN),1)
+OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+endif
+CFLAGS_ALL  = $(CSTD) $(OPT) $(WARN) -I$(BUILD)/gen -Iproto -Idaemon -Iclient -Itest/integration -DPARTISAN_VERSION='"$(VERSION)"' $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL = $(OPT) $(LDFLAGS)
+
+GEN       := $(BUILD)/gen/ipc.pb-c.c $(BUILD)/gen/peer.pb-c.c
+GEN_H     := $(GEN:.c=.h)
+
+DAEMON_SRC := daemon/main.c daemon/config.c daemon/log.c daemon/ipc.c daemon/router.c \
+              daemon/node.c daemon/transport.c daemon/membership.c daemon/overlay_full_mesh.c \
+              daemon/state.c proto/frame.c proto/pbarena.c
+CLIENT_SRC := client/client.c proto/frame.c
+CTL_SRC    := client/partisanctl.c
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+pic = $(patsubst %.c,$(BUILD)/pic/%.o,$(1))
+
+DAEMON_OBJ := $(call obj,$(DAEMON_SRC)) $(BUILD)/obj/gen/ipc.pb-c.o $(BUILD)/obj/gen/peer.pb-c.o
+CLIENT_PIC := $(call pic,$(CLIENT_SRC)) $(BUILD)/pic/gen/ipc.pb-c.o
+
+BINS := $(BUILD)/partisand $(BUILD)/partisanctl $(BUILD)/libpartisan-client.so \
+        $(BUILD)/libpartisan-client.a $(BUILD)/partisan-client.pc
+
+# Unit tests: one Check binary per module, linked with the module under test.
+UNIT_TESTS := config frame membership transport
+UNIT_BINS  := $(addprefix $(BUILD)/test/check_,$(UNIT_TESTS))
+SIM_BIN    := $(BUILD)/test/sim
+ITEST_BINS := $(BUILD)/test/ipc_test $(BUILD)/test/cluster_test
+BENCH_BINS := $(BUILD)/bench/echo_bench $(BUILD)/bench/baseline_forwarder
+
+.PHONY: all binaries run test bench install clean deps tests-build
+.DELETE_ON_ERROR:
+
+all: deps
+	@$(MAKE) --no-print-directory binaries
+
+deps:
+	@bash scripts/deps.sh
+
+binaries: $(BINS)
+
+run: all
+	@mkdir -p run
+	$(BUILD)/partisand --config conf/dev.json
+
+test: deps
+	@$(MAKE) --no-print-directory BUILD=build/san SAN=1 binaries tests-build
+	@bash test/run.sh build/san
+
+tests-build: $(UNIT_BINS) $(SIM_BIN) $(ITEST_BINS)
+
+bench: deps
+	@$(MAKE) --no-print-directory binaries $(BENCH_BINS)
+	@bash bench/run.sh $(BUILD)
+
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
+	@mkdir -p $(BUILD)/gen
+	protoc-c --proto_path=proto --c_out=$(BUILD)/gen $<
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -c -o $@ $<
+$(BUILD)/pic/gen/%.o: $(BUILD)/gen/%.c $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -fPIC -c -o $@ $<
+$(BUILD)/obj/%.o: %.c $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
+$(BUILD)/pic/%.o: %.c $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fPIC -fvisibility=hidden -MMD -MP -c -o $@ $<
+
+$(BUILD)/partisand: $(DAEMON_OBJ)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -levent_core -lm
+
+$(BUILD)/libpartisan-client.so: $(CLIENT_PIC)
+	$(CC) $(LDFLAGS_ALL) -shared -Wl,-soname,libpartisan-client.so.0 -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
+
+$(BUILD)/libpartisan-client.a: $(CLIENT_PIC)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/partisanctl: $(call obj,$(CTL_SRC)) $(BUILD)/libpartisan-client.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c jansson)
+
+$(BUILD)/partisan-client.pc: client/partisan-client.pc.in Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+# --- tests ---
+CHECK_LIBS = $(shell pkg-config --libs check)
+$(BUILD)/test/check_config: $(call obj,test/unit/check_config.c daemon/config.c daemon/log.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
+$(BUILD)/test/check_frame: $(call obj,test/unit/check_frame.c proto/frame.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)
+$(BUILD)/test/check_membership: $(call obj,test/unit/check_membership.c daemon/membership.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)
+$(BUILD)/test/check_transport: $(call obj,test/unit/check_transport.c daemon/transport.c daemon/log.c proto/frame.c) $(BUILD)/obj/gen/peer.pb-c.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
+$(BUILD)/test/sim: $(call obj,test/sim/sim.c test/sim/scenarios.c daemon/membership.c daemon/overlay_full_mesh.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm
+$(BUILD)/test/ipc_test: $(call obj,test/integration/ipc_test.c test/integration/harness.c) $(BUILD)/libpartisan-client.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
+$(BUILD)/test/cluster_test: $(call obj,test/integration/cluster_test.c test/integration/harness.c) $(BUILD)/libpartisan-client.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
+
+# --- bench ---
+$(BUILD)/bench/echo_bench: $(call obj,bench/echo_bench.c test/integration/harness.c) $(BUILD)/libpartisan-client.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lm
+$(BUILD)/bench/baseline_forwarder: $(call obj,bench/baseline_forwarder.c proto/frame.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libevent)
+
+# --- install ---
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib \
+	    $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	    $(DESTDIR)/etc/partisan $(DESTDIR)/lib/systemd/system
+	install -m 0755 $(BUILD)/partisand $(DESTDIR)$(PREFIX)/sbin/partisand
+	install -m 0755 $(BUILD)/partisanctl $(DESTDIR)$(PREFIX)/bin/partisanctl
+	install -m 0644 $(BUILD)/libpartisan-client.so $(DESTDIR)$(PREFIX)/lib/libpartisan-client.so.0
+	ln -sf libpartisan-client.so.0 $(DESTDIR)$(PREFIX)/lib/libpartisan-client.so
+	install -m 0644 $(BUILD)/libpartisan-client.a $(DESTDIR)$(PREFIX)/lib/libpartisan-client.a
+	install -m 0644 client/partisan.h $(DESTDIR)$(PREFIX)/include/partisan.h
+	install -m 0644 $(BUILD)/partisan-client.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/partisan-client.pc
+	test -e $(DESTDIR)/etc/partisan/partisand.json || install -m 0644 conf/partisand.json $(DESTDIR)/etc/partisan/partisand.json
+	sed -e 's|@SBINDIR@|$(PREFIX)/sbin|g' systemd/partisand.service.in > $(DESTDIR)/lib/systemd/system/partisand.service
+	chmod 0644 $(DESTDIR)/lib/systemd/system/partisand.service
+
+clean:
+	rm -rf build run
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,379 @@
+/* make bench: partisand against a protocol-free baseline, same run, same
+ * machine. Two daemons on loopback; app A sends to app B, which echoes.
+ * Prints round-trip p50/p99 and one-way throughput for 64 B and 1 KiB
+ * messages, the ratios to the baseline, each daemon's RSS, and a 64-node
+ * loopback cluster's time to converge. Figures only: nothing here passes or
+ * fails on a number. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "partisan.h"
+
+#define T 30000
+
+/* ---- one endpoint: a partisan client or a raw framed unix socket ---- */
+
+struct endpoint {
+    partisan_client *c;          /* partisand mode */
+    int fd;                      /* baseline mode */
+    unsigned char *rbuf;
+    size_t rlen, rcap;
+    const char *peer_node;       /* where to send (partisand mode) */
+    const char *peer_name;
+};
+
+static int raw_connect(const char *path)
+{
+    for (int i = 0; i < 200; i++) {
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un sun = { .sun_family = AF_UNIX };
+        snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+        if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0)
+            return fd;
+        close(fd);
+        usleep(10000);
+    }
+    return -1;
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    while (n) {
+        ssize_t w = write(fd, b, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int ep_send(struct endpoint *e, const void *p, size_t n)
+{
+    if (e->c)
+        return partisan_send(e->c, e->peer_node, e->peer_name, p, n);
+    unsigned char hdr[4] = { (unsigned char)(n >> 24), (unsigned char)(n >> 16), (unsigned char)(n >> 8), (unsigned char)n };
+    /* One write per message, as the client library does. */
+    unsigned char buf[4 + 65536];
+    memcpy(buf, hdr, 4);
+    memcpy(buf + 4, p, n);
+    return write_all(e->fd, buf, n + 4);
+}
+
+/* Receives one message into out (up to cap); returns its length or -1. */
+static long ep_recv(struct endpoint *e, void *out, size_t cap)
+{
+    if (e->c) {
+        struct partisan_message *m = NULL;
+        if (partisan_recv(e->c, &m, T) != 0)
+            return -1;
+        size_t n = m->len < cap ? m->len : cap;
+        memcpy(out, m->payload, n);
+        partisan_message_free(m);
+        return (long)n;
+    }
+    for (;;) {
+        if (e->rlen >= 4) {
+            size_t n = (size_t)e->rbuf[0] << 24 | (size_t)e->rbuf[1] << 16 | (size_t)e->rbuf[2] << 8 | e->rbuf[3];
+            if (e->rlen >= 4 + n) {
+                memcpy(out, e->rbuf + 4, n < cap ? n : cap);
+                memmove(e->rbuf, e->rbuf + 4 + n, e->rlen - 4 - n);
+                e->rlen -= 4 + n;
+                return (long)n;
+            }
+        }
+        if (e->rcap - e->rlen < 65536) {
+            e->rcap = e->rcap * 2 + 131072;
+            e->rbuf = realloc(e->rbuf, e->rcap);
+        }
+        ssize_t r = read(e->fd, e->rbuf + e->rlen, e->rcap - e->rlen);
+        if (r <= 0)
+            return -1;
+        e->rlen += (size_t)r;
+    }
+}
+
+/* ---- the B side: echo "e..." messages, count "s..." messages ---- */
+
+static void run_b(struct endpoint *e)
+{
+    unsigned char buf[65536];
+    long count = 0;
+    for (;;) {
+        long n = ep_recv(e, buf, sizeof buf);
+        if (n <= 0)
+            _exit(0);
+        if (buf[0] == 'e') {
+            ep_send(e, buf, (size_t)n);
+        } else if (buf[0] == 'S') {           /* start of a throughput run */
+            count = 0;
+        } else if (buf[0] == 's') {
+            count++;
+        } else if (buf[0] == 'D') {           /* end: report how many arrived */
+            char reply[32];
+            int len = snprintf(reply, sizeof reply, "R%ld", count);
+            ep_send(e, reply, (size_t)len);
+        }
+        if (e->c)
+            partisan_flush(e->c, 0);
+    }
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+struct result { double p50_us, p99_us, msgs_per_s, mib_per_s; long lost; };
+
+static struct result measure(struct endpoint *a, size_t size, int rtt_iters, int tput_msgs)
+{
+    struct result r = { 0 };
+    unsigned char msg[65536], back[65536];
+    memset(msg, 'x', size);
+    uint64_t *lat = calloc((size_t)rtt_iters, sizeof *lat);
+    msg[0] = 'e';
+    for (int i = 0; i < rtt_iters / 10; i++) {   /* warm-up */
+        ep_send(a, msg, size);
+        ep_recv(a, back, sizeof back);
+    }
+    for (int i = 0; i < rtt_iters; i++) {
+        uint64_t t0 = now_us();
+        ep_send(a, msg, size);
+        if (ep_recv(a, back, sizeof back) < 0)
+            break;
+        lat[i] = now_us() - t0;
+    }
+    qsort(lat, (size_t)rtt_iters, sizeof *lat, cmp_u64);
+    r.p50_us = (double)lat[rtt_iters / 2];
+    r.p99_us = (double)lat[rtt_iters * 99 / 100];
+    free(lat);
+
+    msg[0] = 'S';
+    ep_send(a, msg, 1);
+    msg[0] = 's';
+    uint64_t t0 = now_us();
+    for (int i = 0; i < tput_msgs; i++)
+        ep_send(a, msg, size);
+    msg[0] = 'D';
+    ep_send(a, msg, 1);
+    long n = ep_recv(a, back, sizeof back - 1);
+    uint64_t us = now_us() - t0;
+    long got = 0;
+    if (n > 1 && back[0] == 'R') {
+        back[n] = 0;
+        got = atol((char *)back + 1);
+    }
+    r.lost = tput_msgs - got;
+    r.msgs_per_s = (double)got * 1e6 / (double)us;
+    r.mib_per_s = r.msgs_per_s * (double)size / (1024.0 * 1024.0);
+    return r;
+}
+
+static uint16_t free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    bind(fd, (struct sockaddr *)&sin, sizeof sin);
+    socklen_t len = sizeof sin;
+    getsockname(fd, (struct sockaddr *)&sin, &len);
+    close(fd);
+    return ntohs(sin.sin_port);
+}
+
+static long rss_kib(pid_t pid)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    if (harness_read_file(path, buf, sizeof buf) <= 0)
+        return -1;
+    const char *p = strstr(buf, "VmRSS:");
+    return p ? atol(p + 6) : -1;
+}
+
+static pid_t spawn(const char *bin, const char *a1, const char *a2, const char *a3)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl(bin, bin, a1, a2, a3, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void stop_pid(pid_t pid)
+{
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+}
+
+#define SIZES 2
+static const size_t sizes[SIZES] = { 64, 1024 };
+static int rtt_iters = 20000, tput_msgs = 200000;
+
+static void run_baseline(struct result *out)
+{
+    const char *dir = harness_tmpdir();
+    char fwd[600], sa[600], sb[600], pa[8], pb[8];
+    snprintf(fwd, sizeof fwd, "%s/baseline_forwarder", harness_bin_dir());
+    snprintf(sa, sizeof sa, "%s/base-a.sock", dir);
+    snprintf(sb, sizeof sb, "%s/base-b.sock", dir);
+    snprintf(pa, sizeof pa, "%u", free_port());
+    snprintf(pb, sizeof pb, "%u", free_port());
+    pid_t fb = spawn(fwd, sb, pb, NULL);
+    usleep(100000);
+    pid_t fa = spawn(fwd, sa, pa, pb);
+    usleep(100000);
+    pid_t child = fork();
+    if (child == 0) {
+        struct endpoint b = { .fd = raw_connect(sb) };
+        run_b(&b);
+    }
+    struct endpoint a = { .fd = raw_connect(sa) };
+    usleep(100000);
+    for (int i = 0; i < SIZES; i++)
+        out[i] = measure(&a, sizes[i], rtt_iters, tput_msgs);
+    close(a.fd);
+    free(a.rbuf);
+    stop_pid(child);
+    stop_pid(fa);
+    stop_pid(fb);
+}
+
+static void run_partisand(struct result *out, long *rss_a, long *rss_b)
+{
+    static struct daemon_proc da, db;
+    harness_daemon_init(&da, "bench-a", "\"log\": {\"level\": \"warn\"}");
+    if (harness_daemon_start(&da, T) != 0)
+        exit(1);
+    char extra[512];
+    snprintf(extra, sizeof extra, "\"log\": {\"level\": \"warn\"}, \"cluster\": {\"name\": \"test\", \"seeds\": [\"%s\"]}", da.listen);
+    harness_daemon_init(&db, "bench-b", extra);
+    if (harness_daemon_start(&db, T) != 0)
+        exit(1);
+    pid_t child = fork();
+    if (child == 0) {
+        struct endpoint b = { .peer_node = "bench-a", .peer_name = "pong" };
+        if (partisan_connect(db.socket, &b.c) != 0 || partisan_register(b.c, "echo", T) != 0)
+            _exit(1);
+        run_b(&b);
+    }
+    struct endpoint a = { .peer_node = "bench-b", .peer_name = "echo" };
+    if (partisan_connect(da.socket, &a.c) != 0 || partisan_register(a.c, "pong", T) != 0)
+        exit(1);
+    /* Wait until a's messages reach b (membership converged, b registered). */
+    for (int i = 0; i < 500 && partisan_send_sync(a.c, "bench-b", "echo", "ping", 4, T) != 0; i++)
+        usleep(20000);
+    unsigned char tmp[64];
+    ep_recv(&a, tmp, sizeof tmp);   /* "ping" is not 'e'-tagged: b ignores it; drain nothing */
+    for (int i = 0; i < SIZES; i++)
+        out[i] = measure(&a, sizes[i], rtt_iters, tput_msgs);
+    *rss_a = rss_kib(da.pid);
+    *rss_b = rss_kib(db.pid);
+    partisan_close(a.c);
+    stop_pid(child);
+    harness_daemon_stop(&da, T);
+    harness_daemon_stop(&db, T);
+}
+
+static void converge_64(void)
+{
+    enum { NODES = 64 };
+    static struct daemon_proc d[NODES];
+    uint64_t t0 = harness_now_ms();
+    harness_daemon_init(&d[0], "c0", "\"log\": {\"level\": \"warn\"}");
+    if (harness_daemon_start(&d[0], T) != 0)
+        return;
+    char extra[512];
+    snprintf(extra, sizeof extra, "\"log\": {\"level\": \"warn\"}, \"cluster\": {\"name\": \"test\", \"seeds\": [\"%s\"]}", d[0].listen);
+    for (int i = 1; i < NODES; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "c%d", i);
+        harness_daemon_init(&d[i], name, extra);
+        if (harness_daemon_start(&d[i], T) != 0)
+            return;
+    }
+    uint64_t started = harness_now_ms();
+    int converged = 0;
+    while (harness_now_ms() - started < 120000 && converged < NODES) {
+        converged = 0;
+        for (int i = 0; i < NODES; i++) {
+            partisan_client *c = NULL;
+            struct partisan_status *s = NULL;
+            if (partisan_connect(d[i].socket, &c) == 0 && partisan_status(c, &s, T) == 0 && s->members_up == NODES)
+                converged++;
+            partisan_status_free(s);
+            partisan_close(c);
+        }
+        if (converged < NODES)
+            usleep(50000);
+    }
+    uint64_t done = harness_now_ms();
+    long rss_total = 0;
+    for (int i = 0; i < NODES; i++)
+        rss_total += rss_kib(d[i].pid);
+    printf("\n64-node loopback cluster (default timers): %s; all started %llu ms, all see 64 up %llu ms after the last start (%llu ms from the first); mean RSS %ld KiB\n",
+           converged == NODES ? "converged" : "DID NOT converge",
+           (unsigned long long)(started - t0), (unsigned long long)(done - started),
+           (unsigned long long)(done - t0), rss_total / NODES);
+    for (int i = 0; i < NODES; i++)
+        harness_daemon_stop(&d[i], T);
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (argc > 1 && strcmp(argv[1], "--quick") == 0) {
+        rtt_iters = 2000;
+        tput_msgs = 20000;
+    }
+    struct result base[SIZES], part[SIZES];
+    long rss_a = 0, rss_b = 0;
+    run_baseline(base);
+    run_partisand(part, &rss_a, &rss_b);
+    printf("partisand vs baseline (app -> unix -> forwarder -> tcp -> forwarder -> unix -> app), loopback, %d round trips, %d one-way messages\n\n",
+           rtt_iters, tput_msgs);
+    printf("%-26s %14s %14s %10s\n", "figure", "partisand", "baseline", "ratio");
+    for (int i = 0; i < SIZES; i++) {
+        char label[64];
+        snprintf(label, sizeof label, "rtt p50 %zu B (us)", sizes[i]);
+        printf("%-26s %14.0f %14.0f %9.2fx\n", label, part[i].p50_us, base[i].p50_us, part[i].p50_us / base[i].p50_us);
+        snprintf(label, sizeof label, "rtt p99 %zu B (us)", sizes[i]);
+        printf("%-26s %14.0f %14.0f %9.2fx\n", label, part[i].p99_us, base[i].p99_us, part[i].p99_us / base[i].p99_us);
+        snprintf(label, sizeof label, "one-way %zu B (msg/s)", sizes[i]);
+        printf("%-26s %14.0f %14.0f %9.2fx\n", label, part[i].msgs_per_s, base[i].msgs_per_s, part[i].msgs_per_s / base[i].msgs_per_s);
+        snprintf(label, sizeof label, "one-way %zu B (MiB/s)", sizes[i]);
+        printf("%-26s %14.1f %14.1f %9.2fx\n", label, part[i].mib_per_s, base[i].mib_per_s, part[i].mib_per_s / base[i].mib_per_s);
+        if (part[i].lost || base[i].lost)
+            printf("  (messages not counted at the receiver: partisand %ld, baseline %ld)\n", part[i].lost, base[i].lost);
+    }
+    printf("\ndaemon RSS after the run: A %ld KiB, B %ld KiB\n", rss_a, rss_b);
+    converge_64();
+    harness_cleanup();
+    return 0;
+}

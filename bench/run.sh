@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# make bench: prints figures, never passes or fails on them.
+set -eu
+build=${1:-build}
+export PARTISAN_BIN_DIR=$build
+ulimit -n 4096 2>/dev/null || true
+"$build/bench/echo_bench" "${BENCH_ARGS:-}"

@@ -1,0 +1,1109 @@
+/* libpartisan-client: see partisan.h for the contract.
+ *
+ * Shape of the data path (DESIGN.md, "The data path never waits"):
+ * - partisan_send() packs its request straight into the outbound buffer and
+ *   makes one send() of everything pending; it waits only when the socket is
+ *   full, and then keeps reading so the daemon can never block on us.
+ * - Replies to pipelined sends are matched by id as they are read, counted,
+ *   and the first failure is kept for the next partisan_send()/flush().
+ * - Every read takes all the socket has and decodes every whole frame;
+ *   deliveries and events meet on the way go to a FIFO for partisan_recv().
+ * - Decoding uses a per-handle bump arena, so a reply costs no malloc. */
+#include "partisan.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "ipc.pb-c.h"
+
+#define PARTISAN_API __attribute__((visibility("default")))
+
+/* A frame from the daemon above this is a protocol error, refused before
+ * anything of that size is allocated. Requests are held to the same bound so
+ * the daemon is never handed a frame it would have to drop us for. */
+#define MAX_FRAME_BODY (64u * 1024 * 1024)
+#define MAX_NAME 255
+/* How long partisan_send() lets a full socket hold it before giving up: the
+ * daemon drains sessions continuously, so this only fires when it is wedged. */
+#define SEND_TIMEOUT_MS 30000
+/* Outstanding async replies: above the soft mark partisan_send() reads what
+ * is already there; above the hard mark it waits until below it, so the
+ * daemon's bounded per-session queue never fills with replies for us. */
+#define ASYNC_SOFT 1024
+#define ASYNC_HARD 4096
+#define ASYNC_DRAIN_EVERY 256
+#define READ_CHUNK (64u * 1024)
+#define ARENA_BLOCK (64u * 1024)
+
+/* ---- a bump arena for protobuf-c unpacking ---- */
+
+struct arena_big {
+    struct arena_big *next;
+    max_align_t data[];
+};
+
+struct arena {
+    unsigned char *block;
+    size_t cap, used;
+    struct arena_big *bigs;
+    ProtobufCAllocator pa;
+};
+
+static void *arena_alloc(void *ctx, size_t n)
+{
+    struct arena *a = ctx;
+    size_t aligned = (n + 15) & ~(size_t)15;
+    if (aligned >= n && aligned <= a->cap - a->used) {
+        void *p = a->block + a->used;
+        a->used += aligned;
+        return p;
+    }
+    struct arena_big *b = malloc(sizeof *b + n);
+    if (!b)
+        return NULL;
+    b->next = a->bigs;
+    a->bigs = b;
+    return b->data;
+}
+
+static void arena_release(void *ctx, void *p)
+{
+    /* Everything goes at once in arena_reset(). */
+    (void)ctx;
+    (void)p;
+}
+
+static void arena_reset(struct arena *a)
+{
+    while (a->bigs) {
+        struct arena_big *next = a->bigs->next;
+        free(a->bigs);
+        a->bigs = next;
+    }
+    a->used = 0;
+}
+
+/* ---- byte buffers: live bytes are data[off, len) ---- */
+
+struct bytes {
+    uint8_t *data;
+    size_t off, len, cap;
+};
+
+/* Makes room for `need` more bytes after len; compacts before growing. */
+static int bytes_reserve(struct bytes *b, size_t need)
+{
+    if (b->cap - b->len >= need)
+        return 0;
+    if (b->off > 0) {
+        memmove(b->data, b->data + b->off, b->len - b->off);
+        b->len -= b->off;
+        b->off = 0;
+        if (b->cap - b->len >= need)
+            return 0;
+    }
+    size_t want = b->len + need;
+    if (want < need)
+        return -1;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < want) {
+        if (cap > SIZE_MAX / 2)
+            return -1;
+        cap *= 2;
+    }
+    uint8_t *p = realloc(b->data, cap);
+    if (!p)
+        return -1;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+static size_t bytes_live(const struct bytes *b)
+{
+    return b->len - b->off;
+}
+
+/* ---- the handle ---- */
+
+struct qmsg {
+    struct qmsg *next;
+    struct partisan_message m;
+    char data[];            /* strings and payload, so one malloc per message */
+};
+
+enum wait_kind { WAIT_PLAIN, WAIT_STATUS, WAIT_MEMBERS };
+
+struct partisan_client {
+    int fd;
+    int broken;             /* 0, or the error every later call returns */
+    uint64_t next_id;
+
+    struct bytes out;
+    uint64_t out_written;   /* bytes ever written: tells whether a frame started leaving */
+    struct bytes in;
+    struct arena arena;
+
+    struct qmsg *q_head, *q_tail;
+    size_t q_len;
+
+    /* Replies to partisan_send() not yet read, and the first failure among
+     * those read but not yet reported. */
+    uint64_t async_outstanding;
+    unsigned sends_since_drain;
+    int async_err;
+    uint64_t async_more;    /* further failures while async_err was pending */
+    char async_msg[512];
+
+    /* The one blocking request being waited for (0: none). */
+    uint64_t wait_id;
+    enum wait_kind wait_kind;
+    bool wait_done;
+    int wait_code;
+    struct partisan_status *wait_status;
+    struct partisan_member *wait_members;
+    size_t wait_n;
+
+    /* Blocking requests that timed out: their replies are dropped on arrival
+     * instead of being miscounted as async ones. Rarely more than a few. */
+    uint64_t *abandoned;
+    size_t n_abandoned, cap_abandoned;
+
+    char last_error[512];
+};
+
+static void set_error(partisan_client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void set_error(partisan_client *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->last_error, sizeof c->last_error, fmt, ap);
+    va_end(ap);
+}
+
+static int map_code(Partisan__Ipc__ErrorCode code)
+{
+    switch (code) {
+    case PARTISAN__IPC__ERROR_CODE__OK: return PARTISAN_OK;
+    case PARTISAN__IPC__ERROR_CODE__INVALID: return PARTISAN_EINVAL;
+    case PARTISAN__IPC__ERROR_CODE__NAME_TAKEN: return PARTISAN_ENAMETAKEN;
+    case PARTISAN__IPC__ERROR_CODE__NO_SUCH_NAME: return PARTISAN_ENONAME;
+    case PARTISAN__IPC__ERROR_CODE__NO_SUCH_NODE: return PARTISAN_ENONODE;
+    case PARTISAN__IPC__ERROR_CODE__NODE_DOWN: return PARTISAN_ENODEDOWN;
+    case PARTISAN__IPC__ERROR_CODE__NOT_OWNER: return PARTISAN_ENOTOWNER;
+    case PARTISAN__IPC__ERROR_CODE__TOO_LARGE: return PARTISAN_ETOOBIG;
+    case PARTISAN__IPC__ERROR_CODE__UNSUPPORTED: return PARTISAN_EUNSUPPORTED;
+    case PARTISAN__IPC__ERROR_CODE__BUSY: return PARTISAN_EBUSY;
+    case PARTISAN__IPC__ERROR_CODE__BAD_ADDRESS: return PARTISAN_EBADADDR;
+    case PARTISAN__IPC__ERROR_CODE__INTERNAL: return PARTISAN_EINTERNAL;
+    default: break;
+    }
+    /* A code from a newer daemon: still a failure, of a kind we cannot name. */
+    return PARTISAN_EINTERNAL;
+}
+
+PARTISAN_API const char *partisan_strerror(int err)
+{
+    switch (err) {
+    case PARTISAN_OK: return "success";
+    case PARTISAN_ENODAEMON: return "no daemon at the socket path";
+    case PARTISAN_ETIMEDOUT: return "timed out";
+    case PARTISAN_ECLOSED: return "the daemon closed the connection";
+    case PARTISAN_EPROTO: return "protocol error from the daemon";
+    case PARTISAN_ENOMEM: return "out of memory";
+    case PARTISAN_EINVAL: return "invalid argument";
+    case PARTISAN_ENAMETAKEN: return "name is taken";
+    case PARTISAN_ENONAME: return "no such name";
+    case PARTISAN_ENONODE: return "no such node";
+    case PARTISAN_ENODEDOWN: return "node is down";
+    case PARTISAN_ENOTOWNER: return "name is not held by this client";
+    case PARTISAN_ETOOBIG: return "payload too large";
+    case PARTISAN_EUNSUPPORTED: return "request not supported by the daemon";
+    case PARTISAN_EBUSY: return "busy, try again";
+    case PARTISAN_EBADADDR: return "bad address";
+    case PARTISAN_EIO: return "socket error";
+    case PARTISAN_EASYNC: return "an earlier send failed";
+    case PARTISAN_EINTERNAL: return "daemon internal error";
+    }
+    return "unknown error";
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* -1 means no deadline. */
+static int64_t deadline_after(int timeout_ms)
+{
+    return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+}
+
+static int64_t deadline_min(int64_t a, int64_t b)
+{
+    if (a < 0)
+        return b;
+    if (b < 0)
+        return a;
+    return a < b ? a : b;
+}
+
+static int remaining_ms(int64_t deadline)
+{
+    if (deadline < 0)
+        return -1;
+    int64_t left = deadline - now_ms();
+    if (left <= 0)
+        return 0;
+    return left > 0x7fffffff ? 0x7fffffff : (int)left;
+}
+
+static int check_str(partisan_client *c, const char *what, const char *s)
+{
+    if (!s || !*s) {
+        set_error(c, "%s is empty", what);
+        return PARTISAN_EINVAL;
+    }
+    if (strnlen(s, MAX_NAME + 1) > MAX_NAME) {
+        set_error(c, "%s is longer than %d bytes", what, MAX_NAME);
+        return PARTISAN_EINVAL;
+    }
+    return 0;
+}
+
+static int fail_broken(partisan_client *c, int err)
+{
+    c->broken = err;
+    return err;
+}
+
+/* ---- inbound ---- */
+
+static struct qmsg *qmsg_new(size_t extra)
+{
+    struct qmsg *q = malloc(sizeof *q + extra);
+    if (q) {
+        memset(q, 0, sizeof *q);
+    }
+    return q;
+}
+
+static void queue_push(partisan_client *c, struct qmsg *q)
+{
+    q->next = NULL;
+    if (c->q_tail)
+        c->q_tail->next = q;
+    else
+        c->q_head = q;
+    c->q_tail = q;
+    c->q_len++;
+}
+
+/* Copies `s` into *cursor and advances it; returns the copy. */
+static char *put_str(char **cursor, const char *s, size_t n)
+{
+    char *p = *cursor;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    *cursor += n + 1;
+    return p;
+}
+
+static int on_deliver(partisan_client *c, const Partisan__Ipc__Deliver *d)
+{
+    size_t nf = strlen(d->from_node), nn = strlen(d->name), np = d->payload.len;
+    struct qmsg *q = qmsg_new(nf + nn + 2 + np + 1);
+    if (!q)
+        return PARTISAN_ENOMEM;
+    char *cur = q->data;
+    q->m.kind = PARTISAN_MSG_DATA;
+    q->m.from_node = put_str(&cur, d->from_node, nf);
+    q->m.name = put_str(&cur, d->name, nn);
+    q->m.payload = (uint8_t *)cur;
+    if (np)
+        memcpy(cur, d->payload.data, np);
+    cur[np] = '\0';   /* lets text payloads be printed as strings */
+    q->m.len = np;
+    queue_push(c, q);
+    return 0;
+}
+
+static int on_event(partisan_client *c, const Partisan__Ipc__MemberEvent *e)
+{
+    size_t nn = strlen(e->node), na = strlen(e->address);
+    struct qmsg *q = qmsg_new(nn + na + 2);
+    if (!q)
+        return PARTISAN_ENOMEM;
+    char *cur = q->data;
+    q->m.kind = PARTISAN_MSG_EVENT;
+    switch (e->kind) {
+    case PARTISAN__IPC__MEMBER_EVENT__KIND__LEFT: q->m.event = PARTISAN_EVENT_LEFT; break;
+    case PARTISAN__IPC__MEMBER_EVENT__KIND__UP: q->m.event = PARTISAN_EVENT_UP; break;
+    case PARTISAN__IPC__MEMBER_EVENT__KIND__DOWN: q->m.event = PARTISAN_EVENT_DOWN; break;
+    default: q->m.event = PARTISAN_EVENT_JOINED; break;
+    }
+    q->m.node = put_str(&cur, e->node, nn);
+    q->m.address = put_str(&cur, e->address, na);
+    queue_push(c, q);
+    return 0;
+}
+
+static struct partisan_status *convert_status(const Partisan__Ipc__Status *s)
+{
+    const char *f[6] = { s->node, s->cluster, s->overlay, s->listen, s->socket, s->version };
+    size_t n[6], total = 0;
+    for (int i = 0; i < 6; i++)
+        total += (n[i] = strlen(f[i])) + 1;
+    struct partisan_status *st = malloc(sizeof *st + total);
+    if (!st)
+        return NULL;
+    char *cur = (char *)(st + 1);
+    st->node = put_str(&cur, f[0], n[0]);
+    st->cluster = put_str(&cur, f[1], n[1]);
+    st->overlay = put_str(&cur, f[2], n[2]);
+    st->listen = put_str(&cur, f[3], n[3]);
+    st->socket = put_str(&cur, f[4], n[4]);
+    st->version = put_str(&cur, f[5], n[5]);
+    st->uptime_s = s->uptime_s;
+    st->members = s->members;
+    st->members_up = s->members_up;
+    return st;
+}
+
+/* One block: the array, then every string, so partisan_members_free() is
+ * a single free(). */
+static struct partisan_member *convert_members(const Partisan__Ipc__Members *ms, size_t *out_n)
+{
+    size_t n = ms->n_members, total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += strlen(ms->members[i]->name) + strlen(ms->members[i]->address) + 2;
+    struct partisan_member *arr = malloc(n * sizeof *arr + total + 1);
+    if (!arr)
+        return NULL;
+    char *cur = (char *)(arr + n);
+    for (size_t i = 0; i < n; i++) {
+        const Partisan__Ipc__Member *m = ms->members[i];
+        arr[i].name = put_str(&cur, m->name, strlen(m->name));
+        arr[i].address = put_str(&cur, m->address, strlen(m->address));
+        arr[i].incarnation = m->incarnation;
+        arr[i].left = m->membership == PARTISAN__IPC__MEMBERSHIP__LEFT;
+        arr[i].up = m->reachability == PARTISAN__IPC__REACHABILITY__UP;
+    }
+    *out_n = n;
+    return arr;
+}
+
+static bool take_abandoned(partisan_client *c, uint64_t id)
+{
+    for (size_t i = 0; i < c->n_abandoned; i++) {
+        if (c->abandoned[i] == id) {
+            c->abandoned[i] = c->abandoned[--c->n_abandoned];
+            return true;
+        }
+    }
+    return false;
+}
+
+static void abandon(partisan_client *c, uint64_t id)
+{
+    if (c->n_abandoned == c->cap_abandoned) {
+        size_t cap = c->cap_abandoned ? c->cap_abandoned * 2 : 8;
+        uint64_t *p = realloc(c->abandoned, cap * sizeof *p);
+        if (!p)
+            return;   /* its reply will then count as an async one: harmless */
+        c->abandoned = p;
+        c->cap_abandoned = cap;
+    }
+    c->abandoned[c->n_abandoned++] = id;
+}
+
+static int on_reply(partisan_client *c, const Partisan__Ipc__Reply *r)
+{
+    int code = map_code(r->code);
+    if (c->wait_id && r->id == c->wait_id) {
+        c->wait_done = true;
+        c->wait_code = code;
+        if (code) {
+            set_error(c, "%s", *r->error ? r->error : partisan_strerror(code));
+            return 0;
+        }
+        if (c->wait_kind == WAIT_STATUS) {
+            if (r->result_case != PARTISAN__IPC__REPLY__RESULT_STATUS) {
+                c->wait_code = PARTISAN_EPROTO;
+                set_error(c, "the daemon's reply to status carried no status");
+            } else if (!(c->wait_status = convert_status(r->status))) {
+                c->wait_code = PARTISAN_ENOMEM;
+            }
+        } else if (c->wait_kind == WAIT_MEMBERS) {
+            if (r->result_case != PARTISAN__IPC__REPLY__RESULT_MEMBERS) {
+                c->wait_code = PARTISAN_EPROTO;
+                set_error(c, "the daemon's reply to members carried no member list");
+            } else if (!(c->wait_members = convert_members(r->members, &c->wait_n))) {
+                c->wait_code = PARTISAN_ENOMEM;
+            }
+        }
+        return 0;
+    }
+    if (c->n_abandoned && take_abandoned(c, r->id))
+        return 0;
+    if (c->async_outstanding == 0)
+        return 0;   /* a reply to nothing we wait for: not worth killing the session */
+    c->async_outstanding--;
+    if (code) {
+        if (c->async_err) {
+            c->async_more++;
+        } else {
+            c->async_err = code;
+            c->async_more = 0;
+            snprintf(c->async_msg, sizeof c->async_msg, "%s: %s", partisan_strerror(code),
+                     *r->error ? r->error : "(no detail from the daemon)");
+        }
+    }
+    return 0;
+}
+
+/* Decodes every whole frame in the inbound buffer. */
+static int parse_frames(partisan_client *c)
+{
+    struct bytes *b = &c->in;
+    int rc = 0;
+    while (rc == 0) {
+        size_t body;
+        enum frame_result fr = frame_ipc_peek(b->data + b->off, bytes_live(b), MAX_FRAME_BODY, &body);
+        if (fr == FRAME_NEED_MORE)
+            break;
+        if (fr != FRAME_OK) {
+            set_error(c, "bad frame from the daemon: %s (length %zu)", frame_result_str(fr), body);
+            return fail_broken(c, PARTISAN_EPROTO);
+        }
+        Partisan__Ipc__IpcServerMsg *m = partisan__ipc__ipc_server_msg__unpack(
+            &c->arena.pa, body, b->data + b->off + FRAME_IPC_HEADER);
+        b->off += FRAME_IPC_HEADER + body;
+        if (!m) {
+            arena_reset(&c->arena);
+            set_error(c, "undecodable message from the daemon (%zu bytes)", body);
+            return fail_broken(c, PARTISAN_EPROTO);
+        }
+        switch (m->body_case) {
+        case PARTISAN__IPC__IPC_SERVER_MSG__BODY_REPLY: rc = on_reply(c, m->reply); break;
+        case PARTISAN__IPC__IPC_SERVER_MSG__BODY_DELIVER: rc = on_deliver(c, m->deliver); break;
+        case PARTISAN__IPC__IPC_SERVER_MSG__BODY_EVENT: rc = on_event(c, m->event); break;
+        default: break;   /* a kind added by a newer daemon */
+        }
+        arena_reset(&c->arena);
+    }
+    if (b->off == b->len)
+        b->off = b->len = 0;
+    if (rc == PARTISAN_ENOMEM) {
+        /* A delivery or event is lost: say so for good rather than go on
+         * as if the stream were whole. */
+        set_error(c, "out of memory while decoding a message from the daemon");
+        return fail_broken(c, rc);
+    }
+    return rc;
+}
+
+/* Reads everything the socket has, decoding as it goes. */
+static int read_some(partisan_client *c)
+{
+    for (;;) {
+        struct bytes *b = &c->in;
+        size_t want = READ_CHUNK, body = 0, live = bytes_live(b);
+        /* A frame larger than a chunk: make room for all of it at once
+         * (parse_frames() has already refused one above the maximum). */
+        if (live >= FRAME_IPC_HEADER &&
+            frame_ipc_peek(b->data + b->off, live, MAX_FRAME_BODY, &body) == FRAME_NEED_MORE &&
+            FRAME_IPC_HEADER + body - live > want)
+            want = FRAME_IPC_HEADER + body - live;
+        if (bytes_reserve(b, want) < 0) {
+            set_error(c, "out of memory for the inbound buffer");
+            return PARTISAN_ENOMEM;
+        }
+        size_t space = b->cap - b->len;
+        ssize_t n = recv(c->fd, b->data + b->len, space, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            if (errno == ECONNRESET) {
+                set_error(c, "the daemon closed the connection");
+                return fail_broken(c, PARTISAN_ECLOSED);
+            }
+            set_error(c, "read from the daemon: %s", strerror(errno));
+            return fail_broken(c, PARTISAN_EIO);
+        }
+        if (n == 0) {
+            set_error(c, "the daemon closed the connection");
+            return fail_broken(c, PARTISAN_ECLOSED);
+        }
+        b->len += (size_t)n;
+        int rc = parse_frames(c);
+        if (rc)
+            return rc;
+        if ((size_t)n < space)
+            return 0;   /* a short read: the socket is empty */
+    }
+}
+
+/* ---- outbound ---- */
+
+static int write_some(partisan_client *c)
+{
+    struct bytes *b = &c->out;
+    while (bytes_live(b)) {
+        ssize_t n = send(c->fd, b->data + b->off, bytes_live(b), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            if (errno == EPIPE || errno == ECONNRESET) {
+                set_error(c, "the daemon closed the connection");
+                return fail_broken(c, PARTISAN_ECLOSED);
+            }
+            set_error(c, "write to the daemon: %s", strerror(errno));
+            return fail_broken(c, PARTISAN_EIO);
+        }
+        b->off += (size_t)n;
+        c->out_written += (uint64_t)n;
+    }
+    b->off = b->len = 0;
+    return 0;
+}
+
+/* One wait on the socket: writes pending output when it can and reads (and
+ * decodes) whatever arrives, so the daemon never stalls on a full socket
+ * toward us while we wait to write to it. PARTISAN_ETIMEDOUT if nothing
+ * happened within timeout_ms. */
+static int io_step(partisan_client *c, int timeout_ms)
+{
+    struct pollfd p = { .fd = c->fd, .events = POLLIN };
+    if (bytes_live(&c->out))
+        p.events |= POLLOUT;
+    int n = poll(&p, 1, timeout_ms);
+    if (n < 0) {
+        if (errno == EINTR)
+            return 0;
+        set_error(c, "poll: %s", strerror(errno));
+        return PARTISAN_EIO;
+    }
+    if (n == 0)
+        return PARTISAN_ETIMEDOUT;
+    int rc;
+    if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+        if ((rc = read_some(c)) < 0)
+            return rc;
+    }
+    if (p.revents & POLLOUT) {
+        if ((rc = write_some(c)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Writes pending output until none is left or the deadline passes. */
+static int drain_out(partisan_client *c, int64_t deadline)
+{
+    int rc = write_some(c);
+    while (rc == 0 && bytes_live(&c->out)) {
+        rc = io_step(c, remaining_ms(deadline));
+        if (rc == PARTISAN_ETIMEDOUT && bytes_live(&c->out))
+            return rc;
+        if (rc == PARTISAN_ETIMEDOUT)
+            rc = 0;
+    }
+    return rc;
+}
+
+/* Packs req as a frame at the end of the outbound buffer; *frame_start is
+ * its position counted in bytes ever queued, so the caller can tell later
+ * whether any of it has left. */
+static int queue_request(partisan_client *c, Partisan__Ipc__IpcRequest *req, uint64_t *frame_start)
+{
+    req->id = c->next_id++;
+    size_t body = partisan__ipc__ipc_request__get_packed_size(req);
+    if (body > MAX_FRAME_BODY) {
+        set_error(c, "request of %zu bytes exceeds the %u-byte frame limit", body, MAX_FRAME_BODY);
+        return PARTISAN_ETOOBIG;
+    }
+    if (bytes_reserve(&c->out, FRAME_IPC_HEADER + body) < 0) {
+        set_error(c, "out of memory for the outbound buffer");
+        return PARTISAN_ENOMEM;
+    }
+    *frame_start = c->out_written + bytes_live(&c->out);
+    uint8_t *p = c->out.data + c->out.len;
+    frame_ipc_header(p, body);
+    partisan__ipc__ipc_request__pack(req, p + FRAME_IPC_HEADER);
+    c->out.len += FRAME_IPC_HEADER + body;
+    return 0;
+}
+
+/* Queues req and writes it out. If the deadline passes before any byte of
+ * this frame has left, the frame is withdrawn and PARTISAN_ETIMEDOUT returned:
+ * the request was not sent. Once part of it has left it must be completed
+ * (the stream has no other way to stay in step), so it stays queued for later
+ * calls to finish and this returns 0. */
+static int put_request(partisan_client *c, Partisan__Ipc__IpcRequest *req, int64_t deadline)
+{
+    uint64_t start;
+    int rc = queue_request(c, req, &start);
+    if (rc)
+        return rc;
+    rc = drain_out(c, deadline);
+    if (rc == PARTISAN_ETIMEDOUT) {
+        if (c->out_written <= start) {
+            c->out.len -= (size_t)(c->out_written + bytes_live(&c->out) - start);
+            set_error(c, "the daemon did not take the request in time (socket full)");
+            return rc;
+        }
+        return 0;
+    }
+    return rc;
+}
+
+/* Sends a request and waits for its reply. */
+static int call(partisan_client *c, Partisan__Ipc__IpcRequest *req, enum wait_kind kind, int timeout_ms)
+{
+    if (c->broken)
+        return c->broken;
+    int64_t deadline = deadline_after(timeout_ms);
+    int rc = put_request(c, req, deadline_min(deadline, deadline_after(SEND_TIMEOUT_MS)));
+    if (rc)
+        return rc;
+    c->wait_id = req->id;
+    c->wait_kind = kind;
+    c->wait_done = false;
+    c->wait_code = 0;
+    c->wait_status = NULL;
+    c->wait_members = NULL;
+    c->wait_n = 0;
+    /* The reply may already be in the socket: read once without waiting. */
+    rc = read_some(c);
+    while (rc == 0 && !c->wait_done)
+        rc = io_step(c, remaining_ms(deadline));
+    c->wait_id = 0;
+    if (!c->wait_done) {
+        abandon(c, req->id);
+        if (rc == PARTISAN_ETIMEDOUT)
+            set_error(c, "no reply from the daemon within %d ms", timeout_ms);
+        return rc;
+    }
+    return c->wait_code;
+}
+
+/* ---- public API ---- */
+
+PARTISAN_API int partisan_connect(const char *path, partisan_client **out)
+{
+    if (!out)
+        return PARTISAN_EINVAL;
+    *out = NULL;
+    if (!path || !*path) {
+        path = getenv("PARTISAN_SOCKET");
+        if (!path || !*path)
+            path = PARTISAN_DEFAULT_SOCKET;
+    }
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    size_t plen = strlen(path);
+    if (plen >= sizeof sa.sun_path)
+        return PARTISAN_EINVAL;
+    memcpy(sa.sun_path, path, plen + 1);
+
+    partisan_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return PARTISAN_ENOMEM;
+    c->arena.block = malloc(ARENA_BLOCK);
+    if (!c->arena.block) {
+        free(c);
+        return PARTISAN_ENOMEM;
+    }
+    c->arena.cap = ARENA_BLOCK;
+    c->arena.pa.alloc = arena_alloc;
+    c->arena.pa.free = arena_release;
+    c->arena.pa.allocator_data = &c->arena;
+    c->next_id = 1;
+
+    /* Blocking connect (a local socket answers at once or refuses), then
+     * nonblocking for the life of the handle. */
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        int e = errno;
+        partisan_close(c);
+        errno = e;
+        return PARTISAN_EIO;
+    }
+    int r;
+    do
+        r = connect(c->fd, (struct sockaddr *)&sa, sizeof sa);
+    while (r < 0 && errno == EINTR);
+    if (r < 0 || fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK) < 0) {
+        int e = errno;
+        partisan_close(c);
+        errno = e;
+        if (e == ENOENT || e == ECONNREFUSED || e == ENOTSOCK || e == ENOTDIR)
+            return PARTISAN_ENODAEMON;
+        return PARTISAN_EIO;
+    }
+    *out = c;
+    return 0;
+}
+
+PARTISAN_API void partisan_close(partisan_client *c)
+{
+    if (!c)
+        return;
+    if (c->fd >= 0) {
+        /* Best effort, never waiting: partisan_flush() is the way to know. */
+        if (!c->broken && bytes_live(&c->out))
+            (void)write_some(c);
+        close(c->fd);
+    }
+    for (struct qmsg *q = c->q_head, *next; q; q = next) {
+        next = q->next;
+        free(q);
+    }
+    arena_reset(&c->arena);
+    free(c->arena.block);
+    free(c->out.data);
+    free(c->in.data);
+    free(c->abandoned);
+    free(c);
+}
+
+PARTISAN_API int partisan_fd(const partisan_client *c)
+{
+    return c ? c->fd : -1;
+}
+
+PARTISAN_API const char *partisan_last_error(const partisan_client *c)
+{
+    return c ? c->last_error : "";
+}
+
+PARTISAN_API size_t partisan_pending(const partisan_client *c)
+{
+    return c ? c->q_len : 0;
+}
+
+/* Moves a pending async failure into last_error and returns its code. */
+static int take_async_error(partisan_client *c)
+{
+    int err = c->async_err;
+    if (c->async_more)
+        set_error(c, "%s (and %llu more failed sends)", c->async_msg,
+                  (unsigned long long)c->async_more);
+    else
+        set_error(c, "%s", c->async_msg);
+    c->async_err = 0;
+    c->async_more = 0;
+    return err;
+}
+
+PARTISAN_API int partisan_send(partisan_client *c, const char *node, const char *name,
+                               const void *payload, size_t len)
+{
+    if (!c)
+        return PARTISAN_EINVAL;
+    int rc;
+    if ((rc = check_str(c, "node", node)) || (rc = check_str(c, "name", name)))
+        return rc;
+    if (!payload && len) {
+        set_error(c, "payload is NULL");
+        return PARTISAN_EINVAL;
+    }
+    if (c->broken)
+        return c->broken;
+
+    int64_t deadline = -2;   /* computed only if we have to wait */
+    if (c->async_outstanding > ASYNC_SOFT && ++c->sends_since_drain >= ASYNC_DRAIN_EVERY) {
+        c->sends_since_drain = 0;
+        if ((rc = read_some(c)) < 0)
+            return rc;
+        if (c->async_outstanding > ASYNC_HARD) {
+            deadline = deadline_after(SEND_TIMEOUT_MS);
+            while (c->async_outstanding > ASYNC_HARD) {
+                rc = io_step(c, remaining_ms(deadline));
+                if (rc == PARTISAN_ETIMEDOUT)
+                    set_error(c, "the daemon sent no replies for %d ms", SEND_TIMEOUT_MS);
+                if (rc)
+                    return rc;
+            }
+        }
+    }
+    if (c->async_err) {
+        /* Reported before this send is queued, so the caller knows this one
+         * did not go and may retry it. */
+        take_async_error(c);
+        return PARTISAN_EASYNC;
+    }
+
+    Partisan__Ipc__SendRequest s = PARTISAN__IPC__SEND_REQUEST__INIT;
+    s.node = (char *)node;
+    s.name = (char *)name;
+    s.payload.data = (uint8_t *)payload;
+    s.payload.len = len;
+    Partisan__Ipc__IpcRequest req = PARTISAN__IPC__IPC_REQUEST__INIT;
+    req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_SEND;
+    req.send = &s;
+
+    uint64_t start;
+    if ((rc = queue_request(c, &req, &start)))
+        return rc;
+    /* The common case: one send() takes everything, no clock read. */
+    if ((rc = write_some(c)))
+        return rc;
+    if (bytes_live(&c->out)) {
+        if (deadline == -2)
+            deadline = deadline_after(SEND_TIMEOUT_MS);
+        rc = drain_out(c, deadline);
+        if (rc == PARTISAN_ETIMEDOUT && c->out_written <= start) {
+            c->out.len -= (size_t)(c->out_written + bytes_live(&c->out) - start);
+            set_error(c, "the daemon took nothing for %d ms (socket full)", SEND_TIMEOUT_MS);
+            return rc;
+        }
+        if (rc && rc != PARTISAN_ETIMEDOUT)
+            return rc;
+    }
+    c->async_outstanding++;
+    return 0;
+}
+
+PARTISAN_API int partisan_send_sync(partisan_client *c, const char *node, const char *name,
+                                    const void *payload, size_t len, int timeout_ms)
+{
+    if (!c)
+        return PARTISAN_EINVAL;
+    int rc;
+    if ((rc = check_str(c, "node", node)) || (rc = check_str(c, "name", name)))
+        return rc;
+    if (!payload && len) {
+        set_error(c, "payload is NULL");
+        return PARTISAN_EINVAL;
+    }
+    Partisan__Ipc__SendRequest s = PARTISAN__IPC__SEND_REQUEST__INIT;
+    s.node = (char *)node;
+    s.name = (char *)name;
+    s.payload.data = (uint8_t *)payload;
+    s.payload.len = len;
+    Partisan__Ipc__IpcRequest req = PARTISAN__IPC__IPC_REQUEST__INIT;
+    req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_SEND;
+    req.send = &s;
+    return call(c, &req, WAIT_PLAIN, timeout_ms);
+}
+
+PARTISAN_API int partisan_flush(partisan_client *c, int timeout_ms)
+{
+    if (!c)
+        return PARTISAN_EINVAL;
+    if (c->broken)
+        return c->broken;
+    int64_t deadline = deadline_after(timeout_ms);
+    int rc = write_some(c);
+    if (rc == 0)
+        rc = read_some(c);
+    while (rc == 0 && (bytes_live(&c->out) || c->async_outstanding))
+        rc = io_step(c, remaining_ms(deadline));
+    /* Everything answered before the daemon went away still counts. */
+    if (rc && rc != PARTISAN_ETIMEDOUT && !bytes_live(&c->out) && !c->async_outstanding)
+        rc = 0;
+    if (rc == PARTISAN_ETIMEDOUT)
+        set_error(c, "%llu replies still outstanding after %d ms",
+                  (unsigned long long)c->async_outstanding, timeout_ms);
+    if (rc)
+        return rc;
+    return c->async_err ? take_async_error(c) : 0;
+}
+
+PARTISAN_API int partisan_recv(partisan_client *c, struct partisan_message **out, int timeout_ms)
+{
+    if (!c || !out)
+        return PARTISAN_EINVAL;
+    *out = NULL;
+    int rc = 0;
+    if (!c->q_head && !c->broken) {
+        int64_t deadline = deadline_after(timeout_ms);
+        /* Try the socket once even with timeout 0: that is what clears its
+         * readability for a caller polling partisan_fd(). */
+        if ((rc = write_some(c)) == 0)
+            rc = read_some(c);
+        while (rc == 0 && !c->q_head)
+            rc = io_step(c, remaining_ms(deadline));
+    }
+    /* Messages that arrived before the daemon went away are still handed out. */
+    if (c->q_head) {
+        struct qmsg *q = c->q_head;
+        c->q_head = q->next;
+        if (!c->q_head)
+            c->q_tail = NULL;
+        c->q_len--;
+        *out = &q->m;
+        return 0;
+    }
+    if (c->broken)
+        return c->broken;
+    return rc ? rc : PARTISAN_ETIMEDOUT;
+}
+
+PARTISAN_API void partisan_message_free(struct partisan_message *m)
+{
+    if (m)
+        free((char *)m - offsetof(struct qmsg, m));
+}
+
+static int simple_call(partisan_client *c, Partisan__Ipc__IpcRequest *req, int timeout_ms)
+{
+    return call(c, req, WAIT_PLAIN, timeout_ms);
+}
+
+PARTISAN_API int partisan_register(partisan_client *c, const char *name, int timeout_ms)
+{
+    if (!c)
+        return PARTISAN_EINVAL;
+    int rc = check_str(c, "name", name);
+    if (rc)
+        return rc;
+    Partisan__Ipc__RegisterRequest r = PARTISAN__IPC__REGISTER_REQUEST__INIT;
+    r.name = (char *)name;
+    Partisan__Ipc__IpcRequest req = PARTISAN__IPC__IPC_REQUEST__INIT;
+    req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_REGISTER;
+    req.register_ = &r;
+    return simple_call(c, &req, timeout_ms);
+}
+
+PARTISAN_API int partisan_unregister(partisan_client *c, const char *name, int timeout_ms)
+{
+    if (!c)
+        return PARTISAN_EINVAL;
+    int rc = check_str(c, "name", name);
+    if (rc)
+        return rc;
+    Partisan__Ipc__UnregisterRequest r = PARTISAN__IPC__UNREGISTER_REQUEST__INIT;
+    r.name = (char *)name;
+    Partisan__Ipc__IpcRequest req = PARTISAN__IPC__IPC_REQUEST__INIT;
+    req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_UNREGISTER;
+    req.unregister = &r;
+    return simple_call(c, &req, timeout_ms);
+}
+
+static int subscribe(partisan_client *c, bool on, int timeout_ms)
+{
+    if (!c)
+        return PARTISAN_EINVAL;
+    Partisan__Ipc__SubscribeRequest r = PARTISAN__IPC__SUBSCRIBE_REQUEST__INIT;
+    r.subscribe = on;
+    Partisan__Ipc__IpcRequest req = PARTISAN__IPC__IPC_REQUEST__INIT;
+    req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_SUBSCRIBE;
+    req.subscribe = &r;
+    return simple_call(c, &req, timeout_ms);
+}
+
+PARTISAN_API int partisan_subscribe(partisan_client *c, int timeout_ms)
+{
+    return subscribe(c, true, timeout_ms);
+}
+
+PARTISAN_API int partisan_unsubscribe(partisan_client *c, int timeout_ms)
+{
+    return subscribe(c, false, timeout_ms);
+}
+
+PARTISAN_API int partisan_status(partisan_client *c, struct partisan_status **out, int timeout_ms)
+{
+    if (!c || !out)
+        return PARTISAN_EINVAL;
+    *out = NULL;
+    Partisan__Ipc__StatusRequest r = PARTISAN__IPC__STATUS_REQUEST__INIT;
+    Partisan__Ipc__IpcRequest req = PARTISAN__IPC__IPC_REQUEST__INIT;
+    req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_STATUS;
+    req.status = &r;
+    int rc = call(c, &req, WAIT_STATUS, timeout_ms);
+    if (rc == 0)
+        *out = c->wait_status;
+    else
+        free(c->wait_status);
+    c->wait_status = NULL;
+    return rc;
+}
+
+PARTISAN_API void partisan_status_free(struct partisan_status *s)
+{
+    free(s);
+}
+
+PARTISAN_API int partisan_members(partisan_client *c, int all, struct partisan_member **out,
+                                  size_t *n, int timeout_ms)
+{
+    if (!c || !out || !n)
+        return PARTISAN_EINVAL;
+    *out = NULL;
+    *n = 0;
+    Partisan__Ipc__MembersRequest r = PARTISAN__IPC__MEMBERS_REQUEST__INIT;
+    r.all = all != 0;
+    Partisan__Ipc__IpcRequest req = PARTISAN__IPC__IPC_REQUEST__INIT;
+    req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_MEMBERS;
+    req.members = &r;
+    int rc = call(c, &req, WAIT_MEMBERS, timeout_ms);
+    if (rc == 0) {
+        *out = c->wait_members;
+        *n = c->wait_n;
+    } else {
+        free(c->wait_members);
+    }
+    c->wait_members = NULL;
+    c->wait_n = 0;
+    return rc;
+}
+
+PARTISAN_API void partisan_members_free(struct partisan_member *m, size_t n)
+{
+    (void)n;   /* one block: see convert_members() */
+    free(m);
+}
+
+PARTISAN_API int partisan_join(partisan_client *c, const char *address, int timeout_ms)
+{
+    if (!c)
+        return PARTISAN_EINVAL;
+    int rc = check_str(c, "address", address);
+    if (rc)
+        return rc;
+    Partisan__Ipc__JoinRequest r = PARTISAN__IPC__JOIN_REQUEST__INIT;
+    r.address = (char *)address;
+    Partisan__Ipc__IpcRequest req = PARTISAN__IPC__IPC_REQUEST__INIT;
+    req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_JOIN;
+    req.join = &r;
+    return simple_call(c, &req, timeout_ms);
+}
+
+PARTISAN_API int partisan_leave(partisan_client *c, const char *node, int timeout_ms)
+{
+    if (!c)
+        return PARTISAN_EINVAL;
+    if (node && *node) {
+        int rc = check_str(c, "node", node);
+        if (rc)
+            return rc;
+    }
+    Partisan__Ipc__LeaveRequest r = PARTISAN__IPC__LEAVE_REQUEST__INIT;
+    r.node = (char *)(node ? node : "");
+    Partisan__Ipc__IpcRequest req = PARTISAN__IPC__IPC_REQUEST__INIT;
+    req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_LEAVE;
+    req.leave = &r;
+    return simple_call(c, &req, timeout_ms);
+}

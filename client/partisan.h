@@ -1,0 +1,177 @@
+/* libpartisan-client: talk to the local partisand over its Unix socket.
+ *
+ * Threads: a partisan_client handle is not thread-safe; use one per thread,
+ * or serialise calls on a handle yourself. Distinct handles are independent.
+ *
+ * Errors: every call that can fail returns 0 or a negative PARTISAN_E* code;
+ * partisan_strerror() names it, and partisan_last_error() gives the daemon's
+ * own message for the last failed request on that handle (e.g. which name is
+ * taken).
+ *
+ * Sending never waits for a round trip: partisan_send() queues the request,
+ * writes what the socket takes and returns. The daemon's reply (ok or an
+ * error) is collected later; a failed earlier send is reported by
+ * partisan_flush(), or by the next partisan_send() as PARTISAN_EASYNC with
+ * the detail in partisan_last_error(). partisan_send_sync() waits for its own
+ * reply.
+ *
+ * Memory: every struct the library returns through an out-pointer is owned by
+ * the caller and released with the matching *_free() function.
+ *
+ * Timeouts: in milliseconds; -1 waits for ever, 0 does not wait.
+ */
+#ifndef PARTISAN_H
+#define PARTISAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PARTISAN_DEFAULT_SOCKET "/run/partisan/partisand.sock"
+
+enum partisan_error {
+    PARTISAN_OK = 0,
+    PARTISAN_ENODAEMON = -1,    /* nothing answers on the socket path */
+    PARTISAN_ETIMEDOUT = -2,    /* the wait ran out */
+    PARTISAN_ECLOSED = -3,      /* the daemon closed the connection */
+    PARTISAN_EPROTO = -4,       /* the daemon sent something undecodable */
+    PARTISAN_ENOMEM = -5,
+    PARTISAN_EINVAL = -6,       /* a bad argument (NULL, empty name, too long) */
+    PARTISAN_ENAMETAKEN = -7,   /* register: another application holds the name */
+    PARTISAN_ENONAME = -8,      /* send: nothing registered under that name */
+    PARTISAN_ENONODE = -9,      /* send/leave: no such member */
+    PARTISAN_ENODEDOWN = -10,   /* send: the member is unreachable now */
+    PARTISAN_ENOTOWNER = -11,   /* unregister: the name is not this client's */
+    PARTISAN_ETOOBIG = -12,     /* the payload exceeds the daemon's limit */
+    PARTISAN_EUNSUPPORTED = -13,/* the daemon does not know this request */
+    PARTISAN_EBUSY = -14,       /* retryable: a queue toward the destination is full */
+    PARTISAN_EBADADDR = -15,    /* join: address malformed or unresolvable */
+    PARTISAN_EIO = -16,         /* a socket error; see errno */
+    PARTISAN_EASYNC = -17,      /* an earlier partisan_send() failed; see partisan_last_error() */
+    PARTISAN_EINTERNAL = -18,   /* the daemon failed internally */
+};
+
+typedef struct partisan_client partisan_client;
+
+/* Connects to the daemon at `path`; NULL means $PARTISAN_SOCKET, else
+ * PARTISAN_DEFAULT_SOCKET. On success *out is a new handle. */
+int partisan_connect(const char *path, partisan_client **out);
+
+/* Closes the connection and frees the handle; names it registered are
+ * released by the daemon. NULL is ignored. */
+void partisan_close(partisan_client *c);
+
+/* The socket's descriptor, for poll/epoll/libevent. It becomes readable when
+ * a message, event or reply arrives; then call partisan_recv() with timeout 0
+ * until it returns PARTISAN_ETIMEDOUT. Do not read or write it yourself. */
+int partisan_fd(const partisan_client *c);
+
+/* Messages and events already read from the socket and waiting in the
+ * library's queue. A blocking call or partisan_send() may read (and queue)
+ * deliveries while it waits, after which partisan_fd() need not become
+ * readable for them: an event loop should call partisan_recv() with timeout
+ * 0 while this is non-zero after any call on the handle. */
+size_t partisan_pending(const partisan_client *c);
+
+/* The daemon's message for the last failed request, or "" if none. Valid
+ * until the next call on the handle. */
+const char *partisan_last_error(const partisan_client *c);
+
+const char *partisan_strerror(int err);
+
+int partisan_register(partisan_client *c, const char *name, int timeout_ms);
+int partisan_unregister(partisan_client *c, const char *name, int timeout_ms);
+
+/* Sends payload to the application that registered `name` on `node`.
+ * Pipelined: returns once the request is queued (and written if the socket
+ * takes it). When the socket is full it waits, for at most its own bounded
+ * internal timeout, for the daemon to drain it, which is how backpressure
+ * reaches the sender.
+ * PARTISAN_EASYNC and PARTISAN_ETIMEDOUT mean this message was not sent (an
+ * earlier one failed, or the daemon took nothing for 30 s); it may be sent
+ * again. An EASYNC is reported once: the next call proceeds normally. */
+int partisan_send(partisan_client *c, const char *node, const char *name,
+                  const void *payload, size_t len);
+
+/* Same, then waits for the daemon's verdict on this very send. */
+int partisan_send_sync(partisan_client *c, const char *node, const char *name,
+                       const void *payload, size_t len, int timeout_ms);
+
+/* Waits until every queued request is written and answered. Returns the
+ * first error among replies to earlier partisan_send() calls not yet
+ * reported (PARTISAN_EASYNC-style detail in partisan_last_error()), else 0. */
+int partisan_flush(partisan_client *c, int timeout_ms);
+
+enum partisan_msg_kind {
+    PARTISAN_MSG_DATA = 0,      /* a payload sent to a name this client holds */
+    PARTISAN_MSG_EVENT = 1,     /* a membership event (after partisan_subscribe) */
+};
+
+enum partisan_event_kind {
+    PARTISAN_EVENT_JOINED = 0,
+    PARTISAN_EVENT_LEFT = 1,
+    PARTISAN_EVENT_UP = 2,
+    PARTISAN_EVENT_DOWN = 3,
+};
+
+struct partisan_message {
+    enum partisan_msg_kind kind;
+    /* PARTISAN_MSG_DATA */
+    char *from_node;            /* sender's node */
+    char *name;                 /* the registered name it was sent to */
+    uint8_t *payload;
+    size_t len;
+    /* PARTISAN_MSG_EVENT */
+    enum partisan_event_kind event;
+    char *node;
+    char *address;
+};
+
+/* Waits for the next message or event. On success *out is the caller's, to
+ * release with partisan_message_free(). PARTISAN_ETIMEDOUT when none came. */
+int partisan_recv(partisan_client *c, struct partisan_message **out, int timeout_ms);
+void partisan_message_free(struct partisan_message *m);
+
+/* Membership events: after subscribing, partisan_recv() also returns
+ * PARTISAN_MSG_EVENT messages, in the order the daemon saw the changes. */
+int partisan_subscribe(partisan_client *c, int timeout_ms);
+int partisan_unsubscribe(partisan_client *c, int timeout_ms);
+
+struct partisan_status {
+    char *node;
+    char *cluster;
+    char *overlay;
+    char *listen;               /* host:bound_port */
+    char *socket;
+    char *version;
+    uint64_t uptime_s;
+    uint32_t members;
+    uint32_t members_up;
+};
+int partisan_status(partisan_client *c, struct partisan_status **out, int timeout_ms);
+void partisan_status_free(struct partisan_status *s);
+
+struct partisan_member {
+    char *name;
+    char *address;
+    uint64_t incarnation;
+    int left;                   /* 1: membership "left" */
+    int up;                     /* 1: reachable from this node now */
+};
+/* all: also list members that left. *out is an array of *n members. */
+int partisan_members(partisan_client *c, int all, struct partisan_member **out,
+                     size_t *n, int timeout_ms);
+void partisan_members_free(struct partisan_member *m, size_t n);
+
+/* Asks the daemon to join the cluster through the member at "host:port". */
+int partisan_join(partisan_client *c, const char *address, int timeout_ms);
+/* node NULL or "": this node leaves for good; else removes that member. */
+int partisan_leave(partisan_client *c, const char *node, int timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

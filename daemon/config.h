@@ -1,0 +1,105 @@
+/* config: the JSON config file -> struct config, validated, with defaults.
+ *
+ * Every key has a default, so "{}" is a valid config. Keys (dotted paths):
+ *   node.name                 string, default: the host name
+ *   node.listen               "host:port", default "127.0.0.1:10200"; port 0 = ephemeral
+ *   node.advertise            "host:port", default: node.listen (with the bound port)
+ *   node.state_dir            path, default "" (no persisted state)
+ *   cluster.name              string, default "partisan"
+ *   cluster.seeds             list of "host:port", default []
+ *   overlay.type              "full_mesh" (others: "not yet supported")
+ *   overlay.gossip_interval_ms    default 1000, 10..600000
+ *   overlay.gossip_fanout         default 3, 1..64
+ *   failure_detector.ping_interval_ms  default 500, 10..60000
+ *   failure_detector.timeout_ms        default 3000, 50..600000 (> ping_interval_ms)
+ *   transport.connect_timeout_ms       default 2000, 10..60000
+ *   transport.backoff_initial_ms       default 100, 1..60000
+ *   transport.backoff_max_ms           default 5000, 1..600000 (>= initial)
+ *   transport.max_frame_bytes          default 16 MiB, 1 KiB..1 GiB
+ *   transport.max_queue_bytes          default 64 MiB, 64 KiB..16 GiB
+ *   ipc.socket                path, default "/run/partisan/partisand.sock"
+ *   ipc.mode                  octal string, default "0660"
+ *   ipc.max_frame_bytes       default 16 MiB, 1 KiB..1 GiB
+ *   ipc.max_queue_bytes       default 64 MiB, 64 KiB..16 GiB (>= max_frame_bytes)
+ *   log.level                 "debug" | "info" | "warn" | "error", default "info"
+ */
+#ifndef PARTISAN_CONFIG_H
+#define PARTISAN_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+#define CONFIG_NAME_MAX 255      /* node and cluster names, bytes */
+#define CONFIG_ADDR_MAX 300      /* "host:port" text, bytes */
+#define CONFIG_PATH_MAX 1024
+
+enum overlay_type { OVERLAY_FULL_MESH = 0 };
+
+struct config_addr {
+    char host[CONFIG_ADDR_MAX];  /* name or numeric address, without brackets */
+    uint16_t port;
+};
+
+struct config {
+    char node_name[CONFIG_NAME_MAX + 1];
+    struct config_addr listen;
+    struct config_addr advertise;      /* port 0: the bound listen port */
+    int advertise_set;                 /* node.advertise given explicitly */
+    char state_dir[CONFIG_PATH_MAX];
+
+    char cluster_name[CONFIG_NAME_MAX + 1];
+    struct config_addr *seeds;         /* owned; config_free() releases */
+    size_t n_seeds;
+
+    enum overlay_type overlay;
+    uint32_t gossip_interval_ms;
+    uint32_t gossip_fanout;
+
+    uint32_t ping_interval_ms;
+    uint32_t fd_timeout_ms;
+
+    uint32_t connect_timeout_ms;
+    uint32_t backoff_initial_ms;
+    uint32_t backoff_max_ms;
+    uint64_t peer_max_frame_bytes;
+    uint64_t peer_max_queue_bytes;
+
+    char ipc_socket[CONFIG_PATH_MAX];
+    unsigned ipc_mode;                 /* permission bits, e.g. 0660 */
+    uint64_t ipc_max_frame_bytes;
+    uint64_t ipc_max_queue_bytes;
+
+    enum log_level log_level;
+};
+
+/* Receives one error message at a time (already formatted, no newline). */
+typedef void (*config_error_fn)(void *ctx, const char *msg);
+
+/* Fills *cfg with every default. Never fails. */
+void config_defaults(struct config *cfg);
+
+/* Parses and validates `path`. On success returns 0 and fills *cfg (which the
+ * caller later passes to config_free()). On failure returns the number of
+ * errors found (> 0), having reported each through `err` as
+ * "FILE:LINE:COL: message" for syntax errors or "FILE: KEY: message" for
+ * unknown keys, wrong types and out-of-range values; *cfg is then left freed. */
+int config_load(const char *path, struct config *cfg, config_error_fn err, void *ctx);
+
+/* Same, from a string; `origin` names it in messages. */
+int config_load_string(const char *text, const char *origin, struct config *cfg,
+                       config_error_fn err, void *ctx);
+
+void config_free(struct config *cfg);
+
+/* Parses "host:port" or "[v6]:port" into *out. Returns 0, or -1 if malformed
+ * (port missing, not a number, above 65535, empty host). */
+int config_parse_addr(const char *text, struct config_addr *out);
+
+/* Formats an address as "host:port" ("[host]:port" when host has a ':'). */
+void config_format_addr(const struct config_addr *a, char *buf, size_t len);
+
+const char *config_overlay_name(enum overlay_type t);
+
+#endif

@@ -1,0 +1,436 @@
+#include "ipc.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "frame.h"
+#include "log.h"
+#include "pbarena.h"
+
+struct ipc_session {
+    struct ipc_server *srv;
+    struct ipc_session *prev, *next;
+    struct bufferevent *bev;
+    uint64_t id;
+    const void *blocked_on;      /* sink this session waits for, or NULL */
+    bool subscribed;
+    bool busy;                   /* inside process_input: defer the free */
+    bool closing;
+    char label[64];
+};
+
+struct ipc_server {
+    struct event_base *base;
+    struct evconnlistener *listener;
+    struct ipc_config cfg;
+    char *path;
+    struct ipc_handlers h;
+    struct ipc_session *sessions;
+    size_t n_sessions;
+    uint64_t next_id;
+    struct pbarena arena;
+};
+
+static void session_free(struct ipc_session *s)
+{
+    struct ipc_server *srv = s->srv;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        srv->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    srv->n_sessions--;
+    bufferevent_free(s->bev);
+    free(s);
+}
+
+/* Closes a session. Names are released and senders blocked on it resume
+ * before it goes; the memory itself is freed at once unless the session is
+ * inside its own input loop, which frees it on the way out. */
+static void session_close(struct ipc_session *s, const char *why)
+{
+    if (s->closing)
+        return;
+    s->closing = true;
+    if (why)
+        log_info("%s: closing: %s", s->label, why);
+    else
+        log_debug("%s: disconnected", s->label);
+    bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+    s->srv->h.on_close(s->srv->h.ctx, s);
+    ipc_unblock(s->srv, s);
+    if (!s->busy)
+        session_free(s);
+}
+
+static int append_msg(struct ipc_session *s, const ProtobufCMessage *m)
+{
+    if (s->closing)
+        return -1;
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    size_t n = protobuf_c_message_get_packed_size(m);
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(out, FRAME_IPC_HEADER + n, &v, 1) < 1) {
+        session_close(s, "out of memory queueing a reply");
+        return -1;
+    }
+    uint8_t *p = v.iov_base;
+    frame_ipc_header(p, n);
+    protobuf_c_message_pack(m, p + FRAME_IPC_HEADER);
+    v.iov_len = FRAME_IPC_HEADER + n;
+    evbuffer_commit_space(out, &v, 1);
+    size_t queued = evbuffer_get_length(out);
+    if (queued > s->srv->cfg.max_queue_bytes) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "outbound queue of %zu bytes is above ipc.max_queue_bytes (%llu): "
+                 "the application is not reading", queued,
+                 (unsigned long long)s->srv->cfg.max_queue_bytes);
+        session_close(s, why);
+        return -1;
+    }
+    return 0;
+}
+
+static void send_server_msg(struct ipc_session *s, Partisan__Ipc__IpcServerMsg *m)
+{
+    append_msg(s, &m->base);
+}
+
+static void reply_with(struct ipc_session *s, Partisan__Ipc__Reply *r)
+{
+    Partisan__Ipc__IpcServerMsg m = PARTISAN__IPC__IPC_SERVER_MSG__INIT;
+    m.body_case = PARTISAN__IPC__IPC_SERVER_MSG__BODY_REPLY;
+    m.reply = r;
+    send_server_msg(s, &m);
+}
+
+void ipc_reply(struct ipc_session *s, uint64_t id, Partisan__Ipc__ErrorCode code, const char *error)
+{
+    Partisan__Ipc__Reply r = PARTISAN__IPC__REPLY__INIT;
+    r.id = id;
+    r.code = code;
+    r.error = (char *)(error ? error : "");
+    reply_with(s, &r);
+}
+
+void ipc_reply_status(struct ipc_session *s, uint64_t id, const Partisan__Ipc__Status *st)
+{
+    Partisan__Ipc__Reply r = PARTISAN__IPC__REPLY__INIT;
+    r.id = id;
+    r.result_case = PARTISAN__IPC__REPLY__RESULT_STATUS;
+    r.status = (Partisan__Ipc__Status *)st;
+    reply_with(s, &r);
+}
+
+void ipc_reply_members(struct ipc_session *s, uint64_t id, const Partisan__Ipc__Members *mem)
+{
+    Partisan__Ipc__Reply r = PARTISAN__IPC__REPLY__INIT;
+    r.id = id;
+    r.result_case = PARTISAN__IPC__REPLY__RESULT_MEMBERS;
+    r.members = (Partisan__Ipc__Members *)mem;
+    reply_with(s, &r);
+}
+
+int ipc_deliver(struct ipc_session *s, const char *from_node, const char *name,
+                const uint8_t *payload, size_t len, const char *channel)
+{
+    Partisan__Ipc__Deliver d = PARTISAN__IPC__DELIVER__INIT;
+    d.from_node = (char *)from_node;
+    d.name = (char *)name;
+    d.payload.data = (uint8_t *)payload;
+    d.payload.len = len;
+    d.channel = (char *)(channel ? channel : "");
+    Partisan__Ipc__IpcServerMsg m = PARTISAN__IPC__IPC_SERVER_MSG__INIT;
+    m.body_case = PARTISAN__IPC__IPC_SERVER_MSG__BODY_DELIVER;
+    m.deliver = &d;
+    return append_msg(s, &m.base);
+}
+
+void ipc_broadcast_event(struct ipc_server *srv, Partisan__Ipc__MemberEvent__Kind kind,
+                         const char *node, const char *address)
+{
+    Partisan__Ipc__MemberEvent e = PARTISAN__IPC__MEMBER_EVENT__INIT;
+    e.kind = kind;
+    e.node = (char *)node;
+    e.address = (char *)(address ? address : "");
+    Partisan__Ipc__IpcServerMsg m = PARTISAN__IPC__IPC_SERVER_MSG__INIT;
+    m.body_case = PARTISAN__IPC__IPC_SERVER_MSG__BODY_EVENT;
+    m.event = &e;
+    struct ipc_session *next;
+    for (struct ipc_session *s = srv->sessions; s; s = next) {
+        next = s->next;
+        if (s->subscribed)
+            append_msg(s, &m.base);
+    }
+}
+
+void ipc_session_set_subscribed(struct ipc_session *s, bool on) { s->subscribed = on; }
+
+bool ipc_session_congested(const struct ipc_session *s)
+{
+    return evbuffer_get_length(bufferevent_get_output(s->bev)) > s->srv->cfg.max_queue_bytes / 2;
+}
+
+void ipc_session_block(struct ipc_session *s, const void *sink)
+{
+    if (s->closing || sink == s)
+        return; /* waiting on itself would never end: its own reads drain it */
+    s->blocked_on = sink;
+    bufferevent_disable(s->bev, EV_READ);
+}
+
+void ipc_unblock(struct ipc_server *srv, const void *sink)
+{
+    for (struct ipc_session *s = srv->sessions; s; s = s->next) {
+        if (s->blocked_on != sink || s->closing)
+            continue;
+        s->blocked_on = NULL;
+        bufferevent_enable(s->bev, EV_READ);
+        /* Frames already buffered would otherwise wait for new bytes; run
+         * the read callback from the loop, not from inside this call. */
+        bufferevent_trigger(s->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    }
+}
+
+const char *ipc_session_label(const struct ipc_session *s) { return s->label; }
+size_t ipc_session_count(const struct ipc_server *srv) { return srv->n_sessions; }
+
+/* Decodes and handles every whole frame in the input buffer. */
+static void process_input(struct ipc_session *s)
+{
+    struct ipc_server *srv = s->srv;
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    s->busy = true;
+    while (!s->closing && !s->blocked_on) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail < FRAME_IPC_HEADER)
+            break;
+        size_t body = 0;
+        enum frame_result r = frame_ipc_peek(evbuffer_pullup(in, FRAME_IPC_HEADER), avail,
+                                             srv->cfg.max_frame_bytes, &body);
+        if (r == FRAME_NEED_MORE)
+            break;
+        if (r != FRAME_OK) {
+            char why[160];
+            snprintf(why, sizeof why, "bad frame: %s (length %zu, ipc.max_frame_bytes %llu)",
+                     frame_result_str(r), body, (unsigned long long)srv->cfg.max_frame_bytes);
+            session_close(s, why);
+            break;
+        }
+        const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(FRAME_IPC_HEADER + body));
+        Partisan__Ipc__IpcRequest *req = partisan__ipc__ipc_request__unpack(
+            &srv->arena.allocator, body, p + FRAME_IPC_HEADER);
+        evbuffer_drain(in, FRAME_IPC_HEADER + body);
+        if (!req) {
+            pbarena_reset(&srv->arena);
+            session_close(s, "bad frame: not a decodable IpcRequest");
+            break;
+        }
+        srv->h.on_request(srv->h.ctx, s, req);
+        pbarena_reset(&srv->arena);
+    }
+    s->busy = false;
+    if (s->closing)
+        session_free(s);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    process_input(arg);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    /* Called when the output drained to the low watermark. */
+    (void)bev;
+    struct ipc_session *s = arg;
+    ipc_unblock(s->srv, s);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct ipc_session *s = arg;
+    if (what & BEV_EVENT_EOF) {
+        size_t left = evbuffer_get_length(bufferevent_get_input(bev));
+        if (left) {
+            char why[96];
+            snprintf(why, sizeof why, "client vanished mid-frame (%zu bytes unread)", left);
+            session_close(s, why);
+        } else {
+            session_close(s, NULL);
+        }
+    } else if (what & BEV_EVENT_ERROR) {
+        char why[96];
+        snprintf(why, sizeof why, "socket error: %s", strerror(EVUTIL_SOCKET_ERROR()));
+        session_close(s, why);
+    }
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *arg)
+{
+    (void)l; (void)sa; (void)socklen;
+    struct ipc_server *srv = arg;
+    struct ipc_session *s = calloc(1, sizeof *s);
+    struct bufferevent *bev = s ? bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    if (!bev) {
+        log_error("ipc: out of memory accepting a client");
+        free(s);
+        close(fd);
+        return;
+    }
+    s->srv = srv;
+    s->bev = bev;
+    s->id = ++srv->next_id;
+    struct ucred cred;
+    socklen_t clen = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0)
+        snprintf(s->label, sizeof s->label, "client %llu (pid %d, uid %u)",
+                 (unsigned long long)s->id, (int)cred.pid, (unsigned)cred.uid);
+    else
+        snprintf(s->label, sizeof s->label, "client %llu", (unsigned long long)s->id);
+    s->next = srv->sessions;
+    if (srv->sessions)
+        srv->sessions->prev = s;
+    srv->sessions = s;
+    srv->n_sessions++;
+    bufferevent_setcb(bev, on_read, on_write, on_event, s);
+    bufferevent_setwatermark(bev, EV_WRITE, srv->cfg.max_queue_bytes / 4, 0);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    log_debug("%s: connected", s->label);
+}
+
+static void on_listener_error(struct evconnlistener *l, void *arg)
+{
+    (void)l; (void)arg;
+    /* EMFILE and friends: the listener keeps going; say why clients wait. */
+    log_warn("ipc: accept failed: %s", strerror(EVUTIL_SOCKET_ERROR()));
+}
+
+/* Removes a socket file nothing answers on; refuses to touch anything else. */
+static int clear_stale_socket(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : (snprintf(err, errlen, "%s: %s", path, strerror(errno)), -1);
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "%s exists and is not a socket; not removing it", path);
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    int rc = connect(fd, (struct sockaddr *)&sun, sizeof sun);
+    int e = errno;
+    close(fd);
+    if (rc == 0) {
+        snprintf(err, errlen, "another daemon is already listening on %s; refusing to start", path);
+        return -1;
+    }
+    if (e != ECONNREFUSED) {
+        snprintf(err, errlen, "%s: cannot tell whether it is in use: %s", path, strerror(e));
+        return -1;
+    }
+    log_info("ipc: removing stale socket %s", path);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        snprintf(err, errlen, "cannot remove stale socket %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+struct ipc_server *ipc_server_new(struct event_base *base, const struct ipc_config *cfg,
+                                  const struct ipc_handlers *h, char *err, size_t errlen)
+{
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    size_t plen = strlen(cfg->path);
+    if (plen == 0 || plen >= sizeof sun.sun_path) {
+        snprintf(err, errlen, "socket path \"%s\" is empty or longer than %zu bytes", cfg->path,
+                 sizeof sun.sun_path - 1);
+        return NULL;
+    }
+    memcpy(sun.sun_path, cfg->path, plen + 1);
+    if (clear_stale_socket(cfg->path, err, errlen) != 0)
+        return NULL;
+
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return NULL;
+    }
+    /* Created with no access at all, then opened up to the configured mode,
+     * so no client can slip in under a looser umask in between. */
+    mode_t old = umask(0777);
+    int rc = bind(fd, (struct sockaddr *)&sun, sizeof sun);
+    int e = errno;
+    umask(old);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot bind %s: %s", cfg->path, strerror(e));
+        close(fd);
+        return NULL;
+    }
+    if (chmod(cfg->path, cfg->mode) != 0 || listen(fd, 128) != 0) {
+        snprintf(err, errlen, "cannot set up %s: %s", cfg->path, strerror(errno));
+        close(fd);
+        unlink(cfg->path);
+        return NULL;
+    }
+
+    struct ipc_server *srv = calloc(1, sizeof *srv);
+    if (!srv || pbarena_init(&srv->arena, 64 * 1024) != 0) {
+        snprintf(err, errlen, "out of memory");
+        free(srv);
+        close(fd);
+        unlink(cfg->path);
+        return NULL;
+    }
+    srv->base = base;
+    srv->cfg = *cfg;
+    srv->path = strdup(cfg->path);
+    srv->cfg.path = srv->path;
+    srv->h = *h;
+    srv->listener = evconnlistener_new(base, on_accept, srv,
+                                       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    if (!srv->listener || !srv->path) {
+        snprintf(err, errlen, "cannot listen on %s", cfg->path);
+        if (!srv->listener)
+            close(fd);
+        ipc_server_free(srv);
+        return NULL;
+    }
+    evconnlistener_set_error_cb(srv->listener, on_listener_error);
+    return srv;
+}
+
+void ipc_server_free(struct ipc_server *srv)
+{
+    if (!srv)
+        return;
+    if (srv->listener)
+        evconnlistener_free(srv->listener);
+    while (srv->sessions)
+        session_close(srv->sessions, NULL);
+    if (srv->path)
+        unlink(srv->path);
+    free(srv->path);
+    pbarena_free(&srv->arena);
+    free(srv);
+}

@@ -1,0 +1,90 @@
+/* ipc: the Unix-socket server; one session per connected application.
+ *
+ * Frames are u32 big-endian length | protobuf (proto/ipc.proto). Each
+ * session's input is drained in batches: every whole frame in the buffer is
+ * decoded and handed to the request handler, and replies and deliveries are
+ * appended to the session's output buffer, which libevent writes in as few
+ * syscalls as it can.
+ *
+ * Limits: a frame above ipc.max_frame_bytes, a zero-length or undecodable
+ * frame, or an output queue above ipc.max_queue_bytes closes that one
+ * session with a logged reason; the server goes on serving the others.
+ *
+ * Backpressure: a handler that finds the destination of a send congested
+ * calls ipc_session_block(s, sink); the session then stops reading until
+ * ipc_unblock(server, sink) is called (a session's own output draining below
+ * its low mark unblocks everything waiting on that session). */
+#ifndef PARTISAN_IPC_H
+#define PARTISAN_IPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ipc.pb-c.h"
+
+struct event_base;
+struct ipc_server;
+struct ipc_session;
+
+struct ipc_config {
+    const char *path;
+    unsigned mode;               /* socket file permission bits */
+    uint64_t max_frame_bytes;
+    uint64_t max_queue_bytes;
+};
+
+struct ipc_handlers {
+    void *ctx;
+    /* One decoded request; the handler must answer it with exactly one
+     * ipc_reply*() call before returning. The request is valid only during
+     * the call. */
+    void (*on_request)(void *ctx, struct ipc_session *s, const Partisan__Ipc__IpcRequest *req);
+    /* The session is going away (its names must be released). */
+    void (*on_close)(void *ctx, struct ipc_session *s);
+};
+
+/* Binds and listens on cfg->path. A stale socket file (nothing answers on
+ * it) is removed first; if a daemon answers there, or the path is not a
+ * socket, fails with a message in err. */
+struct ipc_server *ipc_server_new(struct event_base *base, const struct ipc_config *cfg,
+                                  const struct ipc_handlers *h, char *err, size_t errlen);
+
+/* Stops accepting, closes every session, removes the socket file. */
+void ipc_server_free(struct ipc_server *srv);
+
+/* Replies. `error` may be NULL for OK. */
+void ipc_reply(struct ipc_session *s, uint64_t id, Partisan__Ipc__ErrorCode code,
+               const char *error);
+void ipc_reply_status(struct ipc_session *s, uint64_t id, const Partisan__Ipc__Status *st);
+void ipc_reply_members(struct ipc_session *s, uint64_t id, const Partisan__Ipc__Members *m);
+
+/* Queues a message for the application. Returns 0, or -1 if the session was
+ * closed because its queue passed ipc.max_queue_bytes (the message is then
+ * lost, and the close is logged). */
+int ipc_deliver(struct ipc_session *s, const char *from_node, const char *name,
+                const uint8_t *payload, size_t len, const char *channel);
+
+/* Sends a membership event to every subscribed session. */
+void ipc_broadcast_event(struct ipc_server *srv, Partisan__Ipc__MemberEvent__Kind kind,
+                         const char *node, const char *address);
+
+void ipc_session_set_subscribed(struct ipc_session *s, bool on);
+
+/* True while the session's output queue is above its high mark (half of
+ * ipc.max_queue_bytes). */
+bool ipc_session_congested(const struct ipc_session *s);
+
+/* Stops reading from s, after the request being handled, until `sink` is
+ * unblocked. */
+void ipc_session_block(struct ipc_session *s, const void *sink);
+
+/* Resumes every session blocked on sink. */
+void ipc_unblock(struct ipc_server *srv, const void *sink);
+
+/* "client 3 (pid 1234)", for log lines. */
+const char *ipc_session_label(const struct ipc_session *s);
+
+size_t ipc_session_count(const struct ipc_server *srv);
+
+#endif

@@ -1,0 +1,69 @@
+/* membership: the member table, a state-based CRDT.
+ *
+ * Per node: its address, an incarnation number and alive/left. Merging keeps,
+ * per name, the entry that is greatest in the order
+ *   (incarnation, left, address)   compared lexicographically,
+ * so `left` wins a tie of incarnations and the address breaks the last tie.
+ * Merge is therefore commutative, associative and idempotent. Entries are
+ * never deleted by merge: a member that left stays as a "left" tombstone so
+ * old gossip cannot bring it back at the same incarnation.
+ *
+ * Pure data structure: no I/O, no clock. */
+#ifndef PARTISAN_MEMBERSHIP_H
+#define PARTISAN_MEMBERSHIP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MEMBER_NAME_MAX 255      /* bytes, without the NUL */
+#define MEMBER_ADDR_MAX 299      /* "host:port" bytes, without the NUL */
+
+struct member {
+    char name[MEMBER_NAME_MAX + 1];
+    char address[MEMBER_ADDR_MAX + 1];
+    uint64_t incarnation;
+    bool left;
+};
+
+/* Sorted by name; lookups are binary searches. */
+struct membership {
+    struct member *v;
+    size_t n, cap;
+};
+
+enum membership_change {
+    MEMBERSHIP_UNCHANGED = 0,
+    MEMBERSHIP_ADDED,            /* a name not known before */
+    MEMBERSHIP_UPDATED,          /* a known name with a greater entry */
+};
+
+void membership_init(struct membership *m);
+void membership_free(struct membership *m);
+
+/* Merges one entry. Returns what changed; when not UNCHANGED and `old` is
+ * non-NULL, *old receives the previous entry (zeroed for ADDED). Returns -1
+ * only if memory ran out (the table is then unchanged). */
+int membership_merge_one(struct membership *m, const struct member *in, struct member *old);
+
+/* Called by membership_merge() for each entry that changed. */
+typedef void (*membership_change_fn)(void *ctx, enum membership_change what,
+                                     const struct member *now, const struct member *old);
+
+/* Merges n entries; returns how many changed, or -1 on allocation failure. */
+int membership_merge(struct membership *m, const struct member *in, size_t n,
+                     membership_change_fn fn, void *ctx);
+
+const struct member *membership_find(const struct membership *m, const char *name);
+
+/* Compares two entries in the merge order: <0, 0, >0. */
+int membership_compare(const struct member *a, const struct member *b);
+
+/* A 64-bit digest of the whole table; equal tables have equal digests, and
+ * the digest does not depend on the order entries were merged in. */
+uint64_t membership_digest(const struct membership *m);
+
+/* Number of entries that are not left. */
+size_t membership_alive_count(const struct membership *m);
+
+#endif

@@ -1,0 +1,132 @@
+/* overlay: the sans-IO interface every overlay core implements.
+ *
+ * A core is a pure state machine. It never calls libevent, never reads the
+ * clock, never calls random(), never touches a socket: it is fed events and
+ * asks for effects through the overlay_env it was given. The daemon
+ * (daemon/node.c) drives it with libevent; the simulator (test/sim/) drives
+ * the very same core with a virtual clock, a seeded RNG and a simulated
+ * network.
+ *
+ * Connections, as the core sees them: it asks env->connect(peer) for an
+ * outbound connection to a peer; the driver later reports exactly one of
+ * overlay_peer_connected() (handshake done; the peer's real name is known)
+ * or overlay_connect_failed(). An established outbound connection that is
+ * lost is reported by overlay_peer_disconnected(). Messages the core sends
+ * go on its outbound connection to that node; messages it receives come in
+ * on the peer's outbound connection (this node's inbound one), through
+ * overlay_receive(). env->send to a node with no connection is dropped by the
+ * driver (the core only sends to nodes it knows are connected).
+ *
+ * Reentrancy: env callbacks must not call back into the core synchronously;
+ * a driver queues what the callbacks cause (a connect result, say) and
+ * reports it after the current call returns.
+ */
+#ifndef PARTISAN_OVERLAY_H
+#define PARTISAN_OVERLAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "membership.h"
+
+struct peer_addr {
+    char node[MEMBER_NAME_MAX + 1];     /* "" when not known yet (a seed) */
+    char address[MEMBER_ADDR_MAX + 1];  /* host:port */
+};
+
+enum overlay_msg_type {
+    OVERLAY_MSG_STATE = 0,          /* members[]: the sender's whole table; digest: the sender's digest */
+    OVERLAY_MSG_DIGEST = 1,         /* digest only */
+    OVERLAY_MSG_PING = 2,           /* seq */
+    OVERLAY_MSG_PONG = 3,           /* seq */
+    OVERLAY_MSG_STATE_REQUEST = 4,  /* asks for a STATE back */
+};
+
+/* A message between cores. Pointers are borrowed for the duration of the
+ * call that passes it; a driver copies or encodes what it keeps. */
+struct overlay_msg {
+    enum overlay_msg_type type;
+    uint64_t digest;
+    uint64_t seq;
+    const struct member *members;
+    size_t n_members;
+};
+
+enum overlay_log_level { OVERLAY_LOG_DEBUG = 0, OVERLAY_LOG_INFO, OVERLAY_LOG_WARN };
+
+struct overlay_env {
+    void *ctx;
+    uint64_t (*now_ms)(void *ctx);                   /* monotonic milliseconds */
+    uint64_t (*random)(void *ctx);                   /* uniformly random 64 bits */
+    void (*connect)(void *ctx, const struct peer_addr *peer);
+    void (*disconnect)(void *ctx, const char *node); /* close both directions' connections */
+    void (*send)(void *ctx, const char *node, const struct overlay_msg *m);
+    /* Events for applications. joined/left follow membership (the cluster's
+     * agreement); up/down follow reachability (this node's view). */
+    void (*member_joined)(void *ctx, const struct member *m);
+    void (*member_left)(void *ctx, const struct member *m);
+    void (*member_up)(void *ctx, const char *node);
+    void (*member_down)(void *ctx, const char *node);
+    /* Optional (may be NULL): a line for the daemon's log. */
+    void (*log)(void *ctx, enum overlay_log_level level, const char *msg);
+};
+
+struct overlay_config {
+    const char *self_name;
+    const char *self_address;       /* advertised host:port */
+    uint64_t self_incarnation;      /* strictly greater than any earlier run's */
+    const char *const *seeds;       /* host:port each */
+    size_t n_seeds;
+    uint32_t gossip_interval_ms;
+    uint32_t gossip_fanout;
+    uint32_t ping_interval_ms;
+    uint32_t fd_timeout_ms;         /* silence after which a member is down */
+    uint32_t backoff_initial_ms;
+    uint32_t backoff_max_ms;
+    /* Optional (NULL, 0: none): the member table an earlier run persisted.
+     * start() merges it (this node's own old entry loses to the higher
+     * self_incarnation) and dials its alive members, so a restarted node
+     * rejoins without seeds. */
+    const struct member *initial_members;
+    size_t n_initial_members;
+};
+
+struct overlay;
+
+/* The operations a core provides; each overlay fills one table. */
+struct overlay_ops {
+    const char *name;
+    struct overlay *(*create)(const struct overlay_config *cfg, const struct overlay_env *env);
+    void (*destroy)(struct overlay *o);
+    /* Starts: dials the seeds, if any. */
+    void (*start)(struct overlay *o);
+    /* Joins the cluster through the member at address. */
+    void (*join)(struct overlay *o, const char *address);
+    /* node NULL: this node leaves for good. Else removes that member.
+     * Returns 0, or -1 if node is not a member. */
+    int (*leave)(struct overlay *o, const char *node);
+    void (*peer_connected)(struct overlay *o, const char *node, const char *address,
+                           uint64_t incarnation);
+    /* An outbound dial (to peer, as passed to env->connect) did not complete. */
+    void (*connect_failed)(struct overlay *o, const struct peer_addr *peer);
+    void (*peer_disconnected)(struct overlay *o, const char *node);
+    void (*receive)(struct overlay *o, const char *from, const struct overlay_msg *m);
+    /* Call at least every overlay_next_deadline(); reads env->now_ms. */
+    void (*tick)(struct overlay *o);
+    /* The env->now_ms() time at which tick should next run. */
+    uint64_t (*next_deadline)(const struct overlay *o);
+    /* The member table (left members included). */
+    const struct membership *(*members)(const struct overlay *o);
+    /* Whether this node can reach node now (self is always reachable). */
+    bool (*is_up)(const struct overlay *o, const char *node);
+    /* The neighbour to hand a message for dest to, or NULL if unreachable.
+     * Full mesh: dest itself when up. */
+    const char *(*next_hop)(const struct overlay *o, const char *dest);
+    /* True once this node left the cluster (itself, or removed by another). */
+    bool (*has_left)(const struct overlay *o);
+};
+
+extern const struct overlay_ops overlay_full_mesh_ops;
+
+#endif

@@ -1,0 +1,993 @@
+/* overlay_full_mesh: every member keeps an outbound connection to every
+ * other member (see overlay.h for the sans-IO contract).
+ *
+ * Membership is the CRDT of membership.h, spread by digest gossip: a round
+ * sends our digest to a few random up members, a member whose digest differs
+ * answers with its whole table, and a STATE that leaves the two tables
+ * different is answered once more. A joiner's first STATE is pushed to every
+ * connected member at once, so a join does not wait for gossip rounds.
+ *
+ * Reachability is this node's own view: a member is up while our outbound
+ * connection to it is established and we keep hearing from it. A lost
+ * connection gets one immediate redial before the member is declared down;
+ * after that, redials back off (capped, jittered) for as long as the member
+ * is alive in membership, so partitions heal without anyone rejoining. */
+#include "overlay.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum conn_state { CONN_NONE, CONN_DIALLING, CONN_UP };
+
+struct peer {
+    char name[MEMBER_NAME_MAX + 1];
+    enum conn_state conn;
+    bool up;                /* member_up reported, member_down not since */
+    bool retrying;          /* the one immediate redial after a lost connection */
+    uint64_t last_heard;
+    uint64_t next_dial;     /* while CONN_NONE */
+    uint64_t dial_started;  /* while CONN_DIALLING */
+    uint32_t backoff;       /* the delay the next failure waits (before jitter) */
+};
+
+struct seed {
+    char address[MEMBER_ADDR_MAX + 1];
+    bool dialling;
+    bool is_self;
+    uint64_t next_dial, dial_started;
+    uint32_t backoff;
+};
+
+struct overlay {
+    struct overlay_env env;
+    struct overlay_config cfg;          /* pointers in it are not kept */
+    char self_name[MEMBER_NAME_MAX + 1];
+    char self_address[MEMBER_ADDR_MAX + 1];
+    uint64_t self_inc;
+
+    struct membership ms;
+    uint64_t digest;
+    bool digest_valid;
+
+    struct peer **peers;                /* sorted by name; each allocated once */
+    size_t n_peers, cap_peers;
+    struct peer **scratch;              /* gossip target choice */
+    struct seed *seeds;
+    size_t n_seeds, cap_seeds;
+    struct member *initial;
+    size_t n_initial;
+
+    bool started, left;
+    uint64_t next_ping, next_gossip, ping_seq;
+    uint64_t deadline;                  /* what next_deadline() reports */
+
+    /* Set while merging a STATE, for the change callback. */
+    const char *merging_from;
+    bool sender_rejoined, self_touched, any_left;
+};
+
+/* ---- small helpers ---- */
+
+static uint64_t now_ms(const struct overlay *o)
+{
+    return o->env.now_ms(o->env.ctx);
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+static __attribute__((format(printf, 3, 4)))
+void logf_(const struct overlay *o, enum overlay_log_level lvl, const char *fmt, ...)
+{
+    if (!o->env.log)
+        return;
+    char buf[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    o->env.log(o->env.ctx, lvl, buf);
+}
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+static bool is_self(const struct overlay *o, const char *name)
+{
+    return strcmp(name, o->self_name) == 0;
+}
+
+/* Lowers the deadline: every timer set outside tick() goes through here so
+ * the driver never sleeps past it. */
+static void arm(struct overlay *o, uint64_t t)
+{
+    o->deadline = min_u64(o->deadline, t);
+}
+
+/* ±25% so that nodes that lost the same peer do not redial in lockstep. */
+static uint64_t jittered(struct overlay *o, uint32_t ms)
+{
+    uint64_t spread = ms / 2;
+    return ms - ms / 4 + (spread ? o->env.random(o->env.ctx) % (spread + 1) : 0);
+}
+
+static uint32_t next_backoff(const struct overlay *o, uint32_t cur)
+{
+    uint64_t n = (uint64_t)cur * 2;
+    return n > o->cfg.backoff_max_ms ? o->cfg.backoff_max_ms : (uint32_t)n;
+}
+
+/* A dial that got no answer at all (a driver that lost it) is given up after
+ * this long; the transport's own connect timeout is much shorter. */
+static uint64_t dial_timeout(const struct overlay *o)
+{
+    return 4 * (uint64_t)o->cfg.fd_timeout_ms;
+}
+
+static uint64_t digest(struct overlay *o)
+{
+    if (!o->digest_valid) {
+        o->digest = membership_digest(&o->ms);
+        o->digest_valid = true;
+    }
+    return o->digest;
+}
+
+static bool member_alive(const struct overlay *o, const char *name)
+{
+    const struct member *m = membership_find(&o->ms, name);
+    return m && !m->left;
+}
+
+/* ---- peers ---- */
+
+static size_t peer_index(const struct overlay *o, const char *name, bool *found)
+{
+    size_t lo = 0, hi = o->n_peers;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(o->peers[mid]->name, name);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+static struct peer *peer_find(const struct overlay *o, const char *name)
+{
+    bool found;
+    size_t i = peer_index(o, name, &found);
+    return found ? o->peers[i] : NULL;
+}
+
+static struct peer *peer_get(struct overlay *o, const char *name)
+{
+    bool found;
+    size_t i = peer_index(o, name, &found);
+    if (found)
+        return o->peers[i];
+    if (o->n_peers == o->cap_peers) {
+        size_t cap = o->cap_peers ? o->cap_peers * 2 : 16;
+        struct peer **v = realloc(o->peers, cap * sizeof *v);
+        struct peer **s = v ? realloc(o->scratch, cap * sizeof *s) : NULL;
+        if (v)
+            o->peers = v;
+        if (!v || !s)
+            return NULL;
+        o->scratch = s;
+        o->cap_peers = cap;
+    }
+    struct peer *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    copy_str(p->name, sizeof p->name, name);
+    p->backoff = o->cfg.backoff_initial_ms;
+    memmove(&o->peers[i + 1], &o->peers[i], (o->n_peers - i) * sizeof *o->peers);
+    o->peers[i] = p;
+    o->n_peers++;
+    return p;
+}
+
+static void mark_up(struct overlay *o, struct peer *p)
+{
+    if (p->up)
+        return;
+    p->up = true;
+    logf_(o, OVERLAY_LOG_INFO, "%s: up", p->name);
+    o->env.member_up(o->env.ctx, p->name);
+}
+
+static void mark_down(struct overlay *o, struct peer *p, const char *why)
+{
+    if (!p->up)
+        return;
+    p->up = false;
+    logf_(o, OVERLAY_LOG_INFO, "%s: down (%s)", p->name, why);
+    o->env.member_down(o->env.ctx, p->name);
+}
+
+/* Closes whatever we have toward p; no redial is scheduled. */
+static void drop_conn(struct overlay *o, struct peer *p, const char *why)
+{
+    if (p->conn != CONN_NONE)
+        o->env.disconnect(o->env.ctx, p->name);
+    p->conn = CONN_NONE;
+    p->retrying = false;
+    mark_down(o, p, why);
+}
+
+static void schedule_redial(struct overlay *o, struct peer *p)
+{
+    p->conn = CONN_NONE;
+    p->next_dial = now_ms(o) + jittered(o, p->backoff);
+    p->backoff = next_backoff(o, p->backoff);
+    arm(o, p->next_dial);
+}
+
+static void redial_soon(struct overlay *o, struct peer *p)
+{
+    p->backoff = o->cfg.backoff_initial_ms;
+    p->next_dial = now_ms(o);
+    arm(o, p->next_dial);
+}
+
+/* ---- seeds ---- */
+
+static struct seed *seed_find(struct overlay *o, const char *address)
+{
+    for (size_t i = 0; i < o->n_seeds; i++)
+        if (strcmp(o->seeds[i].address, address) == 0)
+            return &o->seeds[i];
+    return NULL;
+}
+
+static struct seed *seed_add(struct overlay *o, const char *address)
+{
+    struct seed *s = seed_find(o, address);
+    if (s)
+        return s;
+    if (o->n_seeds == o->cap_seeds) {
+        size_t cap = o->cap_seeds ? o->cap_seeds * 2 : 4;
+        struct seed *v = realloc(o->seeds, cap * sizeof *v);
+        if (!v)
+            return NULL;
+        o->seeds = v;
+        o->cap_seeds = cap;
+    }
+    s = &o->seeds[o->n_seeds++];
+    memset(s, 0, sizeof *s);
+    copy_str(s->address, sizeof s->address, address);
+    s->backoff = o->cfg.backoff_initial_ms;
+    s->is_self = strcmp(address, o->self_address) == 0;
+    return s;
+}
+
+static bool seed_dialling_at(const struct overlay *o, const char *address)
+{
+    for (size_t i = 0; i < o->n_seeds; i++)
+        if (o->seeds[i].dialling && strcmp(o->seeds[i].address, address) == 0)
+            return true;
+    return false;
+}
+
+/* Whether a member at this address is connected or being dialled: a seed
+ * dial to it would be a second dial to the same node. */
+static bool member_busy_at(const struct overlay *o, const char *address)
+{
+    for (size_t i = 0; i < o->n_peers; i++) {
+        const struct peer *p = o->peers[i];
+        if (p->conn == CONN_NONE)
+            continue;
+        const struct member *m = membership_find(&o->ms, p->name);
+        if (m && strcmp(m->address, address) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void seed_dial(struct overlay *o, struct seed *s)
+{
+    struct peer_addr pa;
+    memset(&pa, 0, sizeof pa);
+    copy_str(pa.address, sizeof pa.address, s->address);
+    s->dialling = true;
+    s->dial_started = now_ms(o);
+    arm(o, s->dial_started + dial_timeout(o));
+    logf_(o, OVERLAY_LOG_DEBUG, "dialling seed %s", s->address);
+    o->env.connect(o->env.ctx, &pa);
+}
+
+static void seed_failed(struct overlay *o, struct seed *s)
+{
+    s->dialling = false;
+    s->next_dial = now_ms(o) + jittered(o, s->backoff);
+    s->backoff = next_backoff(o, s->backoff);
+    arm(o, s->next_dial);
+}
+
+/* The seed a connection without a member dial behind it answers: the one
+ * dialled at that address, else the oldest seed dial (the peer may advertise
+ * another spelling of the address we dialled). */
+static struct seed *seed_for_connection(struct overlay *o, const char *address)
+{
+    struct seed *best = NULL;
+    for (size_t i = 0; i < o->n_seeds; i++) {
+        struct seed *s = &o->seeds[i];
+        if (!s->dialling)
+            continue;
+        if (strcmp(s->address, address) == 0)
+            return s;
+        if (!best || s->dial_started < best->dial_started)
+            best = s;
+    }
+    return best;
+}
+
+/* ---- sending ---- */
+
+static void send_state(struct overlay *o, const char *node)
+{
+    struct overlay_msg m = {
+        .type = OVERLAY_MSG_STATE,
+        .digest = digest(o),
+        .members = o->ms.v,
+        .n_members = o->ms.n,
+    };
+    o->env.send(o->env.ctx, node, &m);
+}
+
+static void send_simple(struct overlay *o, const char *node, enum overlay_msg_type type,
+                        uint64_t seq)
+{
+    struct overlay_msg m = { .type = type, .seq = seq, .digest = digest(o) };
+    o->env.send(o->env.ctx, node, &m);
+}
+
+static void push_state_all(struct overlay *o)
+{
+    for (size_t i = 0; i < o->n_peers; i++)
+        if (o->peers[i]->conn == CONN_UP)
+            send_state(o, o->peers[i]->name);
+}
+
+/* ---- dialling ---- */
+
+static void dial(struct overlay *o, struct peer *p, const struct member *m)
+{
+    struct peer_addr pa;
+    copy_str(pa.node, sizeof pa.node, p->name);
+    copy_str(pa.address, sizeof pa.address, m->address);
+    p->conn = CONN_DIALLING;
+    p->dial_started = now_ms(o);
+    arm(o, p->dial_started + dial_timeout(o));
+    o->env.connect(o->env.ctx, &pa);
+}
+
+/* Whether p is to be dialled once its backoff ends. A member at the
+ * address of a seed being dialled waits for that dial, which may well be
+ * the same node. */
+static bool dial_wanted(const struct overlay *o, const struct peer *p)
+{
+    if (p->conn != CONN_NONE || is_self(o, p->name))
+        return false;
+    const struct member *m = membership_find(&o->ms, p->name);
+    return m && !m->left && !seed_dialling_at(o, m->address);
+}
+
+static bool should_dial(const struct overlay *o, const struct peer *p, uint64_t t)
+{
+    return t >= p->next_dial && dial_wanted(o, p);
+}
+
+static void dial_due(struct overlay *o)
+{
+    if (o->left || !o->started)
+        return;
+    uint64_t t = now_ms(o);
+    for (size_t i = 0; i < o->n_peers; i++) {
+        struct peer *p = o->peers[i];
+        if (should_dial(o, p, t))
+            dial(o, p, membership_find(&o->ms, p->name));
+    }
+}
+
+static bool alone(const struct overlay *o)
+{
+    for (size_t i = 0; i < o->n_peers; i++)
+        if (o->peers[i]->conn == CONN_UP)
+            return false;
+    return true;
+}
+
+/* A node with no reachable member goes back to its seeds: that is how a
+ * node cut off from everyone it knew finds the cluster again. */
+static void seeds_due(struct overlay *o)
+{
+    if (o->left || !o->started || !alone(o))
+        return;
+    uint64_t t = now_ms(o);
+    for (size_t i = 0; i < o->n_seeds; i++) {
+        struct seed *s = &o->seeds[i];
+        if (s->is_self || s->dialling || t < s->next_dial || member_busy_at(o, s->address))
+            continue;
+        seed_dial(o, s);
+    }
+}
+
+/* ---- leaving ---- */
+
+/* This node is out of the cluster: no more connections, dials or events
+ * other than the downs of members it could reach. */
+static void go_quiet(struct overlay *o)
+{
+    o->left = true;
+    for (size_t i = 0; i < o->n_peers; i++)
+        drop_conn(o, o->peers[i], "this node left");
+    for (size_t i = 0; i < o->n_seeds; i++)
+        o->seeds[i].dialling = false;
+}
+
+static void drop_left_peers(struct overlay *o)
+{
+    for (size_t i = 0; i < o->n_peers; i++) {
+        struct peer *p = o->peers[i];
+        if ((p->conn != CONN_NONE || p->up) && !member_alive(o, p->name))
+            drop_conn(o, p, "left");
+    }
+}
+
+/* ---- membership changes ---- */
+
+static void member_appeared(struct overlay *o, const struct member *m)
+{
+    logf_(o, OVERLAY_LOG_INFO, "%s: joined (%s, incarnation %" PRIu64 ")", m->name, m->address,
+          m->incarnation);
+    o->env.member_joined(o->env.ctx, m);
+    struct peer *p = peer_get(o, m->name);
+    if (p && p->conn == CONN_NONE)
+        redial_soon(o, p);
+}
+
+static void member_moved(struct overlay *o, const struct member *m, const struct member *old)
+{
+    logf_(o, OVERLAY_LOG_INFO, "%s: now %s, incarnation %" PRIu64 " (was %s, %" PRIu64 ")",
+          m->name, m->address, m->incarnation, old->address, old->incarnation);
+    struct peer *p = peer_get(o, m->name);
+    /* A restarted member is worth dialling now, not at the end of a backoff
+     * that grew while it was away. */
+    if (p && p->conn == CONN_NONE)
+        redial_soon(o, p);
+}
+
+static void on_change(void *ctx, enum membership_change what, const struct member *now,
+                      const struct member *old)
+{
+    struct overlay *o = ctx;
+    if (is_self(o, now->name)) {
+        o->self_touched = true;
+        return;
+    }
+    bool was_alive = what == MEMBERSHIP_UPDATED && !old->left;
+    if (o->merging_from && !now->left && strcmp(now->name, o->merging_from) == 0)
+        o->sender_rejoined = true;
+    if (!now->left && !was_alive) {
+        member_appeared(o, now);
+    } else if (now->left && was_alive) {
+        logf_(o, OVERLAY_LOG_INFO, "%s: left", now->name);
+        o->env.member_left(o->env.ctx, now);
+        o->any_left = true;
+    } else if (!now->left) {
+        member_moved(o, now, old);
+    }
+}
+
+static void merge_self(struct overlay *o, bool left)
+{
+    struct member me;
+    memset(&me, 0, sizeof me);
+    copy_str(me.name, sizeof me.name, o->self_name);
+    copy_str(me.address, sizeof me.address, o->self_address);
+    me.incarnation = o->self_inc;
+    me.left = left;
+    if (membership_merge_one(&o->ms, &me, NULL) > 0)
+        o->digest_valid = false;
+}
+
+/* Someone else's word about this node: a `left` at our incarnation is a
+ * removal we accept; anything greater than our own entry that still says
+ * alive (an old run with a higher incarnation, another address) is refuted
+ * by taking a higher incarnation. */
+static void check_self(struct overlay *o)
+{
+    const struct member *me = membership_find(&o->ms, o->self_name);
+    if (!me) {
+        merge_self(o, false);
+        return;
+    }
+    if (me->left && me->incarnation >= o->self_inc) {
+        logf_(o, OVERLAY_LOG_WARN, "removed from the cluster by another member (incarnation %" PRIu64 ")",
+              me->incarnation);
+        go_quiet(o);
+        return;
+    }
+    if (me->incarnation > o->self_inc || strcmp(me->address, o->self_address) != 0) {
+        logf_(o, OVERLAY_LOG_WARN, "refuting %s at incarnation %" PRIu64 " with incarnation %" PRIu64,
+              me->address, me->incarnation, me->incarnation + 1);
+        o->self_inc = me->incarnation + 1;
+        merge_self(o, false);
+    }
+}
+
+/* Merges entries from `from` (NULL: from a handshake); returns how many
+ * changed. Afterwards joined/left events are out, new members are dialled
+ * and connections to members that left are closed. */
+static int merge_in(struct overlay *o, const struct member *v, size_t n, const char *from)
+{
+    o->merging_from = from;
+    o->sender_rejoined = o->self_touched = o->any_left = false;
+    int r = membership_merge(&o->ms, v, n, on_change, o);
+    o->merging_from = NULL;
+    if (r < 0) {
+        logf_(o, OVERLAY_LOG_WARN, "out of memory merging %zu members", n);
+        return 0;
+    }
+    if (r == 0)
+        return 0;
+    o->digest_valid = false;
+    if (o->self_touched)
+        check_self(o);
+    if (o->any_left)
+        drop_left_peers(o);
+    dial_due(o);
+    return r;
+}
+
+/* ---- events in ---- */
+
+static struct overlay *fm_create(const struct overlay_config *cfg, const struct overlay_env *env)
+{
+    struct overlay *o = calloc(1, sizeof *o);
+    if (!o)
+        return NULL;
+    o->env = *env;
+    o->cfg = *cfg;
+    o->cfg.self_name = o->cfg.self_address = NULL;
+    o->cfg.seeds = NULL;
+    o->cfg.initial_members = NULL;
+    if (o->cfg.backoff_initial_ms == 0)
+        o->cfg.backoff_initial_ms = 1;
+    if (o->cfg.backoff_max_ms < o->cfg.backoff_initial_ms)
+        o->cfg.backoff_max_ms = o->cfg.backoff_initial_ms;
+    if (o->cfg.gossip_fanout == 0)
+        o->cfg.gossip_fanout = 1;
+    copy_str(o->self_name, sizeof o->self_name, cfg->self_name);
+    copy_str(o->self_address, sizeof o->self_address, cfg->self_address);
+    o->self_inc = cfg->self_incarnation;
+    membership_init(&o->ms);
+    o->deadline = UINT64_MAX;
+    merge_self(o, false);
+    bool ok = membership_find(&o->ms, o->self_name) != NULL;
+    for (size_t i = 0; ok && i < cfg->n_seeds; i++)
+        ok = seed_add(o, cfg->seeds[i]) != NULL;
+    if (ok && cfg->n_initial_members) {
+        o->initial = malloc(cfg->n_initial_members * sizeof *o->initial);
+        ok = o->initial != NULL;
+        if (ok) {
+            memcpy(o->initial, cfg->initial_members, cfg->n_initial_members * sizeof *o->initial);
+            o->n_initial = cfg->n_initial_members;
+        }
+    }
+    if (!ok) {
+        membership_free(&o->ms);
+        free(o->seeds);
+        free(o);
+        return NULL;
+    }
+    return o;
+}
+
+static void fm_destroy(struct overlay *o)
+{
+    if (!o)
+        return;
+    for (size_t i = 0; i < o->n_peers; i++)
+        free(o->peers[i]);
+    free(o->peers);
+    free(o->scratch);
+    free(o->seeds);
+    free(o->initial);
+    membership_free(&o->ms);
+    free(o);
+}
+
+static void fm_start(struct overlay *o)
+{
+    if (o->started)
+        return;
+    o->started = true;
+    uint64_t t = now_ms(o);
+    o->next_ping = t + o->cfg.ping_interval_ms;
+    /* A random phase keeps nodes started together from gossiping together. */
+    o->next_gossip = t + o->env.random(o->env.ctx) % (o->cfg.gossip_interval_ms + 1);
+    arm(o, min_u64(o->next_ping, o->next_gossip));
+    if (o->n_initial) {
+        merge_in(o, o->initial, o->n_initial, NULL);
+        free(o->initial);
+        o->initial = NULL;
+        o->n_initial = 0;
+    }
+    for (size_t i = 0; i < o->n_seeds; i++)
+        o->seeds[i].next_dial = t;
+    dial_due(o);
+    seeds_due(o);
+}
+
+static void fm_join(struct overlay *o, const char *address)
+{
+    if (o->left || !address || !*address)
+        return;
+    struct seed *s = seed_add(o, address);
+    if (!s || s->is_self || s->dialling || !o->started)
+        return;
+    s->backoff = o->cfg.backoff_initial_ms;
+    if (!member_busy_at(o, address))
+        seed_dial(o, s);
+}
+
+static int fm_leave(struct overlay *o, const char *node)
+{
+    if (o->left)
+        return -1;
+    if (!node || is_self(o, node)) {
+        logf_(o, OVERLAY_LOG_INFO, "leaving the cluster");
+        merge_self(o, true);
+        push_state_all(o);
+        go_quiet(o);
+        return 0;
+    }
+    const struct member *m = membership_find(&o->ms, node);
+    if (!m || m->left)
+        return -1;
+    struct member e = *m;
+    e.left = true;
+    struct peer *p = peer_find(o, node);
+    bool connected = p && p->conn == CONN_UP;
+    /* Keep the connection long enough for the removed member to hear it. */
+    if (p)
+        p->conn = CONN_NONE;
+    merge_in(o, &e, 1, NULL);
+    if (p && connected) {
+        p->conn = CONN_UP;
+        push_state_all(o);
+        drop_conn(o, p, "removed");
+    } else {
+        push_state_all(o);
+    }
+    return 0;
+}
+
+static void fm_peer_connected(struct overlay *o, const char *node, const char *address,
+                              uint64_t incarnation)
+{
+    if (!o->started || o->left) {
+        o->env.disconnect(o->env.ctx, node);
+        return;
+    }
+    struct peer *p = peer_find(o, node);
+    if (!p || p->conn != CONN_DIALLING) {
+        struct seed *s = seed_for_connection(o, address);
+        if (s) {
+            s->dialling = false;
+            s->backoff = o->cfg.backoff_initial_ms;
+            if (is_self(o, node))
+                s->is_self = true;
+        }
+    }
+    if (is_self(o, node)) {
+        logf_(o, OVERLAY_LOG_WARN, "seed %s is this node; not dialling it again", address);
+        return;
+    }
+    p = peer_get(o, node);
+    if (!p)
+        return;
+    /* Connected before the merge, so that learning of this member from its
+     * handshake does not dial it a second time. */
+    p->conn = CONN_UP;
+    struct member e;
+    memset(&e, 0, sizeof e);
+    copy_str(e.name, sizeof e.name, node);
+    copy_str(e.address, sizeof e.address, address);
+    e.incarnation = incarnation;
+    merge_in(o, &e, 1, NULL);
+    if (o->left)
+        return;
+    if (!member_alive(o, node)) {
+        logf_(o, OVERLAY_LOG_DEBUG, "%s: left; closing its connection", node);
+        o->env.disconnect(o->env.ctx, node);
+        p->conn = CONN_NONE;
+        return;
+    }
+    p->retrying = false;
+    p->backoff = o->cfg.backoff_initial_ms;
+    p->last_heard = now_ms(o);
+    arm(o, p->last_heard + o->cfg.fd_timeout_ms + 1);
+    mark_up(o, p);
+    send_state(o, node);
+}
+
+static void fm_connect_failed(struct overlay *o, const struct peer_addr *peer)
+{
+    if (!o->started || o->left)
+        return;
+    if (!peer->node[0]) {
+        struct seed *s = seed_find(o, peer->address);
+        if (s && s->dialling) {
+            seed_failed(o, s);
+            dial_due(o);    /* members at its address waited for it */
+        }
+        return;
+    }
+    struct peer *p = peer_find(o, peer->node);
+    if (!p || p->conn != CONN_DIALLING)
+        return;
+    p->retrying = false;
+    mark_down(o, p, "connect failed");
+    schedule_redial(o, p);
+}
+
+static void fm_peer_disconnected(struct overlay *o, const char *node)
+{
+    struct peer *p = peer_find(o, node);
+    if (!p || p->conn != CONN_UP)
+        return;
+    p->conn = CONN_NONE;
+    if (o->left || !member_alive(o, node)) {
+        mark_down(o, p, "disconnected");
+        return;
+    }
+    /* One redial at once: a connection reset by a transient error should
+     * not make applications see a down/up pair. */
+    logf_(o, OVERLAY_LOG_DEBUG, "%s: connection lost; redialling", node);
+    p->retrying = true;
+    dial(o, p, membership_find(&o->ms, node));
+}
+
+static void receive_state(struct overlay *o, const char *from, const struct overlay_msg *m)
+{
+    merge_in(o, m->members, m->n_members, from);
+    if (o->left || !member_alive(o, from))
+        return;
+    struct peer *p = peer_find(o, from);
+    if (p)
+        p->last_heard = now_ms(o);
+    if (o->sender_rejoined) {
+        /* Partisan's immediate gossip on join: everyone hears of the new
+         * member now, rather than after a few gossip rounds. */
+        push_state_all(o);
+    } else if (digest(o) != m->digest && p && p->conn == CONN_UP) {
+        send_state(o, from);
+    }
+}
+
+static void fm_receive(struct overlay *o, const char *from, const struct overlay_msg *m)
+{
+    if (!o->started || o->left || is_self(o, from))
+        return;
+    if (m->type == OVERLAY_MSG_STATE) {
+        receive_state(o, from, m);
+        return;
+    }
+    if (!member_alive(o, from))
+        return;
+    struct peer *p = peer_find(o, from);
+    if (!p)
+        return;
+    p->last_heard = now_ms(o);
+    bool can_reply = p->conn == CONN_UP;
+    switch (m->type) {
+    case OVERLAY_MSG_PING:
+        if (can_reply)
+            send_simple(o, from, OVERLAY_MSG_PONG, m->seq);
+        break;
+    case OVERLAY_MSG_DIGEST:
+        if (can_reply && m->digest != digest(o))
+            send_state(o, from);
+        break;
+    case OVERLAY_MSG_STATE_REQUEST:
+        if (can_reply)
+            send_state(o, from);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- the clock ---- */
+
+/* A tick far later than asked for means this node was not running (SIGSTOP,
+ * swap, a VM pause): its peers' silence is its own, so start over. */
+static void detect_stall(struct overlay *o, uint64_t t)
+{
+    if (o->deadline == UINT64_MAX || t <= o->deadline || t - o->deadline <= o->cfg.fd_timeout_ms / 2)
+        return;
+    logf_(o, OVERLAY_LOG_WARN, "ran %" PRIu64 " ms late; restarting silence timers", t - o->deadline);
+    for (size_t i = 0; i < o->n_peers; i++)
+        o->peers[i]->last_heard = t;
+}
+
+static void check_silence(struct overlay *o, uint64_t t)
+{
+    for (size_t i = 0; i < o->n_peers; i++) {
+        struct peer *p = o->peers[i];
+        if (p->conn != CONN_UP || t - p->last_heard <= o->cfg.fd_timeout_ms)
+            continue;
+        char why[64];
+        snprintf(why, sizeof why, "silent for %" PRIu64 " ms", t - p->last_heard);
+        drop_conn(o, p, why);
+        schedule_redial(o, p);
+    }
+}
+
+static void check_dials(struct overlay *o, uint64_t t)
+{
+    for (size_t i = 0; i < o->n_peers; i++) {
+        struct peer *p = o->peers[i];
+        if (p->conn == CONN_DIALLING && t - p->dial_started >= dial_timeout(o)) {
+            logf_(o, OVERLAY_LOG_WARN, "%s: dial got no answer; retrying", p->name);
+            p->retrying = false;
+            mark_down(o, p, "dial got no answer");
+            schedule_redial(o, p);
+        }
+    }
+    for (size_t i = 0; i < o->n_seeds; i++) {
+        struct seed *s = &o->seeds[i];
+        if (s->dialling && t - s->dial_started >= dial_timeout(o))
+            seed_failed(o, s);
+    }
+}
+
+static void ping_all(struct overlay *o)
+{
+    o->ping_seq++;
+    for (size_t i = 0; i < o->n_peers; i++)
+        if (o->peers[i]->conn == CONN_UP)
+            send_simple(o, o->peers[i]->name, OVERLAY_MSG_PING, o->ping_seq);
+}
+
+static void gossip_round(struct overlay *o)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < o->n_peers; i++)
+        if (o->peers[i]->conn == CONN_UP)
+            o->scratch[n++] = o->peers[i];
+    size_t k = o->cfg.gossip_fanout < n ? o->cfg.gossip_fanout : n;
+    for (size_t i = 0; i < k; i++) {
+        size_t j = i + o->env.random(o->env.ctx) % (n - i);
+        struct peer *tmp = o->scratch[i];
+        o->scratch[i] = o->scratch[j];
+        o->scratch[j] = tmp;
+        send_simple(o, o->scratch[i]->name, OVERLAY_MSG_DIGEST, 0);
+    }
+}
+
+static uint64_t after(uint64_t due, uint32_t interval, uint64_t t)
+{
+    due += interval;
+    return due <= t ? t + interval : due;
+}
+
+static uint64_t compute_deadline(const struct overlay *o)
+{
+    uint64_t d = min_u64(o->next_ping, o->next_gossip);
+    for (size_t i = 0; i < o->n_peers; i++) {
+        const struct peer *p = o->peers[i];
+        if (p->conn == CONN_UP)
+            d = min_u64(d, p->last_heard + o->cfg.fd_timeout_ms + 1);
+        else if (p->conn == CONN_DIALLING)
+            d = min_u64(d, p->dial_started + dial_timeout(o));
+        else if (dial_wanted(o, p))
+            d = min_u64(d, p->next_dial);
+    }
+    bool lonely = alone(o);
+    for (size_t i = 0; i < o->n_seeds; i++) {
+        const struct seed *s = &o->seeds[i];
+        if (s->dialling)
+            d = min_u64(d, s->dial_started + dial_timeout(o));
+        else if (lonely && !s->is_self && !member_busy_at(o, s->address))
+            d = min_u64(d, s->next_dial);
+    }
+    return d;
+}
+
+static void fm_tick(struct overlay *o)
+{
+    if (!o->started || o->left) {
+        o->deadline = UINT64_MAX;
+        return;
+    }
+    uint64_t t = now_ms(o);
+    detect_stall(o, t);
+    check_silence(o, t);
+    check_dials(o, t);
+    if (t >= o->next_ping) {
+        ping_all(o);
+        o->next_ping = after(o->next_ping, o->cfg.ping_interval_ms, t);
+    }
+    if (t >= o->next_gossip) {
+        gossip_round(o);
+        o->next_gossip = after(o->next_gossip, o->cfg.gossip_interval_ms, t);
+    }
+    dial_due(o);
+    seeds_due(o);
+    o->deadline = compute_deadline(o);
+    /* A timer already due (a redial that seeds_due skipped, say) must not
+     * make the driver spin. */
+    if (o->deadline <= t)
+        o->deadline = t + 1;
+}
+
+static uint64_t fm_next_deadline(const struct overlay *o)
+{
+    return o->deadline;
+}
+
+/* ---- queries ---- */
+
+static const struct membership *fm_members(const struct overlay *o)
+{
+    return &o->ms;
+}
+
+static bool fm_is_up(const struct overlay *o, const char *node)
+{
+    if (is_self(o, node))
+        return true;
+    const struct peer *p = peer_find(o, node);
+    return p && p->up;
+}
+
+static const char *fm_next_hop(const struct overlay *o, const char *dest)
+{
+    if (is_self(o, dest))
+        return o->self_name;
+    const struct peer *p = peer_find(o, dest);
+    return p && p->up ? p->name : NULL;
+}
+
+static bool fm_has_left(const struct overlay *o)
+{
+    return o->left;
+}
+
+const struct overlay_ops overlay_full_mesh_ops = {
+    .name = "full_mesh",
+    .create = fm_create,
+    .destroy = fm_destroy,
+    .start = fm_start,
+    .join = fm_join,
+    .leave = fm_leave,
+    .peer_connected = fm_peer_connected,
+    .connect_failed = fm_connect_failed,
+    .peer_disconnected = fm_peer_disconnected,
+    .receive = fm_receive,
+    .tick = fm_tick,
+    .next_deadline = fm_next_deadline,
+    .members = fm_members,
+    .is_up = fm_is_up,
+    .next_hop = fm_next_hop,
+    .has_left = fm_has_left,
+};

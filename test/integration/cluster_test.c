@@ -1,0 +1,348 @@
+/* Five real daemons on 127.0.0.1: joining, messaging, failure detection,
+ * leave, restart — what an operator of a cluster sees. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "partisan.h"
+
+#define T 10000
+#define N 5
+
+/* Fast timers keep the suite short; detection bounds below follow them. */
+#define TIMERS "\"overlay\": {\"gossip_interval_ms\": 200}, " \
+               "\"failure_detector\": {\"ping_interval_ms\": 200, \"timeout_ms\": 2000}, " \
+               "\"transport\": {\"backoff_initial_ms\": 50, \"backoff_max_ms\": 500, \"connect_timeout_ms\": 1000}"
+
+static struct daemon_proc nodes[N];
+
+static int start_node(int i, const char *seed)
+{
+    char name[16], extra[1024];
+    snprintf(name, sizeof name, "n%d", i + 1);
+    if (seed)
+        snprintf(extra, sizeof extra, "%s, \"cluster\": {\"name\": \"test\", \"seeds\": [\"%s\"]}", TIMERS, seed);
+    else
+        snprintf(extra, sizeof extra, "%s", TIMERS);
+    harness_daemon_init(&nodes[i], name, extra);
+    return harness_daemon_start(&nodes[i], T);
+}
+
+/* How many members `at` sees alive and up, through the library. */
+static int count_up(const struct daemon_proc *at, const char *require_down)
+{
+    partisan_client *c = NULL;
+    if (partisan_connect(at->socket, &c) != 0)
+        return -1;
+    struct partisan_member *m = NULL;
+    size_t n = 0;
+    int up = -1;
+    if (partisan_members(c, 0, &m, &n, T) == 0) {
+        up = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (require_down && strcmp(m[i].name, require_down) == 0 && m[i].up)
+                up = -1000;
+            if (m[i].up && !m[i].left)
+                up++;
+        }
+        partisan_members_free(m, n);
+    }
+    partisan_close(c);
+    return up;
+}
+
+struct want { int first, last, up; const char *down; };
+
+static bool all_see(void *arg)
+{
+    struct want *w = arg;
+    for (int i = w->first; i <= w->last; i++)
+        if (count_up(&nodes[i], w->down) != w->up)
+            return false;
+    return true;
+}
+
+static int start_cluster(void)
+{
+    if (start_node(0, NULL) != 0)
+        return -1;
+    for (int i = 1; i < N; i++)
+        if (start_node(i, nodes[0].listen) != 0)
+            return -1;
+    struct want w = { 0, N - 1, N, NULL };
+    return harness_wait_until(all_see, &w, 15000) ? 0 : -2;
+}
+
+static void test_join_and_converge(void)
+{
+    uint64_t t0 = harness_now_ms();
+    int rc = start_cluster();
+    CHECK(rc == 0, "cluster did not converge (rc %d)", rc);
+    printf("  5 daemons started and converged in %llu ms\n", (unsigned long long)(harness_now_ms() - t0));
+    char out[8192], err[512];
+    rc = harness_ctl(&nodes[2], NULL, out, sizeof out, err, sizeof err, T, "--json", "members", NULL);
+    CHECK(rc == 0, "members --json: %s", err);
+    for (int i = 0; i < N; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "\"name\":\"n%d\"", i + 1);
+        CHECK(strstr(out, want), "n3 does not list n%d: %s", i + 1, out);
+    }
+    CHECK(strstr(out, "\"membership\":\"alive\"") && strstr(out, "\"incarnation\":"), "fields: %s", out);
+    rc = harness_ctl(&nodes[4], NULL, out, sizeof out, err, sizeof err, T, "status", NULL);
+    CHECK(rc == 0 && strstr(out, "members: 5") && strstr(out, "members_up: 5"), "status: %s", out);
+}
+
+static bool registered_on(const struct daemon_proc *d, const char *name)
+{
+    partisan_client *c = NULL;
+    if (partisan_connect(d->socket, &c) != 0)
+        return false;
+    int rc = partisan_register(c, name, T);
+    partisan_close(c);
+    return rc == PARTISAN_ENAMETAKEN;
+}
+
+static bool inbox_on_n4(void *arg) { (void)arg; return registered_on(&nodes[3], "inbox"); }
+
+static void test_messages_both_ways(void)
+{
+    CHECK(start_cluster() == 0, "cluster did not converge");
+    char path[700];
+    snprintf(path, sizeof path, "%s/recv.out", nodes[3].dir);
+    pid_t r = harness_ctl_spawn(&nodes[3], path, "recv", "inbox", "--count", "1", "--timeout-ms", "8000", NULL);
+    CHECK(harness_wait_until(inbox_on_n4, NULL, T), "recv on n4 never registered");
+    char out[256], err[512];
+    int rc = harness_ctl(&nodes[0], NULL, out, sizeof out, err, sizeof err, T, "send", "n4", "inbox", "hello", NULL);
+    CHECK(rc == 0, "send n1->n4: %s", err);
+    CHECK(harness_wait_exit(r, T) == 0, "recv on n4 did not get the message");
+    char got[64];
+    harness_read_file(path, got, sizeof got);
+    CHECK(strcmp(got, "hello\n") == 0, "n4 got \"%s\"", got);
+
+    /* Both ways, many messages, in order, through the library. */
+    partisan_client *a = NULL, *b = NULL;
+    CHECK(partisan_connect(nodes[0].socket, &a) == 0 && partisan_connect(nodes[4].socket, &b) == 0, "connect");
+    CHECK(partisan_register(a, "a", T) == 0 && partisan_register(b, "b", T) == 0, "register");
+    enum { M = 2000 };
+    for (int i = 0; i < M; i++) {
+        char msg[32];
+        int len = snprintf(msg, sizeof msg, "%d", i);
+        CHECK(partisan_send(a, "n5", "b", msg, (size_t)len) == 0, "send a->b %d", i);
+        CHECK(partisan_send(b, "n1", "a", msg, (size_t)len) == 0, "send b->a %d", i);
+    }
+    CHECK(partisan_flush(a, T) == 0 && partisan_flush(b, T) == 0, "a send failed");
+    for (int i = 0; i < M; i++) {
+        struct partisan_message *m = NULL;
+        char want[32];
+        int wl = snprintf(want, sizeof want, "%d", i);
+        CHECK(partisan_recv(b, &m, T) == 0, "b: message %d missing", i);
+        CHECK(m->len == (size_t)wl && memcmp(m->payload, want, m->len) == 0 && strcmp(m->from_node, "n1") == 0,
+              "b: message %d wrong or out of order", i);
+        partisan_message_free(m);
+        CHECK(partisan_recv(a, &m, T) == 0, "a: message %d missing", i);
+        CHECK(m->len == (size_t)wl && memcmp(m->payload, want, m->len) == 0 && strcmp(m->from_node, "n5") == 0,
+              "a: message %d wrong or out of order", i);
+        partisan_message_free(m);
+    }
+    partisan_close(a);
+    partisan_close(b);
+}
+
+/* Waits for an event of `kind` about `node` on a subscribed client;
+ * returns the ms it took from `since`, or -1. */
+static long wait_event(partisan_client *c, enum partisan_event_kind kind, const char *node,
+                       uint64_t since, int timeout_ms)
+{
+    uint64_t deadline = harness_now_ms() + (uint64_t)timeout_ms;
+    while (harness_now_ms() < deadline) {
+        struct partisan_message *m = NULL;
+        int rc = partisan_recv(c, &m, (int)(deadline - harness_now_ms()));
+        if (rc != 0)
+            return -1;
+        bool hit = m->kind == PARTISAN_MSG_EVENT && m->event == kind && strcmp(m->node, node) == 0;
+        partisan_message_free(m);
+        if (hit)
+            return (long)(harness_now_ms() - since);
+    }
+    return -1;
+}
+
+static void test_kill_seen_down_within_1s(void)
+{
+    CHECK(start_cluster() == 0, "cluster did not converge");
+    partisan_client *w = NULL;
+    CHECK(partisan_connect(nodes[0].socket, &w) == 0 && partisan_subscribe(w, T) == 0, "subscribe");
+    uint64_t t0 = harness_now_ms();
+    harness_daemon_kill(&nodes[4]);
+    long ms = wait_event(w, PARTISAN_EVENT_DOWN, "n5", t0, 5000);
+    CHECK(ms >= 0, "n1 never reported n5 down");
+    printf("  SIGKILL of n5 seen as down by n1 after %ld ms\n", ms);
+    CHECK(ms <= 1000, "down after %ld ms, want <= 1000", ms);
+    struct want all = { 0, 3, 4, "n5" };
+    CHECK(harness_wait_until(all_see, &all, 2000), "not every survivor marks n5 down");
+    char out[256], err[512];
+    int rc = harness_ctl(&nodes[1], NULL, out, sizeof out, err, sizeof err, T, "send", "n5", "inbox", "x", NULL);
+    CHECK(rc == 1 && strstr(err, "down"), "send to a down node: exit %d, %s", rc, err);
+    partisan_close(w);
+}
+
+static void test_sigstop_down_then_up(void)
+{
+    CHECK(start_cluster() == 0, "cluster did not converge");
+    partisan_client *w = NULL;
+    CHECK(partisan_connect(nodes[0].socket, &w) == 0 && partisan_subscribe(w, T) == 0, "subscribe");
+    uint64_t t0 = harness_now_ms();
+    harness_daemon_signal(&nodes[3], SIGSTOP);
+    long ms = wait_event(w, PARTISAN_EVENT_DOWN, "n4", t0, 8000);
+    CHECK(ms >= 0, "n1 never reported the stopped n4 down");
+    printf("  SIGSTOP of n4 seen as down by n1 after %ld ms (timeout_ms 2000)\n", ms);
+    CHECK(ms <= 5000, "down after %ld ms", ms);
+    t0 = harness_now_ms();
+    harness_daemon_signal(&nodes[3], SIGCONT);
+    ms = wait_event(w, PARTISAN_EVENT_UP, "n4", t0, 10000);
+    CHECK(ms >= 0, "n4 never came back up after SIGCONT");
+    printf("  n4 up again %ld ms after SIGCONT\n", ms);
+    struct want all = { 0, N - 1, N, NULL };
+    CHECK(harness_wait_until(all_see, &all, T), "cluster did not reconverge after SIGCONT");
+    /* The stalled node did not blame its peers for its own stall. */
+    char log[1 << 16];
+    harness_read_file(nodes[3].log, log, sizeof log);
+    CHECK(!strstr(log, "member down: n1"), "n4 declared n1 down after its own stall");
+    partisan_close(w);
+}
+
+static bool left_everywhere(void *arg)
+{
+    const char *who = arg;
+    for (int i = 0; i < N; i++) {
+        if (strcmp(nodes[i].name, who) == 0 || nodes[i].pid <= 0)
+            continue;
+        partisan_client *c = NULL;
+        if (partisan_connect(nodes[i].socket, &c) != 0)
+            return false;
+        struct partisan_member *m = NULL;
+        size_t n = 0;
+        bool ok = false;
+        if (partisan_members(c, 1, &m, &n, T) == 0) {
+            for (size_t k = 0; k < n; k++)
+                if (strcmp(m[k].name, who) == 0)
+                    ok = m[k].left;
+            partisan_members_free(m, n);
+        }
+        partisan_close(c);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static void test_leave_and_remove(void)
+{
+    CHECK(start_cluster() == 0, "cluster did not converge");
+    char out[4096], err[512];
+    int rc = harness_ctl(&nodes[2], NULL, out, sizeof out, err, sizeof err, T, "leave", NULL);
+    CHECK(rc == 0, "leave: %s", err);
+    CHECK(harness_wait_until(left_everywhere, "n3", T), "n3's leave did not reach every node");
+    rc = harness_ctl(&nodes[0], NULL, out, sizeof out, err, sizeof err, T, "members", NULL);
+    CHECK(rc == 0 && !strstr(out, "n3"), "members without --all still lists n3: %s", out);
+    rc = harness_ctl(&nodes[0], NULL, out, sizeof out, err, sizeof err, T, "members", "--all", NULL);
+    CHECK(rc == 0 && strstr(out, "n3") && strstr(out, "left"), "members --all: %s", out);
+    /* Remove a dead node from another node. */
+    harness_daemon_kill(&nodes[4]);
+    rc = harness_ctl(&nodes[0], NULL, out, sizeof out, err, sizeof err, T, "leave", "n5", NULL);
+    CHECK(rc == 0, "leave n5: %s", err);
+    CHECK(harness_wait_until(left_everywhere, "n5", T), "removing n5 did not reach every node");
+    rc = harness_ctl(&nodes[0], NULL, out, sizeof out, err, sizeof err, T, "leave", "nobody", NULL);
+    CHECK(rc == 1, "leave of a non-member should fail, exit %d", rc);
+    /* Nobody keeps dialling a node that left: it stays down quietly. */
+    struct want rest = { 0, 1, 3, NULL };
+    CHECK(harness_wait_until(all_see, &rest, T), "remaining nodes do not agree");
+}
+
+static uint64_t incarnation_seen(const struct daemon_proc *at, const char *who, bool *up)
+{
+    partisan_client *c = NULL;
+    uint64_t inc = 0;
+    *up = false;
+    if (partisan_connect(at->socket, &c) != 0)
+        return 0;
+    struct partisan_member *m = NULL;
+    size_t n = 0;
+    if (partisan_members(c, 0, &m, &n, T) == 0) {
+        for (size_t k = 0; k < n; k++)
+            if (strcmp(m[k].name, who) == 0) {
+                inc = m[k].incarnation;
+                *up = m[k].up;
+            }
+        partisan_members_free(m, n);
+    }
+    partisan_close(c);
+    return inc;
+}
+
+static uint64_t old_inc;
+static bool restarted_seen(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < N; i++) {
+        if (i == 1)
+            continue;
+        bool up;
+        if (incarnation_seen(&nodes[i], "n2", &up) <= old_inc || !up)
+            return false;
+    }
+    return true;
+}
+
+static void test_restart_rejoins(void)
+{
+    CHECK(start_cluster() == 0, "cluster did not converge");
+    bool up;
+    old_inc = incarnation_seen(&nodes[0], "n2", &up);
+    CHECK(old_inc > 0 && up, "n2 not known");
+    int st = harness_daemon_stop(&nodes[1], T);
+    CHECK(st == 0, "n2 did not stop cleanly (%d)", st);
+    /* Restart with no seeds at all: it must find the cluster from its
+     * remembered state, and the others redial it anyway. */
+    char extra[1024];
+    snprintf(extra, sizeof extra, "%s", TIMERS);
+    harness_daemon_init(&nodes[1], "n2", extra);
+    CHECK(harness_daemon_start(&nodes[1], T) == 0, "n2 did not restart");
+    CHECK(harness_wait_until(restarted_seen, NULL, 15000), "others do not see n2 back with a higher incarnation");
+    struct want all = { 0, N - 1, N, NULL };
+    CHECK(harness_wait_until(all_see, &all, T), "n2 did not rejoin fully");
+}
+
+static void test_other_cluster_refused(void)
+{
+    CHECK(start_node(0, NULL) == 0, "n1 did not start");
+    char extra[1024];
+    snprintf(extra, sizeof extra, "%s, \"cluster\": {\"name\": \"other\", \"seeds\": [\"%s\"]}", TIMERS, nodes[0].listen);
+    harness_daemon_init(&nodes[1], "intruder", extra);
+    CHECK(harness_daemon_start(&nodes[1], T) == 0, "intruder did not start");
+    usleep(1500 * 1000);
+    CHECK(count_up(&nodes[0], NULL) == 1, "n1 let a node of another cluster in");
+    CHECK(count_up(&nodes[1], NULL) == 1, "the intruder thinks it joined");
+    char log[1 << 16];
+    harness_read_file(nodes[0].log, log, sizeof log);
+    CHECK(strstr(log, "other"), "n1's log does not say why it refused: %.500s", log);
+    harness_read_file(nodes[1].log, log, sizeof log);
+    CHECK(strstr(log, "refused") && strstr(log, "test"), "the intruder's log does not say why: %.800s", log);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    harness_run("join_and_converge", test_join_and_converge);
+    harness_run("messages_both_ways", test_messages_both_ways);
+    harness_run("kill_seen_down_within_1s", test_kill_seen_down_within_1s);
+    harness_run("sigstop_down_then_up", test_sigstop_down_then_up);
+    harness_run("leave_and_remove", test_leave_and_remove);
+    harness_run("restart_rejoins", test_restart_rejoins);
+    harness_run("other_cluster_refused", test_other_cluster_refused);
+    return harness_summary();
+}

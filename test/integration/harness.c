@@ -1,0 +1,459 @@
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "partisan.h"
+
+static char tmpdir[400];
+static char testdir[500];     /* tmpdir/<test name>: each test starts clean */
+/* What a test started, so the runner can end it even when a CHECK returned
+ * early. */
+static struct daemon_proc *live[128];
+static pid_t spawned[128];
+
+static void track_daemon(struct daemon_proc *d)
+{
+    for (size_t i = 0; i < 128; i++)
+        if (live[i] == d || !live[i]) {
+            live[i] = d;
+            return;
+        }
+}
+
+static void track_pid(pid_t pid)
+{
+    for (size_t i = 0; i < 128; i++)
+        if (!spawned[i]) {
+            spawned[i] = pid;
+            return;
+        }
+}
+
+/* A sanitizer report in any daemon's log fails the test that ran it. */
+static void scan_for_sanitizer_reports(const struct daemon_proc *d)
+{
+    static char buf[1 << 20];
+    if (harness_read_file(d->log, buf, sizeof buf) <= 0)
+        return;
+    const char *hit = strstr(buf, "Sanitizer");
+    if (!hit)
+        hit = strstr(buf, "runtime error:");
+    if (hit)
+        harness_fail(__FILE__, __LINE__, "sanitizer report in %s: %.300s", d->log, hit);
+}
+
+static void end_everything(void)
+{
+    for (size_t i = 0; i < 128; i++) {
+        if (live[i]) {
+            harness_daemon_kill(live[i]);
+            scan_for_sanitizer_reports(live[i]);
+        }
+        live[i] = NULL;
+        if (spawned[i] > 0) {
+            kill(spawned[i], SIGKILL);
+            waitpid(spawned[i], NULL, 0);
+        }
+        spawned[i] = 0;
+    }
+}
+int harness_failures_in_test;
+static int passed, failed;
+
+uint64_t harness_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+const char *harness_bin_dir(void)
+{
+    const char *d = getenv("PARTISAN_BIN_DIR");
+    return d && *d ? d : "build/san";
+}
+
+const char *harness_tmpdir(void)
+{
+    if (!tmpdir[0]) {
+        const char *base = getenv("TMPDIR");
+        snprintf(tmpdir, sizeof tmpdir, "%s/partisan-test-XXXXXX", base && *base ? base : "/tmp");
+        if (!mkdtemp(tmpdir)) {
+            perror("mkdtemp");
+            exit(2);
+        }
+    }
+    return tmpdir;
+}
+
+void harness_cleanup(void)
+{
+    if (!tmpdir[0] || getenv("KEEP_TMP"))
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        execlp("rm", "rm", "-rf", tmpdir, (char *)NULL);
+        _exit(127);
+    }
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+}
+
+/* Copies src to dst with @SOCK@ and @DIR@ replaced by the daemon's paths. */
+static void expand(char *dst, size_t cap, const char *src, const struct daemon_proc *d)
+{
+    size_t n = 0;
+    while (*src && n + 1 < cap) {
+        const char *rep = NULL;
+        size_t skip = 0;
+        if (strncmp(src, "@SOCK@", 6) == 0)
+            rep = d->socket, skip = 6;
+        else if (strncmp(src, "@DIR@", 5) == 0)
+            rep = d->dir, skip = 5;
+        if (rep) {
+            n += (size_t)snprintf(dst + n, cap - n, "%s", rep);
+            if (n >= cap)
+                n = cap - 1;
+            src += skip;
+        } else {
+            dst[n++] = *src++;
+        }
+    }
+    dst[n] = '\0';
+}
+
+void harness_daemon_init(struct daemon_proc *d, const char *name, const char *extra_json)
+{
+    memset(d, 0, sizeof *d);
+    snprintf(d->name, sizeof d->name, "%s", name);
+    snprintf(d->dir, sizeof d->dir, "%s/%s", testdir[0] ? testdir : harness_tmpdir(), name);
+    mkdir(d->dir, 0700);
+    snprintf(d->config, sizeof d->config, "%s/partisand.json", d->dir);
+    snprintf(d->socket, sizeof d->socket, "%s/sock", d->dir);
+    snprintf(d->log, sizeof d->log, "%s/partisand.log", d->dir);
+    FILE *f = fopen(d->config, "w");
+    if (!f) {
+        perror(d->config);
+        exit(2);
+    }
+    char extra[4096] = "";
+    expand(extra, sizeof extra, extra_json ? extra_json : "", d);
+    /* Sections the caller's extra does not give get the test defaults. */
+    fprintf(f, "{\"node\": {\"name\": \"%s\", \"listen\": \"127.0.0.1:0\", \"state_dir\": \"%s/state\"}",
+            name, d->dir);
+    if (!strstr(extra, "\"ipc\""))
+        fprintf(f, ",\n \"ipc\": {\"socket\": \"%s\"}", d->socket);
+    if (!strstr(extra, "\"log\""))
+        fprintf(f, ",\n \"log\": {\"level\": \"debug\"}");
+    if (!strstr(extra, "\"cluster\""))
+        fprintf(f, ",\n \"cluster\": {\"name\": \"test\"}");
+    fprintf(f, "%s%s}\n", *extra ? ",\n " : "", extra);
+    fclose(f);
+}
+
+static void print_log_tail(const struct daemon_proc *d)
+{
+    char buf[4096];
+    long n = harness_read_file(d->log, buf, sizeof buf);
+    if (n > 0) {
+        const char *tail = n > 2000 ? buf + n - 2000 : buf;
+        fprintf(stderr, "--- last lines of %s ---\n%s\n---\n", d->log, tail);
+    }
+}
+
+int harness_daemon_start(struct daemon_proc *d, int timeout_ms)
+{
+    char bin[600];
+    snprintf(bin, sizeof bin, "%s/partisand", harness_bin_dir());
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            dup2(fd, 1);
+            close(fd);
+        }
+        execl(bin, bin, "--config", d->config, (char *)NULL);
+        _exit(127);
+    }
+    d->pid = pid;
+    track_daemon(d);
+    uint64_t deadline = harness_now_ms() + (uint64_t)timeout_ms;
+    while (harness_now_ms() < deadline) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            d->pid = 0;
+            fprintf(stderr, "%s exited during start\n", d->name);
+            print_log_tail(d);
+            return -1;
+        }
+        partisan_client *c = NULL;
+        if (partisan_connect(d->socket, &c) == 0) {
+            struct partisan_status *s = NULL;
+            int rc = partisan_status(c, &s, 1000);
+            if (rc == 0) {
+                snprintf(d->listen, sizeof d->listen, "%s", s->listen);
+                partisan_status_free(s);
+                partisan_close(c);
+                return 0;
+            }
+            partisan_close(c);
+        }
+        usleep(20 * 1000);
+    }
+    fprintf(stderr, "%s did not answer within %d ms\n", d->name, timeout_ms);
+    print_log_tail(d);
+    harness_daemon_kill(d);
+    return -1;
+}
+
+static int wait_pid(pid_t pid, int timeout_ms, int *status)
+{
+    uint64_t deadline = harness_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        pid_t r = waitpid(pid, status, WNOHANG);
+        if (r == pid)
+            return 0;
+        if (r < 0 && errno != EINTR)
+            return -2;
+        if (harness_now_ms() >= deadline)
+            return -1;
+        usleep(5 * 1000);
+    }
+}
+
+int harness_daemon_stop(struct daemon_proc *d, int timeout_ms)
+{
+    if (d->pid <= 0)
+        return -1;
+    kill(d->pid, SIGCONT);
+    kill(d->pid, SIGTERM);
+    int st = 0;
+    if (wait_pid(d->pid, timeout_ms, &st) != 0) {
+        harness_daemon_kill(d);
+        return -1;
+    }
+    d->pid = 0;
+    return st;
+}
+
+void harness_daemon_kill(struct daemon_proc *d)
+{
+    if (d->pid <= 0)
+        return;
+    kill(d->pid, SIGKILL);
+    int st;
+    waitpid(d->pid, &st, 0);
+    d->pid = 0;
+}
+
+void harness_daemon_signal(struct daemon_proc *d, int sig)
+{
+    if (d->pid > 0)
+        kill(d->pid, sig);
+}
+
+static int build_argv(const struct daemon_proc *d, va_list ap, char **argv, int max)
+{
+    static char bin[600];
+    snprintf(bin, sizeof bin, "%s/partisanctl", harness_bin_dir());
+    int n = 0;
+    argv[n++] = bin;
+    argv[n++] = "--socket";
+    argv[n++] = (char *)d->socket;
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && n < max - 1)
+        argv[n++] = (char *)a;
+    argv[n] = NULL;
+    return n;
+}
+
+/* Reads both pipes until EOF or the deadline. */
+static void drain_pipes(int ofd, int efd, char *out, size_t outlen, char *err, size_t errlen,
+                        uint64_t deadline)
+{
+    size_t on = 0, en = 0;
+    struct pollfd p[2] = { { .fd = ofd, .events = POLLIN }, { .fd = efd, .events = POLLIN } };
+    while ((p[0].fd >= 0 || p[1].fd >= 0) && harness_now_ms() < deadline) {
+        if (poll(p, 2, 20) <= 0)
+            continue;
+        for (int i = 0; i < 2; i++) {
+            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            char tmp[4096];
+            ssize_t r = read(p[i].fd, tmp, sizeof tmp);
+            if (r <= 0) {
+                close(p[i].fd);
+                p[i].fd = -1;
+                continue;
+            }
+            char *dst = i == 0 ? out : err;
+            size_t cap = i == 0 ? outlen : errlen, *len = i == 0 ? &on : &en;
+            if (dst && cap > *len + 1) {
+                size_t k = (size_t)r < cap - *len - 1 ? (size_t)r : cap - *len - 1;
+                memcpy(dst + *len, tmp, k);
+                *len += k;
+            }
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        if (p[i].fd >= 0)
+            close(p[i].fd);
+    if (out && outlen)
+        out[on] = '\0';
+    if (err && errlen)
+        err[en] = '\0';
+}
+
+int harness_ctl(const struct daemon_proc *d, const char *input, char *out, size_t outlen,
+                char *err, size_t errlen, int timeout_ms, ...)
+{
+    char *argv[32];
+    va_list ap;
+    va_start(ap, timeout_ms);
+    build_argv(d, ap, argv, 32);
+    va_end(ap);
+    int inp[2], op[2], ep[2];
+    if (pipe(inp) || pipe(op) || pipe(ep))
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(inp[0], 0);
+        dup2(op[1], 1);
+        dup2(ep[1], 2);
+        close(inp[1]); close(op[0]); close(ep[0]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(inp[0]); close(op[1]); close(ep[1]);
+    if (input) {
+        size_t len = strlen(input);
+        ssize_t w = write(inp[1], input, len);
+        (void)w;
+    }
+    close(inp[1]);
+    uint64_t deadline = harness_now_ms() + (uint64_t)timeout_ms;
+    drain_pipes(op[0], ep[0], out, outlen, err, errlen, deadline);
+    int st;
+    uint64_t now = harness_now_ms();
+    int left = now < deadline ? (int)(deadline - now) : 0;
+    if (wait_pid(pid, left, &st) != 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        return -1;
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+pid_t harness_ctl_spawn(const struct daemon_proc *d, const char *out_file, ...)
+{
+    char *argv[32];
+    va_list ap;
+    va_start(ap, out_file);
+    build_argv(d, ap, argv, 32);
+    va_end(ap);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(out_file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            close(fd);
+        }
+        int nul = open("/dev/null", O_RDONLY);
+        if (nul >= 0)
+            dup2(nul, 0);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    if (pid > 0)
+        track_pid(pid);
+    return pid;
+}
+
+int harness_wait_exit(pid_t pid, int timeout_ms)
+{
+    for (size_t i = 0; i < 128; i++)
+        if (spawned[i] == pid)
+            spawned[i] = 0;
+    int st;
+    if (wait_pid(pid, timeout_ms, &st) != 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        return -1;
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+long harness_read_file(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, len - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return (long)n;
+}
+
+bool harness_wait_until(bool (*cond)(void *), void *arg, int timeout_ms)
+{
+    uint64_t deadline = harness_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        if (cond(arg))
+            return true;
+        if (harness_now_ms() >= deadline)
+            return false;
+        usleep(20 * 1000);
+    }
+}
+
+void harness_fail(const char *file, int line, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "  %s:%d: %s\n", file, line, msg);
+    harness_failures_in_test++;
+}
+
+void harness_run(const char *name, void (*fn)(void))
+{
+    harness_failures_in_test = 0;
+    snprintf(testdir, sizeof testdir, "%s/%s", harness_tmpdir(), name);
+    mkdir(testdir, 0700);
+    uint64_t t0 = harness_now_ms();
+    fn();
+    end_everything();
+    uint64_t ms = harness_now_ms() - t0;
+    if (harness_failures_in_test) {
+        failed++;
+        printf("FAIL %s (%llu ms)\n", name, (unsigned long long)ms);
+    } else {
+        passed++;
+        printf("PASS %s (%llu ms)\n", name, (unsigned long long)ms);
+    }
+    fflush(stdout);
+}
+
+int harness_summary(void)
+{
+    printf("%d passed, %d failed\n", passed, failed);
+    fflush(stdout);
+    harness_cleanup();
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,78 @@
+/* harness: real daemons on 127.0.0.1 for integration tests and benchmarks.
+ *
+ * Every daemon lives in the test's own temporary directory (config, socket,
+ * state, log), listens on an ephemeral port, and is ended by its PID. Every
+ * wait is bounded. */
+#ifndef PARTISAN_HARNESS_H
+#define PARTISAN_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct daemon_proc {
+    char name[64];
+    char dir[512];            /* its own directory under the test's tmp dir */
+    char config[600];
+    char socket[600];
+    char log[600];
+    char listen[128];         /* host:bound_port, once started */
+    pid_t pid;
+};
+
+/* Directory holding partisand and partisanctl ($PARTISAN_BIN_DIR, default build/san). */
+const char *harness_bin_dir(void);
+
+/* A fresh temporary directory for this test run (removed by harness_cleanup
+ * unless $KEEP_TMP is set). */
+const char *harness_tmpdir(void);
+void harness_cleanup(void);
+
+/* Prepares a daemon's directory and writes its config: `extra_json` is
+ * spliced into the top-level object (e.g. "\"cluster\":{\"seeds\":[...]}"),
+ * and may be "". Does not start it. */
+void harness_daemon_init(struct daemon_proc *d, const char *name, const char *extra_json);
+
+/* Starts it and waits (up to timeout_ms) until its socket answers a status
+ * request; fills d->listen. Returns 0, or -1 (log tail printed). */
+int harness_daemon_start(struct daemon_proc *d, int timeout_ms);
+
+/* SIGTERM, then waits up to timeout_ms; SIGKILL after that. Returns the exit
+ * status as from waitpid (or -1 if it had to be killed). */
+int harness_daemon_stop(struct daemon_proc *d, int timeout_ms);
+void harness_daemon_kill(struct daemon_proc *d);        /* SIGKILL + reap */
+void harness_daemon_signal(struct daemon_proc *d, int sig);
+
+/* Runs partisanctl with --socket d->socket and the given args (NULL-ended),
+ * stdin from `input` (may be NULL), up to timeout_ms. Captures stdout and
+ * stderr (NUL-terminated, truncated to their sizes). Returns the exit code,
+ * or -1 on timeout (the process is killed). */
+int harness_ctl(const struct daemon_proc *d, const char *input, char *out, size_t outlen,
+                char *err, size_t errlen, int timeout_ms, ...);
+
+/* Starts partisanctl in the background (e.g. recv or watch) with its stdout
+ * to a file under the daemon's dir; returns the pid. */
+pid_t harness_ctl_spawn(const struct daemon_proc *d, const char *out_file, ...);
+/* Waits up to timeout_ms for pid to exit; returns its exit code, or -1 on
+ * timeout (then the process is killed). */
+int harness_wait_exit(pid_t pid, int timeout_ms);
+
+/* Reads a whole small file into buf; returns its length or -1. */
+long harness_read_file(const char *path, char *buf, size_t len);
+
+/* Polls `cond` every 20 ms until it is true or timeout_ms passes. */
+bool harness_wait_until(bool (*cond)(void *), void *arg, int timeout_ms);
+
+uint64_t harness_now_ms(void);
+
+/* Tiny test runner: results print as "PASS name" / "FAIL name: why", and
+ * harness_summary() prints the closing "N passed, N failed" line. */
+extern int harness_failures_in_test;
+void harness_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define CHECK(cond, ...) do { if (!(cond)) { harness_fail(__FILE__, __LINE__, __VA_ARGS__); return; } } while (0)
+void harness_run(const char *name, void (*fn)(void));
+int harness_summary(void);
+
+#endif

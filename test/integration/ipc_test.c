@@ -1,0 +1,419 @@
+/* One real daemon, driven through partisanctl and the client library:
+ * what an application and an operator see on a single node. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "partisan.h"
+
+#define T 10000 /* ms: the bound on any single wait */
+
+static struct daemon_proc d;
+
+static int start_default(const char *extra)
+{
+    harness_daemon_init(&d, "solo", extra);
+    return harness_daemon_start(&d, T);
+}
+
+static int raw_connect(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
+        close(fd);
+        return -1;
+    }
+    struct timeval tv = { .tv_sec = 5 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+/* True when the daemon closed the connection (read returns 0 or ECONNRESET). */
+static bool closed_by_daemon(int fd)
+{
+    char buf[256];
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r == 0 || (r < 0 && errno == ECONNRESET))
+            return true;
+        if (r < 0)
+            return false; /* timeout: still open */
+    }
+}
+
+static bool daemon_answers(void)
+{
+    partisan_client *c = NULL;
+    if (partisan_connect(d.socket, &c) != 0)
+        return false;
+    struct partisan_status *s = NULL;
+    int rc = partisan_status(c, &s, T);
+    partisan_status_free(s);
+    partisan_close(c);
+    return rc == 0;
+}
+
+static void test_status_text_and_json(void)
+{
+    CHECK(start_default("\"cluster\": {\"name\": \"testers\"}") == 0, "daemon did not start");
+    char out[4096], err[1024];
+    int rc = harness_ctl(&d, NULL, out, sizeof out, err, sizeof err, T, "status", NULL);
+    CHECK(rc == 0, "status exit %d: %s", rc, err);
+    CHECK(strstr(out, "solo"), "node name missing: %s", out);
+    CHECK(strstr(out, "testers"), "cluster missing: %s", out);
+    CHECK(strstr(out, "full_mesh"), "overlay missing: %s", out);
+    CHECK(strstr(out, d.listen), "listen address %s missing: %s", d.listen, out);
+    CHECK(strstr(d.listen, "127.0.0.1:") && strcmp(d.listen, "127.0.0.1:0") != 0,
+          "listen should show the bound port, got %s", d.listen);
+    rc = harness_ctl(&d, NULL, out, sizeof out, err, sizeof err, T, "--json", "status", NULL);
+    CHECK(rc == 0, "status --json exit %d: %s", rc, err);
+    const char *keys[] = { "\"node\":\"solo\"", "\"cluster\":\"testers\"", "\"overlay\":\"full_mesh\"",
+                           "\"listen\":", "\"socket\":", "\"version\":", "\"uptime_s\":",
+                           "\"members\":1", "\"members_up\":1" };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        CHECK(strstr(out, keys[i]), "status --json lacks %s: %s", keys[i], out);
+    rc = harness_ctl(&d, NULL, out, sizeof out, err, sizeof err, T, "--json", "members", NULL);
+    CHECK(rc == 0 && strstr(out, "\"name\":\"solo\"") && strstr(out, "\"reachability\":\"up\""),
+          "members --json: exit %d: %s", rc, out);
+}
+
+static bool name_registered(void *arg)
+{
+    (void)arg;
+    partisan_client *c = NULL;
+    if (partisan_connect(d.socket, &c) != 0)
+        return false;
+    int rc = partisan_register(c, "inbox", T);
+    partisan_close(c);
+    return rc == PARTISAN_ENAMETAKEN;
+}
+
+static void test_cli_send_recv_round_trip(void)
+{
+    CHECK(start_default("") == 0, "daemon did not start");
+    char path[700];
+    snprintf(path, sizeof path, "%s/recv.out", d.dir);
+    pid_t r = harness_ctl_spawn(&d, path, "recv", "inbox", "--count", "2", "--timeout-ms", "8000", NULL);
+    CHECK(harness_wait_until(name_registered, NULL, T), "recv never registered inbox");
+    char out[1024], err[1024];
+    int rc = harness_ctl(&d, NULL, out, sizeof out, err, sizeof err, T, "send", "solo", "inbox", "hello", NULL);
+    CHECK(rc == 0, "send exit %d: %s", rc, err);
+    rc = harness_ctl(&d, "from stdin", out, sizeof out, err, sizeof err, T, "send", "solo", "inbox", "-", NULL);
+    CHECK(rc == 0, "send - exit %d: %s", rc, err);
+    CHECK(harness_wait_exit(r, T) == 0, "recv did not exit 0 after 2 messages");
+    char got[256];
+    harness_read_file(path, got, sizeof got);
+    CHECK(strcmp(got, "hello\nfrom stdin\n") == 0, "recv printed \"%s\"", got);
+}
+
+static void test_recv_times_out(void)
+{
+    CHECK(start_default("") == 0, "daemon did not start");
+    char out[256], err[512];
+    uint64_t t0 = harness_now_ms();
+    int rc = harness_ctl(&d, NULL, out, sizeof out, err, sizeof err, T, "recv", "quiet", "--timeout-ms", "300", NULL);
+    uint64_t took = harness_now_ms() - t0;
+    CHECK(rc == 1, "recv on timeout should exit 1, got %d", rc);
+    CHECK(took >= 300 && took < 5000, "timeout took %llu ms", (unsigned long long)took);
+    CHECK(strstr(err, "timed out"), "stderr: %s", err);
+}
+
+static void test_duplicate_name_refused(void)
+{
+    CHECK(start_default("") == 0, "daemon did not start");
+    partisan_client *a = NULL, *b = NULL;
+    CHECK(partisan_connect(d.socket, &a) == 0 && partisan_connect(d.socket, &b) == 0, "connect");
+    CHECK(partisan_register(a, "worker", T) == 0, "first register failed");
+    int rc = partisan_register(b, "worker", T);
+    CHECK(rc == PARTISAN_ENAMETAKEN, "second register: %s", partisan_strerror(rc));
+    CHECK(strstr(partisan_last_error(b), "worker"), "error text: %s", partisan_last_error(b));
+    char out[256], err[512];
+    rc = harness_ctl(&d, NULL, out, sizeof out, err, sizeof err, T, "recv", "worker", "--timeout-ms", "200", NULL);
+    CHECK(rc == 1 && strstr(err, "taken"), "CLI recv on a taken name: exit %d, %s", rc, err);
+    /* A client's names go with it. */
+    partisan_close(a);
+    uint64_t deadline = harness_now_ms() + T;
+    while ((rc = partisan_register(b, "worker", T)) == PARTISAN_ENAMETAKEN && harness_now_ms() < deadline)
+        usleep(20000);
+    CHECK(rc == 0, "name not released after its owner closed: %s", partisan_strerror(rc));
+    partisan_close(b);
+}
+
+static void test_unknown_name_and_node(void)
+{
+    CHECK(start_default("") == 0, "daemon did not start");
+    char out[256], err[512];
+    int rc = harness_ctl(&d, NULL, out, sizeof out, err, sizeof err, T, "send", "solo", "nobody", "x", NULL);
+    CHECK(rc == 1 && strstr(err, "nobody"), "send to unknown name: exit %d, %s", rc, err);
+    rc = harness_ctl(&d, NULL, out, sizeof out, err, sizeof err, T, "send", "ghost", "inbox", "x", NULL);
+    CHECK(rc == 1 && strstr(err, "ghost"), "send to unknown node: exit %d, %s", rc, err);
+    partisan_client *c = NULL;
+    CHECK(partisan_connect(d.socket, &c) == 0, "connect");
+    rc = partisan_send_sync(c, "solo", "nobody", "x", 1, T);
+    CHECK(rc == PARTISAN_ENONAME, "send_sync: %s", partisan_strerror(rc));
+    /* A pipelined send's failure surfaces at flush. */
+    CHECK(partisan_send(c, "solo", "nobody", "x", 1) == 0, "async send refused locally");
+    rc = partisan_flush(c, T);
+    CHECK(rc != 0, "flush hid the failed send");
+    partisan_close(c);
+}
+
+static void test_cli_usage_and_no_daemon(void)
+{
+    harness_daemon_init(&d, "absent", "");
+    char out[256], err[1024];
+    int rc = harness_ctl(&d, NULL, out, sizeof out, err, sizeof err, T, "status", NULL);
+    CHECK(rc == 1 && strstr(err, "no daemon") && strstr(err, d.socket), "no daemon: exit %d, %s", rc, err);
+    rc = harness_ctl(&d, NULL, out, sizeof out, err, sizeof err, T, "frobnicate", NULL);
+    CHECK(rc == 2, "unknown command should exit 2, got %d", rc);
+    rc = harness_ctl(&d, NULL, out, sizeof out, err, sizeof err, T, "send", "onlynode", NULL);
+    CHECK(rc == 2, "missing arguments should exit 2, got %d", rc);
+    rc = harness_ctl(&d, NULL, out, sizeof out, err, sizeof err, T, "recv", "x", "--count", "many", NULL);
+    CHECK(rc == 2, "bad number should exit 2, got %d", rc);
+}
+
+static void test_bad_frames_close_only_that_client(void)
+{
+    harness_daemon_init(&d, "frames", "\"ipc\": {\"socket\": \"@SOCK@\", \"max_frame_bytes\": 65536}");
+    CHECK(harness_daemon_start(&d, T) == 0, "daemon did not start");
+
+    partisan_client *bystander = NULL;
+    CHECK(partisan_connect(d.socket, &bystander) == 0, "connect");
+    CHECK(partisan_register(bystander, "keep", T) == 0, "register");
+
+    static const unsigned char garbage[] = { 0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+    static const unsigned char huge[] = { 0x7f, 0xff, 0xff, 0xff };
+    static const unsigned char above_max[] = { 0, 1, 0, 1 }; /* 65537 > 65536 */
+    static const unsigned char zero[] = { 0, 0, 0, 0 };
+    struct { const char *what; const unsigned char *b; size_t n; } cases[] = {
+        { "garbage protobuf", garbage, sizeof garbage },
+        { "2 GiB length", huge, sizeof huge },
+        { "length above ipc.max_frame_bytes", above_max, sizeof above_max },
+        { "zero length", zero, sizeof zero },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int fd = raw_connect(d.socket);
+        CHECK(fd >= 0, "raw connect");
+        CHECK(write(fd, cases[i].b, cases[i].n) == (ssize_t)cases[i].n, "write");
+        CHECK(closed_by_daemon(fd), "%s: connection not closed", cases[i].what);
+        close(fd);
+        CHECK(daemon_answers(), "daemon stopped answering after %s", cases[i].what);
+    }
+    /* A client vanishing mid-frame. */
+    int fd = raw_connect(d.socket);
+    static const unsigned char partial[] = { 0, 0, 0, 100, 8, 1 };
+    CHECK(write(fd, partial, sizeof partial) == (ssize_t)sizeof partial, "write");
+    close(fd);
+    CHECK(daemon_answers(), "daemon stopped answering after a client vanished mid-frame");
+    /* The bystander's session and name survived all of it. */
+    CHECK(partisan_send_sync(bystander, "frames", "keep", "still here", 10, T) == 0, "bystander send");
+    struct partisan_message *m = NULL;
+    CHECK(partisan_recv(bystander, &m, T) == 0 && m->len == 10, "bystander recv");
+    partisan_message_free(m);
+    /* An oversized request through the library closes that client only. */
+    partisan_client *big = NULL;
+    CHECK(partisan_connect(d.socket, &big) == 0, "connect");
+    size_t n = 100 * 1024;
+    char *payload = calloc(1, n);
+    int rc = partisan_send_sync(big, "frames", "keep", payload, n, T);
+    free(payload);
+    CHECK(rc == PARTISAN_ECLOSED || rc == PARTISAN_EIO, "oversized send: %s", partisan_strerror(rc));
+    partisan_close(big);
+    CHECK(daemon_answers(), "daemon stopped answering after an oversized request");
+    partisan_close(bystander);
+    char log[65536];
+    harness_read_file(d.log, log, sizeof log);
+    CHECK(strstr(log, "bad frame"), "closes were not logged");
+}
+
+static void test_pipelined_sends_arrive_in_order(void)
+{
+    CHECK(start_default("") == 0, "daemon did not start");
+    partisan_client *rx = NULL, *tx = NULL;
+    CHECK(partisan_connect(d.socket, &rx) == 0 && partisan_connect(d.socket, &tx) == 0, "connect");
+    CHECK(partisan_register(rx, "sink", T) == 0, "register");
+    enum { N = 20000 };
+    int next = 0;
+    for (int i = 0; i < N; i++) {
+        char msg[32];
+        int len = snprintf(msg, sizeof msg, "m%d", i);
+        int rc = partisan_send(tx, "solo", "sink", msg, (size_t)len);
+        CHECK(rc == 0, "send %d: %s", i, partisan_strerror(rc));
+        /* Receive as we go, as a real consumer would. */
+        struct partisan_message *m = NULL;
+        while (partisan_recv(rx, &m, 0) == 0) {
+            char want[32];
+            int wl = snprintf(want, sizeof want, "m%d", next);
+            CHECK(m->len == (size_t)wl && memcmp(m->payload, want, m->len) == 0, "message %d out of order", next);
+            next++;
+            partisan_message_free(m);
+        }
+    }
+    CHECK(partisan_flush(tx, T) == 0, "flush reported a failed send");
+    while (next < N) {
+        struct partisan_message *m = NULL;
+        int rc = partisan_recv(rx, &m, T);
+        CHECK(rc == 0, "recv %d: %s", next, partisan_strerror(rc));
+        char want[32];
+        int wl = snprintf(want, sizeof want, "m%d", next);
+        CHECK(m->len == (size_t)wl && memcmp(m->payload, want, m->len) == 0, "message %d out of order", next);
+        CHECK(strcmp(m->from_node, "solo") == 0 && strcmp(m->name, "sink") == 0, "envelope");
+        next++;
+        partisan_message_free(m);
+    }
+    partisan_close(rx);
+    partisan_close(tx);
+}
+
+static void test_slow_reader_is_bounded(void)
+{
+    harness_daemon_init(&d, "slow", "\"ipc\": {\"socket\": \"@SOCK@\", \"max_queue_bytes\": 65536, \"max_frame_bytes\": 16384}");
+    CHECK(harness_daemon_start(&d, T) == 0, "daemon did not start");
+    partisan_client *rx = NULL;
+    CHECK(partisan_connect(d.socket, &rx) == 0, "connect");
+    CHECK(partisan_register(rx, "never-reads", T) == 0, "register");
+    /* A raw sender pipelines 4 MiB at a receiver that never reads: the
+     * daemon must stop reading it (backpressure), not buffer it all. */
+    int fd = raw_connect(d.socket);
+    CHECK(fd >= 0, "raw connect");
+    struct timeval tv = { .tv_sec = 0, .tv_usec = 300000 };
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    /* IpcRequest{id=1, send{node="slow", name="never-reads", payload=4000 bytes}} */
+    unsigned char frame[4200];
+    size_t n = 0;
+    unsigned char body[4150];
+    size_t b = 0;
+    body[b++] = 0x08; body[b++] = 0x01;                 /* id = 1 */
+    unsigned char send[4120];
+    size_t s = 0;
+    send[s++] = 0x0a; send[s++] = 4; memcpy(send + s, "slow", 4); s += 4;
+    send[s++] = 0x12; send[s++] = 11; memcpy(send + s, "never-reads", 11); s += 11;
+    send[s++] = 0x1a; send[s++] = 0xa0; send[s++] = 0x1f; /* 4000 as a varint */
+    memset(send + s, 'x', 4000); s += 4000;
+    body[b++] = 0x6a; body[b++] = (unsigned char)(0x80 | (s & 0x7f)); body[b++] = (unsigned char)(s >> 7);
+    memcpy(body + b, send, s); b += s;
+    frame[0] = 0; frame[1] = 0; frame[2] = (unsigned char)(b >> 8); frame[3] = (unsigned char)b;
+    memcpy(frame + 4, body, b); n = 4 + b;
+    size_t sent = 0;
+    for (int i = 0; i < 1024; i++) {
+        ssize_t w = write(fd, frame, n);
+        if (w != (ssize_t)n)
+            break;
+        sent += (size_t)w;
+    }
+    CHECK(sent < 4u << 20, "the daemon took all %zu bytes from a sender whose receiver never reads", sent);
+    CHECK(daemon_answers(), "daemon stopped answering other clients");
+    /* When the receiver goes, the blocked sender is released: its further
+     * sends are answered (no such name) rather than hanging. */
+    partisan_close(rx);
+    CHECK(daemon_answers(), "daemon stopped answering after the receiver left");
+    close(fd);
+}
+
+static void test_sigterm_removes_socket(void)
+{
+    CHECK(start_default("") == 0, "daemon did not start");
+    struct stat st;
+    CHECK(stat(d.socket, &st) == 0 && S_ISSOCK(st.st_mode), "no socket file");
+    CHECK((st.st_mode & 0777) == 0660, "socket mode %o, want 0660", st.st_mode & 0777);
+    int status = harness_daemon_stop(&d, T);
+    CHECK(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "SIGTERM exit status %d", status);
+    CHECK(stat(d.socket, &st) != 0 && errno == ENOENT, "socket file left behind");
+}
+
+static void test_second_daemon_refused_and_stale_socket_reused(void)
+{
+    CHECK(start_default("") == 0, "daemon did not start");
+    struct daemon_proc second = d;
+    snprintf(second.log, sizeof second.log, "%s/second.log", d.dir);
+    CHECK(harness_daemon_start(&second, 3000) != 0, "a second daemon started on the same socket");
+    char log[8192];
+    harness_read_file(second.log, log, sizeof log);
+    CHECK(strstr(log, "another daemon"), "second daemon's refusal does not say why: %s", log);
+    CHECK(daemon_answers(), "first daemon disturbed");
+    /* A killed daemon leaves its socket file; the next start removes it. */
+    harness_daemon_kill(&d);
+    struct stat st;
+    CHECK(stat(d.socket, &st) == 0, "expected a stale socket after SIGKILL");
+    CHECK(harness_daemon_start(&d, T) == 0, "restart over a stale socket failed");
+}
+
+static void test_check_config_and_reload(void)
+{
+    harness_daemon_init(&d, "cfg", "");
+    char bad[700];
+    snprintf(bad, sizeof bad, "%s/bad.json", d.dir);
+    FILE *f = fopen(bad, "w");
+    fputs("{\n  \"overlay\": {\"type\": \"hyparview\"},\n  \"log\": {\"levle\": \"debug\"}\n}\n", f);
+    fclose(f);
+    char cmd[1500];
+    snprintf(cmd, sizeof cmd, "%s/partisand --check-config %s 2>&1", harness_bin_dir(), bad);
+    FILE *p = popen(cmd, "r");
+    char out[4096] = "";
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 78, "--check-config on a bad file: status %d", st);
+    CHECK(strstr(out, "overlay.type") && strstr(out, "log.levle"), "errors not all named: %s", out);
+    snprintf(cmd, sizeof cmd, "%s/partisand --check-config %s >/dev/null 2>&1", harness_bin_dir(), d.config);
+    CHECK(system(cmd) == 0, "--check-config on a good file failed");
+
+    CHECK(harness_daemon_start(&d, T) == 0, "daemon did not start");
+    /* Reload with a changed level and a changed restart-only key. */
+    f = fopen(d.config, "w");
+    fprintf(f, "{\"node\": {\"name\": \"cfg\", \"listen\": \"127.0.0.1:0\", \"state_dir\": \"%s/state\"},"
+               " \"cluster\": {\"name\": \"renamed\"},"
+               " \"ipc\": {\"socket\": \"%s\"}, \"log\": {\"level\": \"info\"}}\n", d.dir, d.socket);
+    fclose(f);
+    harness_daemon_signal(&d, SIGHUP);
+    char log[65536];
+    uint64_t deadline = harness_now_ms() + T;
+    bool seen = false;
+    while (!seen && harness_now_ms() < deadline) {
+        usleep(50000);
+        harness_read_file(d.log, log, sizeof log);
+        seen = strstr(log, "log.level debug -> info") && strstr(log, "cluster.name changed");
+    }
+    CHECK(seen, "reload not logged as expected");
+    /* A broken file on reload keeps the running config. */
+    f = fopen(d.config, "w");
+    fputs("{ broken", f);
+    fclose(f);
+    harness_daemon_signal(&d, SIGHUP);
+    deadline = harness_now_ms() + T;
+    seen = false;
+    while (!seen && harness_now_ms() < deadline) {
+        usleep(50000);
+        harness_read_file(d.log, log, sizeof log);
+        seen = strstr(log, "not reloading") != NULL;
+    }
+    CHECK(seen, "a broken reload was not refused");
+    CHECK(daemon_answers(), "daemon died on a broken reload");
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    harness_run("status_text_and_json", test_status_text_and_json);
+    harness_run("cli_send_recv_round_trip", test_cli_send_recv_round_trip);
+    harness_run("recv_times_out", test_recv_times_out);
+    harness_run("duplicate_name_refused", test_duplicate_name_refused);
+    harness_run("unknown_name_and_node", test_unknown_name_and_node);
+    harness_run("cli_usage_and_no_daemon", test_cli_usage_and_no_daemon);
+    harness_run("bad_frames_close_only_that_client", test_bad_frames_close_only_that_client);
+    harness_run("pipelined_sends_arrive_in_order", test_pipelined_sends_arrive_in_order);
+    harness_run("slow_reader_is_bounded", test_slow_reader_is_bounded);
+    harness_run("sigterm_removes_socket", test_sigterm_removes_socket);
+    harness_run("second_daemon_refused_and_stale_socket_reused", test_second_daemon_refused_and_stale_socket_reused);
+    harness_run("check_config_and_reload", test_check_config_and_reload);
+    return harness_summary();
+}

@@ -1,0 +1,490 @@
+/* Config loading: defaults, a full valid file, and for each kind of mistake
+ * the message a user would read. Run from the repo root (or set SRCDIR). */
+#include <check.h>
+#include <errno.h>
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static char msgs[16384];
+static int n_msgs;
+
+static void collect(void *ctx, const char *msg)
+{
+    (void)ctx;
+    n_msgs++;
+    strncat(msgs, msg, sizeof msgs - strlen(msgs) - 2);
+    strcat(msgs, "\n");
+}
+
+static int load(const char *text, struct config *cfg)
+{
+    msgs[0] = '\0';
+    n_msgs = 0;
+    int n = config_load_string(text, "t.json", cfg, collect, NULL);
+    ck_assert_int_eq(n, n_msgs);
+    return n;
+}
+
+#define ck_assert_msg_has(needle) \
+    ck_assert_msg(strstr(msgs, (needle)) != NULL, "expected \"%s\" in:\n%s", (needle), msgs)
+
+/* Loads text that must fail with exactly one error containing `needle`. */
+static void expect_one_error(const char *text, const char *needle)
+{
+    struct config cfg;
+    ck_assert_int_eq(load(text, &cfg), 1);
+    ck_assert_msg_has(needle);
+    ck_assert_ptr_null(cfg.seeds);
+}
+
+START_TEST(empty_object_gives_defaults)
+{
+    struct config cfg;
+    ck_assert_int_eq(load("{}", &cfg), 0);
+    char host[256] = "";
+    ck_assert_int_eq(gethostname(host, sizeof host), 0);
+    ck_assert_str_eq(cfg.node_name, host);
+    ck_assert_str_eq(cfg.listen.host, "127.0.0.1");
+    ck_assert_uint_eq(cfg.listen.port, 10200);
+    ck_assert_str_eq(cfg.advertise.host, "127.0.0.1");
+    ck_assert_int_eq(cfg.advertise_set, 0);
+    ck_assert_str_eq(cfg.state_dir, "");
+    ck_assert_str_eq(cfg.cluster_name, "partisan");
+    ck_assert_uint_eq(cfg.n_seeds, 0);
+    ck_assert_int_eq(cfg.overlay, OVERLAY_FULL_MESH);
+    ck_assert_uint_eq(cfg.gossip_interval_ms, 1000);
+    ck_assert_uint_eq(cfg.gossip_fanout, 3);
+    ck_assert_uint_eq(cfg.ping_interval_ms, 500);
+    ck_assert_uint_eq(cfg.fd_timeout_ms, 3000);
+    ck_assert_uint_eq(cfg.connect_timeout_ms, 2000);
+    ck_assert_uint_eq(cfg.backoff_initial_ms, 100);
+    ck_assert_uint_eq(cfg.backoff_max_ms, 5000);
+    ck_assert_uint_eq(cfg.peer_max_frame_bytes, 16u << 20);
+    ck_assert_uint_eq(cfg.peer_max_queue_bytes, 64u << 20);
+    ck_assert_str_eq(cfg.ipc_socket, "/run/partisan/partisand.sock");
+    ck_assert_uint_eq(cfg.ipc_mode, 0660);
+    ck_assert_uint_eq(cfg.ipc_max_frame_bytes, 16u << 20);
+    ck_assert_uint_eq(cfg.ipc_max_queue_bytes, 64u << 20);
+    ck_assert_int_eq(cfg.log_level, LOG_INFO);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(defaults_match_empty_object)
+{
+    struct config a, b;
+    config_defaults(&a);
+    ck_assert_int_eq(load("{}", &b), 0);
+    ck_assert_mem_eq(&a, &b, sizeof a);
+    config_free(&a);
+    config_free(&a);   /* twice is harmless */
+    config_free(&b);
+}
+END_TEST
+
+static const char full[] =
+    "{\n"
+    " \"node\": {\"name\": \"n1.example@a-b_c\", \"listen\": \"[::]:7000\",\n"
+    "           \"advertise\": \"[2001:db8::1]:7000\", \"state_dir\": \"/tmp/st\"},\n"
+    " \"cluster\": {\"name\": \"prod\", \"seeds\": [\"10.0.0.1:7000\", \"[2001:db8::2]:7000\", \"h.example:1\"]},\n"
+    " \"overlay\": {\"type\": \"full_mesh\", \"gossip_interval_ms\": 10, \"gossip_fanout\": 64},\n"
+    " \"failure_detector\": {\"ping_interval_ms\": 100, \"timeout_ms\": 101},\n"
+    " \"transport\": {\"connect_timeout_ms\": 60000, \"backoff_initial_ms\": 7, \"backoff_max_ms\": 7,\n"
+    "                 \"max_frame_bytes\": 1024, \"max_queue_bytes\": 17179869184},\n"
+    " \"ipc\": {\"socket\": \"/tmp/p.sock\", \"mode\": \"640\", \"max_frame_bytes\": 1073741824,\n"
+    "           \"max_queue_bytes\": 1073741824},\n"
+    " \"log\": {\"level\": \"warn\"}\n"
+    "}\n";
+
+START_TEST(full_valid_config)
+{
+    struct config cfg;
+    ck_assert_int_eq(load(full, &cfg), 0);
+    ck_assert_str_eq(cfg.node_name, "n1.example@a-b_c");
+    ck_assert_str_eq(cfg.listen.host, "::");
+    ck_assert_uint_eq(cfg.listen.port, 7000);
+    ck_assert_int_eq(cfg.advertise_set, 1);
+    ck_assert_str_eq(cfg.advertise.host, "2001:db8::1");
+    ck_assert_str_eq(cfg.state_dir, "/tmp/st");
+    ck_assert_str_eq(cfg.cluster_name, "prod");
+    ck_assert_uint_eq(cfg.n_seeds, 3);
+    ck_assert_str_eq(cfg.seeds[0].host, "10.0.0.1");
+    ck_assert_str_eq(cfg.seeds[1].host, "2001:db8::2");
+    ck_assert_str_eq(cfg.seeds[2].host, "h.example");
+    ck_assert_uint_eq(cfg.seeds[2].port, 1);
+    ck_assert_uint_eq(cfg.gossip_interval_ms, 10);
+    ck_assert_uint_eq(cfg.gossip_fanout, 64);
+    ck_assert_uint_eq(cfg.fd_timeout_ms, 101);
+    ck_assert_uint_eq(cfg.backoff_max_ms, 7);
+    ck_assert_uint_eq(cfg.peer_max_frame_bytes, 1024);
+    ck_assert_uint_eq(cfg.peer_max_queue_bytes, 16ull << 30);
+    ck_assert_str_eq(cfg.ipc_socket, "/tmp/p.sock");
+    ck_assert_uint_eq(cfg.ipc_mode, 0640);
+    ck_assert_uint_eq(cfg.ipc_max_frame_bytes, 1u << 30);
+    ck_assert_int_eq(cfg.log_level, LOG_WARN);
+    config_free(&cfg);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(listen_port_zero_and_default_advertise)
+{
+    struct config cfg;
+    ck_assert_int_eq(load("{\"node\": {\"listen\": \"127.0.0.1:0\"}}", &cfg), 0);
+    ck_assert_uint_eq(cfg.listen.port, 0);
+    ck_assert_int_eq(cfg.advertise_set, 0);
+    ck_assert_str_eq(cfg.advertise.host, "127.0.0.1");
+    ck_assert_uint_eq(cfg.advertise.port, 0);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(syntax_error_has_line_and_column)
+{
+    struct config cfg;
+    ck_assert_int_eq(load("{\n  \"node\": {\n    \"name\": \"x\",\n  }\n}", &cfg), 1);
+    ck_assert_msg_has("t.json:4:3: ");
+    ck_assert_msg(strstr(msgs, "string or '}' expected") != NULL, "%s", msgs);
+}
+END_TEST
+
+START_TEST(duplicate_key_rejected)
+{
+    struct config cfg;
+    ck_assert_int_eq(load("{\"log\": {\"level\": \"info\", \"level\": \"debug\"}}", &cfg), 1);
+    ck_assert_msg_has("t.json:1:");
+    ck_assert_msg_has("duplicate object key");
+}
+END_TEST
+
+START_TEST(top_level_must_be_object)
+{
+    expect_one_error("[1, 2]", "t.json: top level must be an object, got array");
+    expect_one_error("42", "t.json: top level must be an object, got integer");
+}
+END_TEST
+
+START_TEST(section_must_be_object)
+{
+    expect_one_error("{\"node\": \"n1\"}", "t.json: node: expected an object, got string");
+}
+END_TEST
+
+START_TEST(unknown_top_level_key)
+{
+    expect_one_error("{\"nodes\": {}}",
+                     "t.json: nodes: unknown key (did you mean \"node\"? allowed: node, cluster, overlay, "
+                     "failure_detector, transport, ipc, log)");
+}
+END_TEST
+
+START_TEST(unknown_nested_key)
+{
+    expect_one_error("{\"overlay\": {\"tpye\": \"full_mesh\"}}",
+                     "t.json: overlay.tpye: unknown key (did you mean \"type\"? "
+                     "allowed: type, gossip_interval_ms, gossip_fanout)");
+    expect_one_error("{\"log\": {\"zzzzzz\": 1}}", "t.json: log.zzzzzz: unknown key (allowed: level)");
+}
+END_TEST
+
+START_TEST(wrong_types)
+{
+    expect_one_error("{\"node\": {\"listen\": 10200}}",
+                     "t.json: node.listen: expected a string \"host:port\", got integer");
+    expect_one_error("{\"overlay\": {\"gossip_fanout\": 1.5}}",
+                     "t.json: overlay.gossip_fanout: expected an integer, got real number");
+    expect_one_error("{\"overlay\": {\"gossip_fanout\": true}}",
+                     "overlay.gossip_fanout: expected an integer, got boolean");
+    expect_one_error("{\"overlay\": {\"gossip_fanout\": \"3\"}}",
+                     "overlay.gossip_fanout: expected an integer, got string");
+    expect_one_error("{\"cluster\": {\"seeds\": \"a:1\"}}",
+                     "cluster.seeds: expected an array of \"host:port\" strings, got string");
+    expect_one_error("{\"cluster\": {\"seeds\": [\"a:1\", 5]}}",
+                     "cluster.seeds[1]: expected a string \"host:port\", got integer");
+    expect_one_error("{\"ipc\": {\"mode\": 660}}", "ipc.mode: expected an octal string like \"0660\", got integer");
+    expect_one_error("{\"log\": {\"level\": null}}", "log.level: expected a string");
+}
+END_TEST
+
+START_TEST(out_of_range)
+{
+    expect_one_error("{\"overlay\": {\"gossip_interval_ms\": 5}}",
+                     "t.json: overlay.gossip_interval_ms: 5 is out of range (10..600000)");
+    expect_one_error("{\"overlay\": {\"gossip_fanout\": -1}}",
+                     "overlay.gossip_fanout: -1 is out of range (1..64)");
+    expect_one_error("{\"ipc\": {\"max_frame_bytes\": 1073741825}}",
+                     "ipc.max_frame_bytes: 1073741825 is out of range (1024..1073741824)");
+    expect_one_error("{\"transport\": {\"max_queue_bytes\": 17179869185}}",
+                     "transport.max_queue_bytes: 17179869185 is out of range (65536..17179869184)");
+}
+END_TEST
+
+START_TEST(overlay_types)
+{
+    expect_one_error("{\"overlay\": {\"type\": \"hyparview\"}}",
+                     "t.json: overlay.type: \"hyparview\" is not yet supported (supported: full_mesh)");
+    expect_one_error("{\"overlay\": {\"type\": \"static\"}}", "\"static\" is not yet supported");
+    expect_one_error("{\"overlay\": {\"type\": \"ring\"}}",
+                     "overlay.type: \"ring\" is an unknown overlay (allowed: full_mesh, hyparview, client_server, static)");
+    ck_assert_str_eq(config_overlay_name(OVERLAY_FULL_MESH), "full_mesh");
+}
+END_TEST
+
+START_TEST(names)
+{
+    expect_one_error("{\"node\": {\"name\": \"a b\"}}",
+                     "node.name: \"a b\" has \" \" at byte 1 (allowed characters: A-Z a-z 0-9 . _ @ -)");
+    expect_one_error("{\"cluster\": {\"name\": \"\"}}", "cluster.name: must not be empty");
+    char text[400];
+    snprintf(text, sizeof text, "{\"cluster\": {\"name\": \"%0256d\"}}", 0);
+    expect_one_error(text, "cluster.name: is 256 bytes long (max 255)");
+    expect_one_error("{\"node\": {\"name\": \"a\\u0000b\"}}", "node.name: contains a NUL byte");
+    expect_one_error("{\"node\": {\"name\": \"caf\\u00e9\"}}", "\"caf\\xc3\\xa9\" has \"\\xc3\" at byte 3");
+}
+END_TEST
+
+START_TEST(bad_addresses)
+{
+    expect_one_error("{\"node\": {\"listen\": \"127.0.0.1\"}}",
+                     "node.listen: \"127.0.0.1\" is not \"host:port\" or \"[v6]:port\": missing ':port'");
+    expect_one_error("{\"node\": {\"listen\": \"127.0.0.1:70000\"}}", "port is not a number in 0..65535");
+    expect_one_error("{\"node\": {\"listen\": \"::1:80\"}}", "an IPv6 address needs brackets");
+    expect_one_error("{\"cluster\": {\"seeds\": [\"10.0.0.1:0\"]}}",
+                     "cluster.seeds[0]: \"10.0.0.1:0\": port 0 cannot be dialled (1..65535)");
+    expect_one_error("{\"cluster\": {\"seeds\": [\"0.0.0.0:7000\"]}}", "cluster.seeds[0]: \"0.0.0.0:7000\": 0.0.0.0 means every interface");
+    expect_one_error("{\"node\": {\"advertise\": \"10.0.0.1:0\"}}",
+                     "node.advertise: \"10.0.0.1:0\": port 0 cannot be dialled");
+    expect_one_error("{\"node\": {\"listen\": \"[::]:7000\", \"advertise\": \"[::]:7000\"}}",
+                     "node.advertise: \"[::]:7000\": :: means every interface, which peers cannot dial");
+}
+END_TEST
+
+START_TEST(wildcard_listen_needs_advertise)
+{
+    expect_one_error("{\"node\": {\"listen\": \"0.0.0.0:10200\"}}",
+                     "t.json: node.listen: \"0.0.0.0:10200\" listens on every interface, so peers cannot be told "
+                     "where to dial: set node.advertise");
+    expect_one_error("{\"node\": {\"listen\": \"[::]:10200\"}}", "set node.advertise");
+    struct config cfg;
+    ck_assert_int_eq(load("{\"node\": {\"listen\": \"0.0.0.0:10200\", \"advertise\": \"10.1.2.3:10200\"}}", &cfg), 0);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(bad_modes)
+{
+    expect_one_error("{\"ipc\": {\"mode\": \"rw\"}}",
+                     "ipc.mode: \"rw\" is not an octal mode of 3 or 4 digits, like \"0660\"");
+    expect_one_error("{\"ipc\": {\"mode\": \"0668\"}}", "not an octal mode");
+    expect_one_error("{\"ipc\": {\"mode\": \"06600\"}}", "not an octal mode");
+    expect_one_error("{\"ipc\": {\"mode\": \"4755\"}}", "ipc.mode: \"4755\" has bits above 0777");
+}
+END_TEST
+
+START_TEST(paths_and_levels)
+{
+    expect_one_error("{\"ipc\": {\"socket\": \"\"}}", "ipc.socket: must not be empty");
+    char text[300];
+    snprintf(text, sizeof text, "{\"ipc\": {\"socket\": \"/%0200d\"}}", 0);
+    expect_one_error(text, "ipc.socket: path is 201 bytes long (max 107, the limit of a Unix socket address)");
+    expect_one_error("{\"log\": {\"level\": \"verbose\"}}",
+                     "log.level: \"verbose\" is not a level (allowed: debug, info, warn, error)");
+}
+END_TEST
+
+START_TEST(cross_key_constraints)
+{
+    expect_one_error("{\"failure_detector\": {\"ping_interval_ms\": 500, \"timeout_ms\": 500}}",
+                     "t.json: failure_detector.timeout_ms: 500 must be greater than failure_detector.ping_interval_ms (500)");
+    expect_one_error("{\"transport\": {\"backoff_max_ms\": 50}}",
+                     "transport.backoff_max_ms: 50 must be at least transport.backoff_initial_ms (100)");
+    expect_one_error("{\"ipc\": {\"max_frame_bytes\": 1073741824}}",
+                     "ipc.max_queue_bytes: 67108864 must be at least ipc.max_frame_bytes (1073741824)");
+    expect_one_error("{\"transport\": {\"max_frame_bytes\": 1048576, \"max_queue_bytes\": 65536}}",
+                     "transport.max_queue_bytes: 65536 must be at least transport.max_frame_bytes (1048576)");
+}
+END_TEST
+
+START_TEST(cross_key_skipped_when_one_side_invalid)
+{
+    /* timeout 20 is itself out of range; the ordering rule must stay quiet. */
+    expect_one_error("{\"failure_detector\": {\"timeout_ms\": 20}}", "timeout_ms: 20 is out of range");
+}
+END_TEST
+
+START_TEST(every_error_is_counted)
+{
+    struct config cfg;
+    ck_assert_int_eq(load("{\"node\": {\"nmae\": \"x\"}, \"overlay\": {\"gossip_fanout\": 0},"
+                          " \"log\": {\"level\": 3}}", &cfg), 3);
+    ck_assert_msg_has("node.nmae: unknown key");
+    ck_assert_msg_has("overlay.gossip_fanout: 0 is out of range");
+    ck_assert_msg_has("log.level: expected a string");
+    ck_assert_int_eq(load("{\"bogus\": 1, \"cluster\": {\"seeds\": [\"a\", \"b:0\", \"c:1\"]},"
+                          " \"ipc\": {\"mode\": \"9\"}}", &cfg), 4);
+    ck_assert_ptr_null(cfg.seeds);
+    ck_assert_uint_eq(cfg.n_seeds, 0);
+}
+END_TEST
+
+START_TEST(null_callback_still_counts)
+{
+    struct config cfg;
+    ck_assert_int_eq(config_load_string("{\"a\": 1, \"b\": 2}", NULL, &cfg, NULL, NULL), 2);
+}
+END_TEST
+
+START_TEST(missing_file)
+{
+    struct config cfg;
+    msgs[0] = '\0';
+    n_msgs = 0;
+    ck_assert_int_eq(config_load("/nonexistent/partisand.json", &cfg, collect, NULL), 1);
+    ck_assert_msg_has("/nonexistent/partisand.json: ");
+    ck_assert_msg_has(strerror(ENOENT));
+}
+END_TEST
+
+START_TEST(file_syntax_error_names_file)
+{
+    char path[] = "/tmp/check_config_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    const char body[] = "{\n\"log\": {\"level\": \"info\"\n}";
+    ck_assert_int_eq(write(fd, body, sizeof body - 1), (ssize_t)(sizeof body - 1));
+    close(fd);
+    struct config cfg;
+    msgs[0] = '\0';
+    n_msgs = 0;
+    ck_assert_int_eq(config_load(path, &cfg, collect, NULL), 1);
+    unlink(path);
+    char want[64];
+    snprintf(want, sizeof want, "%s:3:", path);
+    ck_assert_msg_has(want);
+}
+END_TEST
+
+START_TEST(parse_addr_cases)
+{
+    struct config_addr a;
+    ck_assert_int_eq(config_parse_addr("127.0.0.1:10200", &a), 0);
+    ck_assert_str_eq(a.host, "127.0.0.1");
+    ck_assert_uint_eq(a.port, 10200);
+    ck_assert_int_eq(config_parse_addr("[::1]:80", &a), 0);
+    ck_assert_str_eq(a.host, "::1");
+    ck_assert_uint_eq(a.port, 80);
+    ck_assert_int_eq(config_parse_addr("[fe80::1%eth0]:65535", &a), 0);
+    ck_assert_str_eq(a.host, "fe80::1%eth0");
+    ck_assert_uint_eq(a.port, 65535);
+    ck_assert_int_eq(config_parse_addr("host.example:0", &a), 0);
+    ck_assert_uint_eq(a.port, 0);
+
+    const char *bad[] = {
+        "127.0.0.1", "127.0.0.1:", "127.0.0.1:70000", "127.0.0.1:65536", "127.0.0.1:-1",
+        "127.0.0.1:8o", ":80", "[]:80", "[::1]", "[::1]80", "[::1:80", "::1:80",
+        "[host]:80", "a b:80", "", "h:123456",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(config_parse_addr(bad[i], &a) == -1, "accepted \"%s\"", bad[i]);
+}
+END_TEST
+
+START_TEST(format_addr_round_trips)
+{
+    struct config_addr a;
+    char buf[CONFIG_ADDR_MAX + 16];
+    ck_assert_int_eq(config_parse_addr("[2001:db8::1]:7000", &a), 0);
+    config_format_addr(&a, buf, sizeof buf);
+    ck_assert_str_eq(buf, "[2001:db8::1]:7000");
+    ck_assert_int_eq(config_parse_addr("node-1.example:1", &a), 0);
+    config_format_addr(&a, buf, sizeof buf);
+    ck_assert_str_eq(buf, "node-1.example:1");
+}
+END_TEST
+
+START_TEST(shipped_configs_load)
+{
+    const char *src = getenv("SRCDIR");
+    char pattern[1024];
+    snprintf(pattern, sizeof pattern, "%s/conf/*.json", src && *src ? src : ".");
+    glob_t g;
+    ck_assert_int_eq(glob(pattern, 0, NULL, &g), 0);
+    ck_assert_uint_ge(g.gl_pathc, 3);
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        struct config cfg;
+        msgs[0] = '\0';
+        n_msgs = 0;
+        int n = config_load(g.gl_pathv[i], &cfg, collect, NULL);
+        ck_assert_msg(n == 0, "%s: %d errors:\n%s", g.gl_pathv[i], n, msgs);
+        config_free(&cfg);
+    }
+    globfree(&g);
+}
+END_TEST
+
+START_TEST(dev_config_values)
+{
+    const char *src = getenv("SRCDIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/conf/dev.json", src && *src ? src : ".");
+    struct config cfg;
+    ck_assert_int_eq(config_load(path, &cfg, collect, NULL), 0);
+    ck_assert_str_eq(cfg.node_name, "dev");
+    ck_assert_uint_eq(cfg.listen.port, 0);
+    ck_assert_str_eq(cfg.ipc_socket, "run/partisand.sock");
+    ck_assert_str_eq(cfg.state_dir, "run/state");
+    ck_assert_uint_eq(cfg.ipc_mode, 0600);
+    ck_assert_int_eq(cfg.log_level, LOG_DEBUG);
+    config_free(&cfg);
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("load");
+    tcase_add_test(tc, empty_object_gives_defaults);
+    tcase_add_test(tc, defaults_match_empty_object);
+    tcase_add_test(tc, full_valid_config);
+    tcase_add_test(tc, listen_port_zero_and_default_advertise);
+    tcase_add_test(tc, syntax_error_has_line_and_column);
+    tcase_add_test(tc, duplicate_key_rejected);
+    tcase_add_test(tc, top_level_must_be_object);
+    tcase_add_test(tc, section_must_be_object);
+    tcase_add_test(tc, unknown_top_level_key);
+    tcase_add_test(tc, unknown_nested_key);
+    tcase_add_test(tc, wrong_types);
+    tcase_add_test(tc, out_of_range);
+    tcase_add_test(tc, overlay_types);
+    tcase_add_test(tc, names);
+    tcase_add_test(tc, bad_addresses);
+    tcase_add_test(tc, wildcard_listen_needs_advertise);
+    tcase_add_test(tc, bad_modes);
+    tcase_add_test(tc, paths_and_levels);
+    tcase_add_test(tc, cross_key_constraints);
+    tcase_add_test(tc, cross_key_skipped_when_one_side_invalid);
+    tcase_add_test(tc, every_error_is_counted);
+    tcase_add_test(tc, null_callback_still_counts);
+    tcase_add_test(tc, missing_file);
+    tcase_add_test(tc, file_syntax_error_names_file);
+    tcase_add_test(tc, parse_addr_cases);
+    tcase_add_test(tc, format_addr_round_trips);
+    tcase_add_test(tc, shipped_configs_load);
+    tcase_add_test(tc, dev_config_values);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
