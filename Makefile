@@ -82,7 +82,7 @@ $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(GEN_H)
 	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -c -o $@ $<
 $(BUILD)/pic/gen/%.o: $(BUILD)/gen/%.c $(GEN_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -fPIC -c -o $@ $<
+	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -fPIC -fvisibility=hidden -c -o $@ $<
 $(BUILD)/obj/%.o: %.c $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
@@ -142,7 +142,8 @@ $(BUILD)/bench/baseline_forwarder: $(call obj,bench/baseline_forwarder.c proto/f
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib \
 	    $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
-	    $(DESTDIR)/etc/partisan $(DESTDIR)/lib/systemd/system
+	    $(DESTDIR)/etc/partisan $(DESTDIR)/lib/systemd/system $(DESTDIR)/usr/lib/sysusers.d \
+	    $(DESTDIR)$(PREFIX)/share/doc/partisand
 	install -m 0755 $(BUILD)/partisand $(DESTDIR)$(PREFIX)/sbin/partisand
 	install -m 0755 $(BUILD)/partisanctl $(DESTDIR)$(PREFIX)/bin/partisanctl
 	install -m 0644 $(BUILD)/libpartisan-client.so $(DESTDIR)$(PREFIX)/lib/libpartisan-client.so.0
@@ -151,8 +152,10 @@ install: all
 	install -m 0644 client/partisan.h $(DESTDIR)$(PREFIX)/include/partisan.h
 	install -m 0644 $(BUILD)/partisan-client.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/partisan-client.pc
 	test -e $(DESTDIR)/etc/partisan/partisand.json || install -m 0644 conf/partisand.json $(DESTDIR)/etc/partisan/partisand.json
-	sed -e 's|@SBINDIR@|$(PREFIX)/sbin|g' systemd/partisand.service.in > $(DESTDIR)/lib/systemd/system/partisand.service
+	sed -e 's|@SBINDIR@|$(PREFIX)/sbin|g' -e 's|@DOCDIR@|$(PREFIX)/share/doc/partisand|g' systemd/partisand.service.in > $(DESTDIR)/lib/systemd/system/partisand.service
 	chmod 0644 $(DESTDIR)/lib/systemd/system/partisand.service
+	install -m 0644 systemd/partisan.sysusers $(DESTDIR)/usr/lib/sysusers.d/partisan.conf
+	install -m 0644 README.md doc/config.md $(DESTDIR)$(PREFIX)/share/doc/partisand/
 
 clean:
 	rm -rf build run

@@ -185,9 +185,94 @@ static int plan(struct membership *m, const struct member *in, size_t n, struct 
     return reserve(m, m->n + w->n_added);
 }
 
+/* A whole table from a peer arrives sorted by name: then one linear walk
+ * merges it, instead of a binary search per entry. */
+static bool sorted_input(const struct member *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!usable(&in[i]) || (i > 0 && strcmp(in[i - 1].name, in[i].name) >= 0))
+            return false;
+    return true;
+}
+
+static void notify(const struct membership *m, const struct merge_work *w,
+                   const struct member *in, membership_change_fn fn, void *ctx)
+{
+    if (!fn)
+        return;
+    struct member zero;
+    memset(&zero, 0, sizeof zero);
+    for (size_t i = 0; i < w->n_updated; i++)
+        fn(ctx, MEMBERSHIP_UPDATED, membership_find(m, in[w->updated[i]].name), &w->old[i]);
+    for (size_t i = 0; i < w->n_added; i++)
+        fn(ctx, MEMBERSHIP_ADDED, membership_find(m, w->added[i]->name), &zero);
+}
+
+static void move_entry(struct membership *m, size_t to, size_t from)
+{
+    if (to != from)
+        m->v[to] = m->v[from];
+}
+
+static int merge_sorted(struct membership *m, const struct member *in, size_t n,
+                        membership_change_fn fn, void *ctx)
+{
+    size_t n_add = 0, n_upd = 0;
+    for (size_t i = 0, j = 0; j < n;) {
+        int c = i < m->n ? strcmp(m->v[i].name, in[j].name) : 1;
+        if (c < 0) {
+            i++;
+        } else if (c > 0) {
+            n_add++;
+            j++;
+        } else {
+            n_upd += membership_compare(&in[j], &m->v[i]) > 0;
+            i++;
+            j++;
+        }
+    }
+    if (n_add + n_upd == 0)
+        return 0;
+    struct merge_work w;
+    memset(&w, 0, sizeof w);
+    w.added = malloc((n_add ? n_add : 1) * sizeof *w.added);
+    w.updated = malloc((n_upd ? n_upd : 1) * sizeof *w.updated);
+    w.old = malloc((n_upd ? n_upd : 1) * sizeof *w.old);
+    if (!w.added || !w.updated || !w.old || reserve(m, m->n + n_add) < 0) {
+        work_free(&w);
+        return -1;
+    }
+    /* From the back, so every entry moves at most once. */
+    size_t i = m->n, j = n, out = m->n + n_add;
+    while (j > 0) {
+        int c = i > 0 ? strcmp(m->v[i - 1].name, in[j - 1].name) : -1;
+        if (c > 0) {
+            move_entry(m, --out, --i);
+        } else if (c < 0) {
+            w.added[w.n_added++] = &in[j - 1];
+            copy_entry(&m->v[--out], &in[--j]);
+        } else {
+            struct member *e = &m->v[--i];
+            if (membership_compare(&in[j - 1], e) > 0) {
+                w.old[w.n_updated] = *e;
+                w.updated[w.n_updated++] = j - 1;
+                copy_entry(e, &in[j - 1]);
+            }
+            j--;
+            move_entry(m, --out, i);
+        }
+    }
+    m->n += n_add;
+    notify(m, &w, in, fn, ctx);
+    work_free(&w);
+    return (int)(n_add + n_upd);
+}
+
 int membership_merge(struct membership *m, const struct member *in, size_t n,
                      membership_change_fn fn, void *ctx)
 {
+    if (sorted_input(in, n))
+        return merge_sorted(m, in, n, fn, ctx);
     struct merge_work w;
     if (plan(m, in, n, &w) < 0) {
         work_free(&w);
@@ -207,14 +292,7 @@ int membership_merge(struct membership *m, const struct member *in, size_t n,
     insert_sorted(m, (struct member *const *)w.added, w.n_added);
 
     /* Callbacks run once the table is whole again, so they may look it up. */
-    if (fn) {
-        struct member zero;
-        memset(&zero, 0, sizeof zero);
-        for (size_t i = 0; i < w.n_updated; i++)
-            fn(ctx, MEMBERSHIP_UPDATED, membership_find(m, in[w.updated[i]].name), &w.old[i]);
-        for (size_t i = 0; i < w.n_added; i++)
-            fn(ctx, MEMBERSHIP_ADDED, membership_find(m, w.added[i]->name), &zero);
-    }
+    notify(m, &w, in, fn, ctx);
     int changed = (int)(w.n_updated + w.n_added);
     work_free(&w);
     return changed;

@@ -625,18 +625,25 @@ static int start_overlay(struct node *n, char *err, size_t errlen)
     n->seed_texts = calloc(n->cfg.n_seeds + 1, sizeof *n->seed_texts);
     if (!n->seed_texts)
         return snprintf(err, errlen, "out of memory"), -1;
+    size_t n_seeds = 0;
     for (size_t i = 0; i < n->cfg.n_seeds; i++) {
-        n->seed_texts[i] = malloc(CONFIG_ADDR_MAX + 8);
-        if (!n->seed_texts[i])
+        char text[CONFIG_ADDR_MAX + 8];
+        config_format_addr(&n->cfg.seeds[i], text, sizeof text);
+        /* The same seed list is meant to be copied to every host, so this
+         * node's own address may be in it: dialling ourselves is pointless. */
+        if (strcmp(text, n->advertise) == 0 || strcmp(text, n->listen_text) == 0)
+            continue;
+        n->seed_texts[n_seeds] = strdup(text);
+        if (!n->seed_texts[n_seeds])
             return snprintf(err, errlen, "out of memory"), -1;
-        config_format_addr(&n->cfg.seeds[i], n->seed_texts[i], CONFIG_ADDR_MAX + 8);
+        n_seeds++;
     }
     struct overlay_config oc = {
         .self_name = n->cfg.node_name,
         .self_address = n->advertise,
         .self_incarnation = n->incarnation,
         .seeds = (const char *const *)n->seed_texts,
-        .n_seeds = n->cfg.n_seeds,
+        .n_seeds = n_seeds,
         .gossip_interval_ms = n->cfg.gossip_interval_ms,
         .gossip_fanout = n->cfg.gossip_fanout,
         .ping_interval_ms = n->cfg.ping_interval_ms,
@@ -746,7 +753,7 @@ void node_free(struct node *n)
     if (n->save_timer)
         event_free(n->save_timer);
     if (n->seed_texts) {
-        for (size_t i = 0; i < n->cfg.n_seeds; i++)
+        for (size_t i = 0; n->seed_texts[i]; i++)
             free(n->seed_texts[i]);
         free(n->seed_texts);
     }

@@ -26,11 +26,14 @@ struct peer {
     char name[MEMBER_NAME_MAX + 1];
     enum conn_state conn;
     bool up;                /* member_up reported, member_down not since */
+    bool was_up;            /* up at least once */
     bool retrying;          /* the one immediate redial after a lost connection */
     uint64_t last_heard;
     uint64_t next_dial;     /* while CONN_NONE */
     uint64_t dial_started;  /* while CONN_DIALLING */
     uint32_t backoff;       /* the delay the next failure waits (before jitter) */
+    uint64_t sent_digest;   /* of the last STATE sent on this connection */
+    bool sent_state;
 };
 
 struct seed {
@@ -62,6 +65,7 @@ struct overlay {
 
     bool started, left;
     uint64_t next_ping, next_gossip, ping_seq;
+    uint64_t last_recovery;             /* a down member last came back up */
     uint64_t deadline;                  /* what next_deadline() reports */
 
     /* Set while merging a STATE, for the change callback. */
@@ -207,6 +211,7 @@ static void mark_up(struct overlay *o, struct peer *p)
     if (p->up)
         return;
     p->up = true;
+    p->was_up = true;
     logf_(o, OVERLAY_LOG_INFO, "%s: up", p->name);
     o->env.member_up(o->env.ctx, p->name);
 }
@@ -232,9 +237,16 @@ static void drop_conn(struct overlay *o, struct peer *p, const char *why)
 
 static void schedule_redial(struct overlay *o, struct peer *p)
 {
+    bool stale = p->conn == CONN_DIALLING && p->dial_started < o->last_recovery;
     p->conn = CONN_NONE;
-    p->next_dial = now_ms(o) + jittered(o, p->backoff);
-    p->backoff = next_backoff(o, p->backoff);
+    if (stale) {
+        /* Dialled before another member came back: the network may have
+         * healed since, so one quick retry before backing off further. */
+        p->next_dial = now_ms(o) + jittered(o, o->cfg.backoff_initial_ms);
+    } else {
+        p->next_dial = now_ms(o) + jittered(o, p->backoff);
+        p->backoff = next_backoff(o, p->backoff);
+    }
     arm(o, p->next_dial);
 }
 
@@ -347,6 +359,11 @@ static void send_state(struct overlay *o, const char *node)
         .members = o->ms.v,
         .n_members = o->ms.n,
     };
+    struct peer *p = peer_find(o, node);
+    if (p) {
+        p->sent_state = true;
+        p->sent_digest = m.digest;
+    }
     o->env.send(o->env.ctx, node, &m);
 }
 
@@ -680,6 +697,25 @@ static int fm_leave(struct overlay *o, const char *node)
     return 0;
 }
 
+/* A member that was down answers again: the network that cut it off may
+ * have healed for the others too, so try them soon instead of at the end of
+ * their (by now long) backoffs. Their backoffs are kept. */
+static void redial_others(struct overlay *o, const struct peer *back)
+{
+    uint64_t t = now_ms(o);
+    o->last_recovery = t;
+    for (size_t i = 0; i < o->n_peers; i++) {
+        struct peer *p = o->peers[i];
+        if (p == back || p->conn != CONN_NONE || !dial_wanted(o, p))
+            continue;
+        uint64_t soon = t + jittered(o, o->cfg.backoff_initial_ms);
+        if (soon < p->next_dial) {
+            p->next_dial = soon;
+            arm(o, soon);
+        }
+    }
+}
+
 static void fm_peer_connected(struct overlay *o, const char *node, const char *address,
                               uint64_t incarnation)
 {
@@ -725,6 +761,8 @@ static void fm_peer_connected(struct overlay *o, const char *node, const char *a
     p->backoff = o->cfg.backoff_initial_ms;
     p->last_heard = now_ms(o);
     arm(o, p->last_heard + o->cfg.fd_timeout_ms + 1);
+    if (!p->up && p->was_up)
+        redial_others(o, p);
     mark_up(o, p);
     send_state(o, node);
 }
@@ -766,6 +804,19 @@ static void fm_peer_disconnected(struct overlay *o, const char *node)
     dial(o, p, membership_find(&o->ms, node));
 }
 
+/* A message from p proves p reaches us, so if we are waiting out a backoff
+ * toward it the network has likely healed: dial now. The backoff itself is
+ * kept, so a dial that still fails waits as long as before. */
+static void heard_from(struct overlay *o, struct peer *p)
+{
+    p->last_heard = now_ms(o);
+    if (p->conn == CONN_NONE && p->next_dial > p->last_heard) {
+        p->next_dial = p->last_heard;
+        if (should_dial(o, p, p->last_heard))
+            dial(o, p, membership_find(&o->ms, p->name));
+    }
+}
+
 static void receive_state(struct overlay *o, const char *from, const struct overlay_msg *m)
 {
     merge_in(o, m->members, m->n_members, from);
@@ -773,12 +824,13 @@ static void receive_state(struct overlay *o, const char *from, const struct over
         return;
     struct peer *p = peer_find(o, from);
     if (p)
-        p->last_heard = now_ms(o);
+        heard_from(o, p);
     if (o->sender_rejoined) {
         /* Partisan's immediate gossip on join: everyone hears of the new
          * member now, rather than after a few gossip rounds. */
         push_state_all(o);
-    } else if (digest(o) != m->digest && p && p->conn == CONN_UP) {
+    } else if (digest(o) != m->digest && p && p->conn == CONN_UP &&
+               !(p->sent_state && p->sent_digest == digest(o))) {
         send_state(o, from);
     }
 }
@@ -796,7 +848,7 @@ static void fm_receive(struct overlay *o, const char *from, const struct overlay
     struct peer *p = peer_find(o, from);
     if (!p)
         return;
-    p->last_heard = now_ms(o);
+    heard_from(o, p);
     bool can_reply = p->conn == CONN_UP;
     switch (m->type) {
     case OVERLAY_MSG_PING:

@@ -47,7 +47,8 @@ struct transport_config {
 
 struct transport_callbacks {
     void *ctx;
-    /* Our outbound control connection to `node` completed its handshake. */
+    /* Our outbound control connection to `node` completed its handshake.
+     * address is the one given to transport_connect(). */
     void (*on_connected)(void *ctx, const char *node, const char *address, uint64_t incarnation);
     /* A dial started by transport_connect() failed (refused, timed out,
      * refused by the peer's handshake). expect_node as passed ("" for a seed). */
@@ -74,6 +75,8 @@ struct transport_stats {
  * the cause (address in use, bad address). */
 struct transport *transport_new(struct event_base *base, const struct transport_config *cfg,
                                 const struct transport_callbacks *cb);
+/* Closes everything without invoking any callback. Not from inside one of
+ * this transport's own callbacks. */
 void transport_free(struct transport *t);
 
 /* The bound listen port (the real one when 0 was asked for). */
@@ -88,7 +91,9 @@ void transport_set_advertise(struct transport *t, const char *advertise);
  * from inside this call. */
 void transport_connect(struct transport *t, const char *expect_node, const char *address);
 
-/* Closes our outbound connections to node and the inbound ones from it. */
+/* Closes our outbound connections to node and the inbound ones from it, and
+ * cancels a dial to it in progress. What the caller asked for is not
+ * reported back: no on_disconnected or on_connect_failed follows. */
 void transport_disconnect(struct transport *t, const char *node);
 
 /* Queues a gossip frame on the control connection to node. Returns 0, or -1

@@ -1,0 +1,1249 @@
+/* transport: peer TCP connections over libevent. The contract is transport.h.
+ *
+ * Structure. Each transport_connect() creates a `struct peer` (one dial: its
+ * control and data connection); each TCP connection is a `struct conn`.
+ * Accepted connections are conns of kind CONN_IN with no peer.
+ *
+ * Re-entrancy. Callbacks may call back into the transport (connect,
+ * disconnect, send) and so free the very conn or peer whose event is being
+ * handled. Closing therefore only unlinks and marks (`closed`, `dead`) and
+ * puts the struct on a graveyard that a zero-timeout event (the reaper) frees
+ * once control is back in the event loop; code that invokes a callback checks
+ * those flags afterwards and never touches anything else it held. Failures
+ * discovered inside a call from the user (a dial that fails at once, a
+ * control queue overflow in transport_send_gossip) are reported from the
+ * loop, by activating the conn's timer with a "doom" reason, never from
+ * inside the call.
+ *
+ * Known limit: host names other than numeric addresses are resolved with a
+ * synchronous getaddrinfo() inside transport_connect(), which blocks the loop
+ * for as long as the resolver takes. Configure peers by IP address.
+ */
+#include "transport.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include "frame.h"
+#include "log.h"
+
+#define TP_NAME_MAX 256
+#define TP_ADDR_MAX 320
+#define TP_CHANNEL_MAX 64
+#define TP_REASON_MAX 1024
+#define TP_DATA_REDIAL_MS 1000
+#define TP_DEFAULT_MAX_FRAME (4u << 20)
+#define TP_DEFAULT_MAX_QUEUE (16u << 20)
+#define TP_DEFAULT_TIMEOUT_MS 5000u
+#define TP_FRAMES_PER_READ 256
+
+enum conn_kind { CONN_OUT_CONTROL, CONN_OUT_DATA, CONN_IN };
+
+struct peer;
+
+struct conn {
+    struct transport *t;
+    struct conn *prev, *next;       /* t->conns while open; next links the graveyard after */
+    struct bufferevent *bev;
+    struct event *timer;            /* handshake deadline, refusal drain bound, doom */
+    struct peer *peer;              /* outbound only; NULL once closed */
+    enum conn_kind kind;
+    bool tcp_up;                    /* outbound: the TCP connect completed */
+    bool established;               /* handshake completed */
+    bool refusing;                  /* inbound: Refuse queued; waiting for flush, then EOF */
+    bool shut;                      /* refusing and our write side is shut down */
+    bool closed;
+    bool congested;                 /* data: went past the high mark; on_drained owed */
+    char doom[TP_REASON_MAX];       /* non-empty: fail from the loop with this reason */
+    char remote[TP_ADDR_MAX];       /* the other end, for logs */
+    char node[TP_NAME_MAX];         /* inbound: the dialler's name once its Hello is accepted */
+    char channel[TP_CHANNEL_MAX];
+    uint32_t conn_index;
+};
+
+struct peer {
+    struct transport *t;
+    struct peer *prev, *next;       /* t->peers while alive; next links the graveyard after */
+    char expect[TP_NAME_MAX];       /* as given to transport_connect */
+    char address[TP_ADDR_MAX];
+    char node[TP_NAME_MAX];         /* expect, or the name the Welcome gave */
+    char resolve_error[TP_REASON_MAX];
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    struct conn *ctrl, *data;
+    struct event *redial;           /* data connection redial */
+    uint64_t data_dialled_ms;
+    bool connected;                 /* control connection welcomed */
+    bool dead;
+};
+
+struct transport {
+    struct event_base *base;
+    struct transport_callbacks cb;
+    char *cluster, *node, *advertise;
+    uint64_t incarnation;
+    uint32_t timeout_ms;
+    size_t max_frame, max_queue;
+    struct evconnlistener *listener;
+    struct event *listen_retry;
+    uint16_t port;
+    struct conn *conns;
+    struct peer *peers;
+    struct peer *cache;             /* last peer found by name: sends come in runs */
+    struct conn *dead_conns;
+    struct peer *dead_peers;
+    struct event *reaper;
+    struct lingering *lingers;
+    struct transport_stats stats;
+};
+
+/* ------------------------------------------------------------ helpers -- */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static struct timeval ms_tv(uint64_t ms)
+{
+    struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+    return tv;
+}
+
+/* Text from peers ends up in our logs: no control characters, bounded. */
+static void sanitize(char *dst, size_t cap, const char *src)
+{
+    size_t i = 0;
+    for (; src && *src && i + 1 < cap; src++)
+        dst[i++] = ((unsigned char)*src < 0x20 || (unsigned char)*src == 0x7f) ? '?' : *src;
+    dst[i] = '\0';
+}
+
+static bool valid_token(const char *s, size_t max)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len >= max)
+        return false;
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
+            return false;
+    return true;
+}
+
+static void set_nodelay(evutil_socket_t fd)
+{
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+        log_warn("TCP_NODELAY: %s", strerror(errno));
+}
+
+static void format_sockaddr(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        snprintf(buf, len, "%s:%u", host, (unsigned)ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        snprintf(buf, len, "[%s]:%u", host, (unsigned)ntohs(in6->sin6_port));
+    } else {
+        snprintf(buf, len, "?");
+    }
+}
+
+/* "host:port" or "[v6]:port" -> sockaddr. Numeric hosts never block; any
+ * other name goes through a synchronous getaddrinfo (the documented limit). */
+static int resolve(const char *address, struct sockaddr_storage *ss, socklen_t *sslen,
+                   char *err, size_t errlen)
+{
+    char host[TP_ADDR_MAX];
+    const char *port;
+    if (address[0] == '[') {
+        const char *close = strchr(address, ']');
+        if (!close || close[1] != ':' || (size_t)(close - address - 1) >= sizeof host) {
+            snprintf(err, errlen, "address \"%s\" is not [host]:port", address);
+            return -1;
+        }
+        memcpy(host, address + 1, (size_t)(close - address - 1));
+        host[close - address - 1] = '\0';
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(address, ':');
+        if (!colon || colon == address || (size_t)(colon - address) >= sizeof host) {
+            snprintf(err, errlen, "address \"%s\" is not host:port", address);
+            return -1;
+        }
+        memcpy(host, address, (size_t)(colon - address));
+        host[colon - address] = '\0';
+        port = colon + 1;
+    }
+    if (!*port) {
+        snprintf(err, errlen, "address \"%s\" has no port", address);
+        return -1;
+    }
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc == EAI_NONAME) {
+        hints.ai_flags = AI_NUMERICSERV;
+        rc = getaddrinfo(host, port, &hints, &res);
+    }
+    if (rc != 0 || !res) {
+        snprintf(err, errlen, "cannot resolve \"%s\": %s", address, rc ? gai_strerror(rc) : "no address");
+        if (res)
+            freeaddrinfo(res);
+        return -1;
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *sslen = (socklen_t)res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+/* -------------------------------------------------------- lifecycle -- */
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what;
+    struct transport *t = arg;
+    while (t->dead_conns) {
+        struct conn *c = t->dead_conns;
+        t->dead_conns = c->next;
+        event_free(c->timer);
+        free(c);
+    }
+    while (t->dead_peers) {
+        struct peer *p = t->dead_peers;
+        t->dead_peers = p->next;
+        event_free(p->redial);
+        free(p);
+    }
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static struct conn *conn_new(struct transport *t, enum conn_kind kind)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->timer = evtimer_new(t->base, conn_timer_cb, c);
+    if (!c->timer) {
+        free(c);
+        return NULL;
+    }
+    c->t = t;
+    c->kind = kind;
+    c->next = t->conns;
+    if (t->conns)
+        t->conns->prev = c;
+    t->conns = c;
+    return c;
+}
+
+/* A closed connection whose last frames are still being written: a leave
+ * pushes the final state and then disconnects at once, and that state must
+ * reach the peer. Lingering is bounded in time; transport_free ends it. */
+struct lingering {
+    struct lingering *prev, *next;
+    struct transport *t;
+    struct bufferevent *bev;
+    struct event *timer;
+};
+
+#define LINGER_MS 2000
+
+static void linger_end(struct lingering *l)
+{
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        l->t->lingers = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    bufferevent_free(l->bev);
+    event_free(l->timer);
+    free(l);
+}
+
+static void linger_write_cb(struct bufferevent *bev, void *arg)
+{
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        linger_end(arg);
+}
+
+static void linger_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev; (void)what;
+    linger_end(arg);
+}
+
+static void linger_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what;
+    linger_end(arg);
+}
+
+static void release_bev(struct transport *t, struct bufferevent *bev)
+{
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        bufferevent_free(bev);
+        return;
+    }
+    struct lingering *l = calloc(1, sizeof *l);
+    if (l)
+        l->timer = evtimer_new(t->base, linger_timer_cb, l);
+    if (!l || !l->timer) {
+        free(l);
+        bufferevent_free(bev);
+        return;
+    }
+    l->t = t;
+    l->bev = bev;
+    l->next = t->lingers;
+    if (t->lingers)
+        t->lingers->prev = l;
+    t->lingers = l;
+    bufferevent_disable(bev, EV_READ);
+    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+    bufferevent_setcb(bev, NULL, linger_write_cb, linger_event_cb, l);
+    bufferevent_enable(bev, EV_WRITE);
+    struct timeval tv = ms_tv(LINGER_MS);
+    evtimer_add(l->timer, &tv);
+}
+
+/* Closes without any callback; the struct stays readable until the reaper. */
+static void conn_close(struct conn *c)
+{
+    if (c->closed)
+        return;
+    struct transport *t = c->t;
+    c->closed = true;
+    if (c->bev) {
+        release_bev(t, c->bev);
+        c->bev = NULL;
+    }
+    event_del(c->timer);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        t->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (c->peer) {
+        if (c->peer->ctrl == c)
+            c->peer->ctrl = NULL;
+        if (c->peer->data == c)
+            c->peer->data = NULL;
+        c->peer = NULL;
+    }
+    c->prev = NULL;
+    c->next = t->dead_conns;
+    t->dead_conns = c;
+    event_active(t->reaper, EV_TIMEOUT, 1);
+}
+
+/* Ends a dial without any callback; the struct stays readable until the reaper. */
+static void peer_kill(struct peer *p)
+{
+    if (p->dead)
+        return;
+    struct transport *t = p->t;
+    p->dead = true;
+    if (p->ctrl)
+        conn_close(p->ctrl);
+    if (p->data)
+        conn_close(p->data);
+    event_del(p->redial);
+    if (t->cache == p)
+        t->cache = NULL;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        t->peers = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->prev = NULL;
+    p->next = t->dead_peers;
+    t->dead_peers = p;
+    event_active(t->reaper, EV_TIMEOUT, 1);
+}
+
+/* Fails c from the event loop rather than from inside the caller's call. */
+static void conn_doom(struct conn *c, const char *reason)
+{
+    if (c->doom[0])
+        return;
+    snprintf(c->doom, sizeof c->doom, "%s", reason && *reason ? reason : "failed");
+    event_active(c->timer, EV_TIMEOUT, 1);
+}
+
+static struct peer *peer_by_node(struct transport *t, const char *node)
+{
+    if (t->cache && strcmp(t->cache->node, node) == 0)
+        return t->cache;
+    for (struct peer *p = t->peers; p; p = p->next)
+        if (p->node[0] && strcmp(p->node, node) == 0) {
+            t->cache = p;
+            return p;
+        }
+    return NULL;
+}
+
+static void peer_desc(const struct peer *p, const char *address, char *buf, size_t len)
+{
+    if (p && p->node[0])
+        snprintf(buf, len, "\"%s\" at %s", p->node, address);
+    else
+        snprintf(buf, len, "%s", address);
+}
+
+/* ---------------------------------------------------------- writing -- */
+
+/* Packs f straight into the output buffer: one copy, no allocation of our
+ * own. -2: it would take the queue past limit (nothing queued). */
+static int conn_send(struct conn *c, const Partisan__Peer__PeerFrame *f, size_t limit)
+{
+    if (c->closed || !c->bev || c->doom[0])
+        return -1;
+    struct transport *t = c->t;
+    size_t len = partisan__peer__peer_frame__get_packed_size(f);
+    if (len > t->max_frame) {
+        log_warn("frame of %zu bytes to %s is above max_frame_bytes (%zu); not sent",
+                 len, c->remote, t->max_frame);
+        return -1;
+    }
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out) + FRAME_PEER_HEADER + len > limit)
+        return -2;
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(out, FRAME_PEER_HEADER + len, &v, 1) < 1) {
+        log_error("out of memory queueing a frame to %s", c->remote);
+        return -1;
+    }
+    uint8_t *p = v.iov_base;
+    partisan__peer__peer_frame__pack(f, p + FRAME_PEER_HEADER);
+    frame_peer_header(p, p + FRAME_PEER_HEADER, len);
+    v.iov_len = FRAME_PEER_HEADER + len;
+    if (evbuffer_commit_space(out, &v, 1) != 0)
+        return -1;
+    t->stats.frames_out++;
+    return 0;
+}
+
+static void send_hello(struct conn *c)
+{
+    struct transport *t = c->t;
+    Partisan__Peer__Hello h = PARTISAN__PEER__HELLO__INIT;
+    h.protocol_version = TRANSPORT_PROTOCOL_VERSION;
+    h.cluster = t->cluster;
+    h.node = t->node;
+    h.address = t->advertise;
+    h.channel = (char *)(c->kind == CONN_OUT_CONTROL ? "control" : "data");
+    h.conn_index = 0;
+    h.incarnation = t->incarnation;
+    h.expect_node = c->peer->node;
+    Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_HELLO;
+    f.hello = &h;
+    conn_send(c, &f, SIZE_MAX);
+}
+
+/* ---------------------------------------------------------- failures -- */
+
+/* A dial that never got its Welcome: exactly one on_connect_failed. */
+static void ctrl_failed(struct peer *p, const char *reason)
+{
+    struct transport *t = p->t;
+    peer_kill(p);
+    if (t->cb.on_connect_failed)
+        t->cb.on_connect_failed(t->cb.ctx, p->expect, p->address, reason);
+}
+
+/* An established control connection ended: exactly one on_disconnected. */
+static void ctrl_lost(struct peer *p)
+{
+    struct transport *t = p->t;
+    peer_kill(p);
+    if (t->cb.on_disconnected)
+        t->cb.on_disconnected(t->cb.ctx, p->node);
+}
+
+static void redial_data(struct peer *p)
+{
+    if (p->dead || evtimer_pending(p->redial, NULL))
+        return;
+    uint64_t now = now_ms(), due = p->data_dialled_ms + TP_DATA_REDIAL_MS;
+    struct timeval tv = ms_tv(due > now ? due - now : 0);
+    evtimer_add(p->redial, &tv);
+}
+
+/* The end of any conn for any reason other than a deliberate close. Runs
+ * only from event-loop callbacks, so it may invoke user callbacks. */
+static void conn_fail(struct conn *c, const char *reason, bool logged)
+{
+    if (c->closed)
+        return;
+    struct peer *p = c->peer;
+    char desc[TP_NAME_MAX + TP_ADDR_MAX + 8];
+    switch (c->kind) {
+    case CONN_IN:
+        if (!logged) {
+            if (c->established)
+                log_info("connection from node \"%s\" at %s (%s) closed: %s", c->node, c->remote,
+                         c->channel, reason);
+            else
+                log_info("connection from %s closed: %s", c->remote, reason);
+        }
+        conn_close(c);
+        return;
+    case CONN_OUT_CONTROL:
+        peer_desc(p, p->address, desc, sizeof desc);
+        if (c->established) {
+            if (!logged)
+                log_warn("lost connection to node %s: %s", desc, reason);
+            ctrl_lost(p);
+        } else {
+            if (!logged)
+                log_info("dial to %s failed: %s", desc, reason);
+            ctrl_failed(p, reason);
+        }
+        return;
+    case CONN_OUT_DATA: {
+        bool owed = c->congested;
+        peer_desc(p, p->address, desc, sizeof desc);
+        if (!logged && p->connected)
+            log_warn("data connection to node %s lost: %s; redialling it", desc, reason);
+        else if (!logged)
+            log_debug("data connection to %s failed: %s", desc, reason);
+        conn_close(c);
+        redial_data(p);
+        /* Senders waiting for this queue to drain would otherwise wait for a
+         * queue that no longer exists. */
+        if (owed && p->node[0] && p->t->cb.on_drained)
+            p->t->cb.on_drained(p->t->cb.ctx, p->node);
+        return;
+    }
+    }
+}
+
+/* -------------------------------------------------------- handshake -- */
+
+static void refuse(struct conn *c, Partisan__Peer__Refuse__Reason reason, const char *node,
+                   const char *msg)
+{
+    struct transport *t = c->t;
+    t->stats.refused_in++;
+    log_warn("refused %s (node \"%s\"): %s", c->remote, node, msg);
+    Partisan__Peer__Refuse r = PARTISAN__PEER__REFUSE__INIT;
+    r.reason = reason;
+    r.message = (char *)msg;
+    Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_REFUSE;
+    f.refuse = &r;
+    if (conn_send(c, &f, SIZE_MAX) != 0) {
+        conn_close(c);
+        return;
+    }
+    /* Flush, shut our side, and wait for the dialler to hang up: closing
+     * with its unread bytes pending would send a reset that can destroy the
+     * Refuse before the dialler reads it. The timer bounds the wait. */
+    c->refusing = true;
+    struct timeval tv = ms_tv(t->timeout_ms);
+    evtimer_add(c->timer, &tv);
+}
+
+static void handle_hello(struct conn *c, const Partisan__Peer__Hello *h)
+{
+    struct transport *t = c->t;
+    char name[TP_NAME_MAX], other[TP_NAME_MAX], msg[TP_REASON_MAX];
+    sanitize(name, sizeof name, h->node);
+    if (h->protocol_version != TRANSPORT_PROTOCOL_VERSION) {
+        snprintf(msg, sizeof msg, "protocol version %" PRIu32 " is not ours (%d)", h->protocol_version,
+                 TRANSPORT_PROTOCOL_VERSION);
+        refuse(c, PARTISAN__PEER__REFUSE__REASON__VERSION, name, msg);
+        return;
+    }
+    if (strcmp(h->cluster, t->cluster) != 0) {
+        sanitize(other, sizeof other, h->cluster);
+        snprintf(msg, sizeof msg, "cluster \"%s\" is not ours (\"%s\")", other, t->cluster);
+        refuse(c, PARTISAN__PEER__REFUSE__REASON__CLUSTER, name, msg);
+        return;
+    }
+    if (!valid_token(h->node, TP_NAME_MAX)) {
+        snprintf(msg, sizeof msg, "node name \"%s\" is empty, too long or not printable", name);
+        refuse(c, PARTISAN__PEER__REFUSE__REASON__OTHER, name, msg);
+        return;
+    }
+    if (strcmp(h->node, t->node) == 0) {
+        snprintf(msg, sizeof msg, "node name \"%s\" is this node's own name", name);
+        refuse(c, PARTISAN__PEER__REFUSE__REASON__DUPLICATE_NAME, name, msg);
+        return;
+    }
+    if (h->expect_node[0] && strcmp(h->expect_node, t->node) != 0) {
+        sanitize(other, sizeof other, h->expect_node);
+        snprintf(msg, sizeof msg, "this is node \"%s\", not \"%s\"", t->node, other);
+        refuse(c, PARTISAN__PEER__REFUSE__REASON__WRONG_NODE, name, msg);
+        return;
+    }
+    if (!valid_token(h->channel, TP_CHANNEL_MAX)) {
+        sanitize(other, sizeof other, h->channel);
+        snprintf(msg, sizeof msg, "channel \"%s\" is empty, too long or not printable", other);
+        refuse(c, PARTISAN__PEER__REFUSE__REASON__OTHER, name, msg);
+        return;
+    }
+
+    /* The same node dialling the same connection again has restarted or
+     * given up on the old one; the old one is dead weight. */
+    for (struct conn *o = t->conns, *next; o; o = next) {
+        next = o->next;
+        if (o != c && o->kind == CONN_IN && o->established && o->conn_index == h->conn_index &&
+            strcmp(o->node, h->node) == 0 && strcmp(o->channel, h->channel) == 0) {
+            log_info("connection from node \"%s\" at %s (%s) replaced by a new one from %s",
+                     o->node, o->remote, o->channel, c->remote);
+            conn_close(o);
+        }
+    }
+    c->established = true;
+    event_del(c->timer);
+    snprintf(c->node, sizeof c->node, "%s", h->node);
+    snprintf(c->channel, sizeof c->channel, "%s", h->channel);
+    c->conn_index = h->conn_index;
+
+    Partisan__Peer__Welcome w = PARTISAN__PEER__WELCOME__INIT;
+    w.node = t->node;
+    w.address = t->advertise;
+    w.incarnation = t->incarnation;
+    Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_WELCOME;
+    f.welcome = &w;
+    conn_send(c, &f, SIZE_MAX);
+    log_info("accepted %s connection from node \"%s\" at %s", c->channel, c->node, c->remote);
+}
+
+static void handle_welcome(struct conn *c, const Partisan__Peer__Welcome *w)
+{
+    struct transport *t = c->t;
+    struct peer *p = c->peer;
+    char name[TP_NAME_MAX], msg[TP_REASON_MAX];
+    sanitize(name, sizeof name, w->node);
+    if (!valid_token(w->node, TP_NAME_MAX)) {
+        t->stats.bad_frame++;
+        snprintf(msg, sizeof msg, "its Welcome names no valid node (\"%s\")", name);
+        conn_fail(c, msg, false);
+        return;
+    }
+    if (p->node[0] && strcmp(p->node, w->node) != 0) {
+        snprintf(msg, sizeof msg, "it answered as node \"%s\", not \"%s\"", name, p->node);
+        conn_fail(c, msg, false);
+        return;
+    }
+    if (c->kind == CONN_OUT_DATA) {
+        c->established = true;
+        event_del(c->timer);
+        log_debug("data connection to node \"%s\" at %s established", name, p->address);
+        return;
+    }
+    struct peer *other = peer_by_node(t, w->node);
+    if (other && other != p) {
+        /* Two dials (say a seed and a member) reached the same node. */
+        snprintf(msg, sizeof msg, "already connected to node \"%s\"", name);
+        conn_fail(c, msg, false);
+        return;
+    }
+    c->established = true;
+    event_del(c->timer);
+    snprintf(p->node, sizeof p->node, "%s", w->node);
+    p->connected = true;
+    t->cache = p;
+    if (!p->data)
+        redial_data(p);
+    log_info("connected to node \"%s\" at %s (incarnation %" PRIu64 ")", p->node, p->address,
+             w->incarnation);
+    if (t->cb.on_connected)
+        t->cb.on_connected(t->cb.ctx, p->node, p->address, w->incarnation);
+}
+
+static void handle_refuse(struct conn *c, const Partisan__Peer__Refuse *r)
+{
+    struct transport *t = c->t;
+    struct peer *p = c->peer;
+    char msg[TP_REASON_MAX], reason[TP_REASON_MAX + 16], desc[TP_NAME_MAX + TP_ADDR_MAX + 8];
+    sanitize(msg, sizeof msg, r->message);
+    if (!msg[0])
+        snprintf(msg, sizeof msg, "reason %d", (int)r->reason);
+    t->stats.refused_out++;
+    peer_desc(p, p->address, desc, sizeof desc);
+    if (c->kind == CONN_OUT_CONTROL)
+        log_warn("node %s refused us: %s", desc, msg);
+    else
+        log_debug("node %s refused our data connection: %s", desc, msg);
+    snprintf(reason, sizeof reason, "refused: %s", msg);
+    conn_fail(c, reason, true);
+}
+
+/* ---------------------------------------------------------- reading -- */
+
+static const char *body_name(int body_case)
+{
+    switch (body_case) {
+    case PARTISAN__PEER__PEER_FRAME__BODY_HELLO: return "Hello";
+    case PARTISAN__PEER__PEER_FRAME__BODY_WELCOME: return "Welcome";
+    case PARTISAN__PEER__PEER_FRAME__BODY_REFUSE: return "Refuse";
+    case PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP: return "Gossip";
+    case PARTISAN__PEER__PEER_FRAME__BODY_DATA: return "Data";
+    default: return "empty or unknown";
+    }
+}
+
+static void protocol_error(struct conn *c, const char *what, int body_case)
+{
+    char msg[128];
+    c->t->stats.bad_frame++;
+    snprintf(msg, sizeof msg, "protocol error: %s frame %s", body_name(body_case), what);
+    log_warn("%s from %s; closing", msg, c->remote);
+    conn_fail(c, msg, true);
+}
+
+static void handle_frame(struct conn *c, const Partisan__Peer__PeerFrame *f)
+{
+    struct transport *t = c->t;
+    if (!c->established) {
+        if (c->kind == CONN_IN) {
+            if (f->body_case == PARTISAN__PEER__PEER_FRAME__BODY_HELLO)
+                handle_hello(c, f->hello);
+            else
+                protocol_error(c, "before the Hello", f->body_case);
+        } else if (f->body_case == PARTISAN__PEER__PEER_FRAME__BODY_WELCOME) {
+            handle_welcome(c, f->welcome);
+        } else if (f->body_case == PARTISAN__PEER__PEER_FRAME__BODY_REFUSE) {
+            handle_refuse(c, f->refuse);
+        } else {
+            protocol_error(c, "instead of Welcome or Refuse", f->body_case);
+        }
+        return;
+    }
+    const char *from = c->kind == CONN_IN ? c->node : c->peer->node;
+    switch (f->body_case) {
+    case PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP:
+        if (t->cb.on_gossip)
+            t->cb.on_gossip(t->cb.ctx, from, f->gossip);
+        break;
+    case PARTISAN__PEER__PEER_FRAME__BODY_DATA:
+        if (t->cb.on_data)
+            t->cb.on_data(t->cb.ctx, from, f->data);
+        break;
+    case PARTISAN__PEER__PEER_FRAME__BODY_HELLO:
+    case PARTISAN__PEER__PEER_FRAME__BODY_WELCOME:
+    case PARTISAN__PEER__PEER_FRAME__BODY_REFUSE:
+        protocol_error(c, "after the handshake", f->body_case);
+        break;
+    default:
+        /* A frame kind added by a newer peer: fields are only ever added. */
+        log_debug("ignored a frame of unknown kind from %s", c->remote);
+        break;
+    }
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    struct transport *t = c->t;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    if (c->refusing) {
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
+    /* Decode every whole frame there is; a callback may close c. */
+    for (int done = 0; !c->closed; done++) {
+        size_t avail = evbuffer_get_length(in), body = 0;
+        uint8_t hdr[FRAME_PEER_HEADER];
+        if (avail < FRAME_PEER_HEADER)
+            return;
+        if (done == TP_FRAMES_PER_READ) {
+            /* Let other connections' ready events run first, so one busy
+             * peer cannot starve the rest; we come back from the loop. */
+            bufferevent_trigger(bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+            return;
+        }
+        evbuffer_copyout(in, hdr, sizeof hdr);
+        enum frame_result r = frame_peer_peek(hdr, sizeof hdr, t->max_frame, &body);
+        if (r == FRAME_TOO_LARGE) {
+            t->stats.too_large++;
+            log_warn("frame of %zu bytes from %s is above max_frame_bytes (%zu); closing",
+                     body, c->remote, t->max_frame);
+            conn_fail(c, "frame above max_frame_bytes", true);
+            return;
+        }
+        if (r == FRAME_EMPTY) {
+            t->stats.bad_frame++;
+            log_warn("zero-length frame from %s; closing", c->remote);
+            conn_fail(c, "zero-length frame", true);
+            return;
+        }
+        if (avail < FRAME_PEER_HEADER + body)
+            return;
+        const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(FRAME_PEER_HEADER + body));
+        if (!p) {
+            log_error("out of memory reading from %s; closing", c->remote);
+            conn_fail(c, "out of memory", true);
+            return;
+        }
+        if (frame_peer_peek(p, FRAME_PEER_HEADER + body, t->max_frame, &body) == FRAME_BAD_CHECKSUM) {
+            t->stats.bad_checksum++;
+            log_warn("frame of %zu bytes from %s has a bad checksum; closing", body, c->remote);
+            conn_fail(c, "bad frame checksum", true);
+            return;
+        }
+        Partisan__Peer__PeerFrame *f = partisan__peer__peer_frame__unpack(NULL, body, p + FRAME_PEER_HEADER);
+        /* unpack copied everything the frame refers to. */
+        evbuffer_drain(in, FRAME_PEER_HEADER + body);
+        if (!f) {
+            t->stats.bad_frame++;
+            log_warn("undecodable frame of %zu bytes from %s; closing", body, c->remote);
+            conn_fail(c, "undecodable frame", true);
+            return;
+        }
+        t->stats.frames_in++;
+        handle_frame(c, f);
+        partisan__peer__peer_frame__free_unpacked(f, NULL);
+    }
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    struct transport *t = c->t;
+    size_t queued = evbuffer_get_length(bufferevent_get_output(bev));
+    if (c->refusing) {
+        if (queued == 0 && !c->shut) {
+            c->shut = true;
+            shutdown(bufferevent_getfd(bev), SHUT_WR);
+        }
+        return;
+    }
+    if (c->kind == CONN_OUT_DATA && c->congested && queued <= t->max_queue / 4) {
+        c->congested = false;
+        struct peer *p = c->peer;
+        if (p && p->node[0] && t->cb.on_drained)
+            t->cb.on_drained(t->cb.ctx, p->node);
+    }
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    struct conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        c->tcp_up = true;
+        c->t->stats.dialled++;
+        return;
+    }
+    int err = EVUTIL_SOCKET_ERROR();
+    if (c->refusing) {
+        conn_close(c);
+        return;
+    }
+    char reason[TP_REASON_MAX];
+    if (what & BEV_EVENT_EOF)
+        snprintf(reason, sizeof reason, "closed by the peer%s", c->established ? "" : " during the handshake");
+    else if (c->kind != CONN_IN && !c->tcp_up)
+        snprintf(reason, sizeof reason, "connect: %s", err ? strerror(err) : "failed");
+    else
+        snprintf(reason, sizeof reason, "%s", err ? strerror(err) : "socket error");
+    conn_fail(c, reason, false);
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what;
+    struct conn *c = arg;
+    struct transport *t = c->t;
+    if (c->closed)
+        return;
+    if (c->doom[0]) {
+        conn_fail(c, c->doom, false);
+        return;
+    }
+    if (c->refusing) {
+        conn_close(c);
+        return;
+    }
+    if (c->established)
+        return;
+    char reason[TP_REASON_MAX];
+    if (c->kind == CONN_IN)
+        snprintf(reason, sizeof reason, "no Hello within %" PRIu32 " ms", t->timeout_ms);
+    else if (c->tcp_up)
+        snprintf(reason, sizeof reason, "no answer to our Hello within %" PRIu32 " ms", t->timeout_ms);
+    else
+        snprintf(reason, sizeof reason, "TCP connect timed out after %" PRIu32 " ms", t->timeout_ms);
+    conn_fail(c, reason, false);
+}
+
+/* ---------------------------------------------------------- dialling -- */
+
+/* Always returns a conn (or NULL when out of memory): a dial that fails at
+ * once is reported from the loop, like every other failure. */
+static struct conn *dial(struct peer *p, enum conn_kind kind)
+{
+    struct transport *t = p->t;
+    struct conn *c = conn_new(t, kind);
+    if (!c) {
+        log_error("out of memory dialling %s", p->address);
+        return NULL;
+    }
+    c->peer = p;
+    if (kind == CONN_OUT_CONTROL)
+        p->ctrl = c;
+    else
+        p->data = c;
+    snprintf(c->remote, sizeof c->remote, "%s", p->address);
+    if (p->resolve_error[0]) {
+        conn_doom(c, p->resolve_error);
+        return c;
+    }
+    evutil_socket_t fd = socket(p->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "socket: %s", strerror(errno));
+        conn_doom(c, msg);
+        return c;
+    }
+    set_nodelay(fd);
+    c->bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev) {
+        close(fd);
+        conn_doom(c, "out of memory");
+        return c;
+    }
+    /* Callbacks are set only after the connect call, so that no failure can
+     * be reported from inside it (and so inside transport_connect). */
+    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&p->sa, (int)p->salen) != 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "connect: %s", strerror(errno));
+        bufferevent_free(c->bev);
+        c->bev = NULL;
+        conn_doom(c, msg);
+        return c;
+    }
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    if (kind == CONN_OUT_DATA)
+        bufferevent_setwatermark(c->bev, EV_WRITE, t->max_queue / 4, 0);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    send_hello(c);
+    struct timeval tv = ms_tv(t->timeout_ms);
+    evtimer_add(c->timer, &tv);
+    return c;
+}
+
+static void redial_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what;
+    struct peer *p = arg;
+    if (p->dead || p->data)
+        return;
+    p->data_dialled_ms = now_ms();
+    if (p->connected)
+        log_info("redialling the data connection to node \"%s\" at %s", p->node, p->address);
+    dial(p, CONN_OUT_DATA);
+}
+
+void transport_connect(struct transport *t, const char *expect_node, const char *address)
+{
+    if (!expect_node)
+        expect_node = "";
+    if (!address)
+        address = "";
+    if (expect_node[0]) {
+        if (peer_by_node(t, expect_node))
+            return;
+    } else {
+        for (struct peer *p = t->peers; p; p = p->next)
+            if (strcmp(p->address, address) == 0)
+                return;
+    }
+    struct peer *p = calloc(1, sizeof *p);
+    if (!p || !(p->redial = evtimer_new(t->base, redial_cb, p))) {
+        log_error("out of memory dialling %s", address);
+        free(p);
+        return;
+    }
+    p->t = t;
+    snprintf(p->expect, sizeof p->expect, "%s", expect_node);
+    snprintf(p->address, sizeof p->address, "%s", address);
+    snprintf(p->node, sizeof p->node, "%s", expect_node);
+    if (strlen(expect_node) >= sizeof p->expect || strlen(address) >= sizeof p->address)
+        snprintf(p->resolve_error, sizeof p->resolve_error, "node name or address too long");
+    else
+        resolve(address, &p->sa, &p->salen, p->resolve_error, sizeof p->resolve_error);
+    p->next = t->peers;
+    if (t->peers)
+        t->peers->prev = p;
+    t->peers = p;
+    p->data_dialled_ms = now_ms();
+    log_debug("dialling %s%s%s", address, expect_node[0] ? " for node " : "", expect_node);
+    struct conn *c = dial(p, CONN_OUT_CONTROL);
+    if (!c) {
+        /* Nothing to report the failure from; give up quietly. */
+        peer_kill(p);
+        return;
+    }
+    /* The data connection's frames may follow its Hello at once. */
+    if (!c->doom[0])
+        dial(p, CONN_OUT_DATA);
+}
+
+void transport_disconnect(struct transport *t, const char *node)
+{
+    bool any = false;
+    for (struct peer *p = t->peers, *next; p; p = next) {
+        next = p->next;
+        if (strcmp(p->node, node) == 0) {
+            peer_kill(p);
+            any = true;
+        }
+    }
+    for (struct conn *c = t->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->kind == CONN_IN && c->established && strcmp(c->node, node) == 0) {
+            conn_close(c);
+            any = true;
+        }
+    }
+    if (any)
+        log_info("disconnected from node \"%s\"", node);
+}
+
+/* ----------------------------------------------------------- sending -- */
+
+int transport_send_gossip(struct transport *t, const char *node, const Partisan__Peer__Gossip *g)
+{
+    struct peer *p = peer_by_node(t, node);
+    if (!p || !p->connected || !p->ctrl)
+        return -1;
+    Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP;
+    f.gossip = (Partisan__Peer__Gossip *)g;
+    int rc = conn_send(p->ctrl, &f, t->max_queue);
+    if (rc == -2) {
+        /* Control traffic is small; a peer that cannot take it is broken.
+         * on_disconnected follows from the loop. */
+        log_warn("control queue to node \"%s\" at %s passed max_queue_bytes (%zu): it is not reading; closing",
+                 p->node, p->address, t->max_queue);
+        conn_doom(p->ctrl, "control queue overflow");
+        return -1;
+    }
+    return rc;
+}
+
+int transport_send_data(struct transport *t, const char *node, const Partisan__Peer__Data *d)
+{
+    struct peer *p = peer_by_node(t, node);
+    if (!p || !p->data)
+        return -1;
+    struct conn *c = p->data;
+    Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_DATA;
+    f.data = (Partisan__Peer__Data *)d;
+    int rc = conn_send(c, &f, t->max_queue);
+    if (rc == -2) {
+        t->stats.queue_overflow++;
+        c->congested = true;
+        return -2;
+    }
+    if (rc == 0 && evbuffer_get_length(bufferevent_get_output(c->bev)) > t->max_queue / 2)
+        c->congested = true;
+    return rc;
+}
+
+bool transport_data_congested(const struct transport *t, const char *node)
+{
+    for (const struct peer *p = t->peers; p; p = p->next)
+        if (p->node[0] && strcmp(p->node, node) == 0)
+            return p->data && p->data->bev &&
+                   evbuffer_get_length(bufferevent_get_output(p->data->bev)) > t->max_queue / 2;
+    return false;
+}
+
+/* --------------------------------------------------------- listening -- */
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
+{
+    (void)l; (void)salen;
+    struct transport *t = arg;
+    set_nodelay(fd);
+    struct conn *c = conn_new(t, CONN_IN);
+    if (!c) {
+        log_error("out of memory accepting a peer connection");
+        close(fd);
+        return;
+    }
+    format_sockaddr(sa, c->remote, sizeof c->remote);
+    c->bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev) {
+        log_error("out of memory accepting %s", c->remote);
+        close(fd);
+        conn_close(c);
+        return;
+    }
+    t->stats.accepted++;
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    struct timeval tv = ms_tv(t->timeout_ms);
+    evtimer_add(c->timer, &tv);
+    log_debug("TCP connection from %s", c->remote);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    struct transport *t = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    /* Out of descriptors: the pending connection stays readable, so going on
+     * would spin. Pause and retry. */
+    log_warn("accepting peer connections: %s; pausing for 1 s", strerror(err));
+    evconnlistener_disable(l);
+    struct timeval tv = ms_tv(1000);
+    evtimer_add(t->listen_retry, &tv);
+}
+
+static void listen_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what;
+    struct transport *t = arg;
+    evconnlistener_enable(t->listener);
+}
+
+/* --------------------------------------------------------- lifecycle -- */
+
+struct transport *transport_new(struct event_base *base, const struct transport_config *cfg,
+                                const struct transport_callbacks *cb)
+{
+    struct transport *t = calloc(1, sizeof *t);
+    if (!t) {
+        log_error("out of memory creating the transport");
+        return NULL;
+    }
+    t->base = base;
+    if (cb)
+        t->cb = *cb;
+    t->cluster = strdup(cfg->cluster ? cfg->cluster : "");
+    t->node = strdup(cfg->node ? cfg->node : "");
+    t->advertise = strdup(cfg->advertise ? cfg->advertise : "");
+    t->incarnation = cfg->incarnation;
+    t->timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : TP_DEFAULT_TIMEOUT_MS;
+    t->max_frame = cfg->max_frame_bytes ? (size_t)cfg->max_frame_bytes : TP_DEFAULT_MAX_FRAME;
+    if (t->max_frame > UINT32_MAX)
+        t->max_frame = UINT32_MAX;
+    t->max_queue = cfg->max_queue_bytes ? (size_t)cfg->max_queue_bytes : TP_DEFAULT_MAX_QUEUE;
+    t->reaper = event_new(base, -1, 0, reap_cb, t);
+    t->listen_retry = evtimer_new(base, listen_retry_cb, t);
+    if (!t->cluster || !t->node || !t->advertise || !t->reaper || !t->listen_retry) {
+        log_error("out of memory creating the transport");
+        transport_free(t);
+        return NULL;
+    }
+
+    const char *host = cfg->listen_host && *cfg->listen_host ? cfg->listen_host : "0.0.0.0";
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)cfg->listen_port);
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0 || !res) {
+        log_error("cannot listen for peers on %s:%s: %s", host, port, rc ? gai_strerror(rc) : "no address");
+        if (res)
+            freeaddrinfo(res);
+        transport_free(t);
+        return NULL;
+    }
+    t->listener = evconnlistener_new_bind(base, accept_cb, t,
+                                          LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                          -1, res->ai_addr, (int)res->ai_addrlen);
+    int err = errno;
+    freeaddrinfo(res);
+    if (!t->listener) {
+        log_error("cannot listen for peers on %s:%s: %s", host, port, strerror(err));
+        transport_free(t);
+        return NULL;
+    }
+    evconnlistener_set_error_cb(t->listener, accept_error_cb);
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof ss;
+    if (getsockname(evconnlistener_get_fd(t->listener), (struct sockaddr *)&ss, &sslen) == 0) {
+        if (ss.ss_family == AF_INET)
+            t->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            t->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    log_info("listening for peers on %s:%u", host, (unsigned)t->port);
+    return t;
+}
+
+void transport_free(struct transport *t)
+{
+    if (!t)
+        return;
+    while (t->peers)
+        peer_kill(t->peers);
+    while (t->conns)
+        conn_close(t->conns);
+    while (t->lingers)
+        linger_end(t->lingers);
+    if (t->reaper)
+        reap_cb(-1, 0, t);
+    if (t->reaper)
+        event_free(t->reaper);
+    if (t->listen_retry)
+        event_free(t->listen_retry);
+    if (t->listener)
+        evconnlistener_free(t->listener);
+    free(t->cluster);
+    free(t->node);
+    free(t->advertise);
+    free(t);
+}
+
+uint16_t transport_listen_port(const struct transport *t)
+{
+    return t->port;
+}
+
+void transport_set_advertise(struct transport *t, const char *advertise)
+{
+    char *copy = strdup(advertise ? advertise : "");
+    if (!copy) {
+        log_error("out of memory setting the advertised address");
+        return;
+    }
+    free(t->advertise);
+    t->advertise = copy;
+}
+
+const struct transport_stats *transport_get_stats(const struct transport *t)
+{
+    return &t->stats;
+}

@@ -1,0 +1,836 @@
+/* Transport: real sockets on 127.0.0.1, ephemeral ports only, several
+ * transports on one event_base. Every wait is bounded. Each test asserts what
+ * a user of the transport would notice: callbacks, delivered frames, closed
+ * connections and counters. */
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "frame.h"
+#include "log.h"
+#include "transport.h"
+
+#define WAIT_MS 5000
+
+static struct event_base *base;
+static struct event *tick;
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Runs the loop until cond holds or ms pass; the 10 ms tick keeps every
+ * EVLOOP_ONCE short even when nothing else is pending. */
+#define WAIT_UNTIL(cond, ms)                                             \
+    do {                                                                 \
+        uint64_t dl_ = mono_ms() + (ms);                                 \
+        while (!(cond) && mono_ms() < dl_)                               \
+            event_base_loop(base, EVLOOP_ONCE);                          \
+    } while (0)
+
+static void run_for(uint64_t ms)
+{
+    uint64_t dl = mono_ms() + ms;
+    while (mono_ms() < dl)
+        event_base_loop(base, EVLOOP_ONCE);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what; (void)arg;
+}
+
+static void setup(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    base = event_base_new();
+    ck_assert_ptr_nonnull(base);
+    tick = event_new(base, -1, EV_PERSIST, tick_cb, NULL);
+    struct timeval tv = { 0, 10000 };
+    event_add(tick, &tv);
+}
+
+static void teardown(void)
+{
+    event_free(tick);
+    event_base_free(base);
+}
+
+/* ------------------------------------------------------------ the env -- */
+
+struct env {
+    struct transport *t;
+    char addr[64];
+    int connected, failed, disconnected, drained;
+    char conn_node[64], conn_addr[64];
+    uint64_t conn_inc;
+    char fail_expect[64], fail_addr[64], fail_reason[512];
+    char disc_node[64];
+    int gossip_n;
+    uint64_t gossip_seq[8];
+    char gossip_from[64];
+    int data_n;
+    bool data_bad;
+    char data_from[64];
+    int redial_budget;              /* on_connect_failed dials again this often */
+    const char *redial_on_disconnect; /* on_disconnected: disconnect, then dial this */
+};
+
+static void on_connected(void *ctx, const char *node, const char *address, uint64_t inc)
+{
+    struct env *e = ctx;
+    e->connected++;
+    snprintf(e->conn_node, sizeof e->conn_node, "%s", node);
+    snprintf(e->conn_addr, sizeof e->conn_addr, "%s", address);
+    e->conn_inc = inc;
+}
+
+static void on_connect_failed(void *ctx, const char *expect, const char *address, const char *reason)
+{
+    struct env *e = ctx;
+    e->failed++;
+    snprintf(e->fail_expect, sizeof e->fail_expect, "%s", expect);
+    snprintf(e->fail_addr, sizeof e->fail_addr, "%s", address);
+    snprintf(e->fail_reason, sizeof e->fail_reason, "%s", reason);
+    if (e->redial_budget > 0) {
+        e->redial_budget--;
+        transport_connect(e->t, e->fail_expect, e->fail_addr);
+    }
+}
+
+static void on_disconnected(void *ctx, const char *node)
+{
+    struct env *e = ctx;
+    e->disconnected++;
+    snprintf(e->disc_node, sizeof e->disc_node, "%s", node);
+    if (e->redial_on_disconnect) {
+        transport_disconnect(e->t, node);
+        transport_connect(e->t, node, e->redial_on_disconnect);
+    }
+}
+
+static void on_gossip(void *ctx, const char *from, const Partisan__Peer__Gossip *g)
+{
+    struct env *e = ctx;
+    if (e->gossip_n < 8)
+        e->gossip_seq[e->gossip_n] = g->seq;
+    e->gossip_n++;
+    snprintf(e->gossip_from, sizeof e->gossip_from, "%s", from);
+}
+
+static void on_data(void *ctx, const char *from, const Partisan__Peer__Data *d)
+{
+    struct env *e = ctx;
+    char want[32];
+    int n = snprintf(want, sizeof want, "payload-%d", e->data_n);
+    if (d->payload.len != (size_t)n || memcmp(d->payload.data, want, (size_t)n) != 0 ||
+        strcmp(d->name, "svc") != 0 || strcmp(from, "a") != 0)
+        e->data_bad = true;
+    e->data_n++;
+    snprintf(e->data_from, sizeof e->data_from, "%s", from);
+}
+
+static void on_drained(void *ctx, const char *node)
+{
+    (void)node;
+    struct env *e = ctx;
+    e->drained++;
+}
+
+static void mk_full(struct env *e, const char *cluster, const char *name, uint64_t inc,
+                    uint32_t timeout_ms, uint64_t max_queue)
+{
+    struct transport_config cfg = {
+        .cluster = cluster, .node = name, .advertise = "", .incarnation = inc,
+        .listen_host = "127.0.0.1", .listen_port = 0, .connect_timeout_ms = timeout_ms,
+        .max_frame_bytes = 1 << 20, .max_queue_bytes = max_queue,
+    };
+    struct transport_callbacks cb = {
+        .ctx = e, .on_connected = on_connected, .on_connect_failed = on_connect_failed,
+        .on_disconnected = on_disconnected, .on_gossip = on_gossip, .on_data = on_data,
+        .on_drained = on_drained,
+    };
+    e->t = transport_new(base, &cfg, &cb);
+    ck_assert_ptr_nonnull(e->t);
+    ck_assert_uint_ne(transport_listen_port(e->t), 0);
+    snprintf(e->addr, sizeof e->addr, "127.0.0.1:%u", (unsigned)transport_listen_port(e->t));
+    transport_set_advertise(e->t, e->addr);
+}
+
+static void mk(struct env *e, const char *cluster, const char *name, uint64_t inc)
+{
+    mk_full(e, cluster, name, inc, 2000, 1 << 20);
+}
+
+static void done(struct env *e)
+{
+    transport_free(e->t);
+    e->t = NULL;
+}
+
+static const struct transport_stats *st(struct env *e)
+{
+    return transport_get_stats(e->t);
+}
+
+/* ------------------------------------------------------ raw sockets -- */
+
+static int raw_listen(uint16_t *port, int rcvbuf)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    if (rcvbuf)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(fd, 8), 0);
+    socklen_t len = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &len);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+/* A port nothing listens on: bound, never listened on, then closed. */
+static uint16_t closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t len = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &len);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* Connects to a transport's listener. The kernel completes the handshake
+ * from the backlog, so a blocking connect does not need the loop. */
+static int raw_connect(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    return fd;
+}
+
+static void raw_write(int fd, const void *buf, size_t len)
+{
+    ck_assert_int_eq(send(fd, buf, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+static bool raw_closed(int fd)
+{
+    char buf[4096];
+    ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+static size_t pack_frame(uint8_t *out, const Partisan__Peer__PeerFrame *f)
+{
+    size_t len = partisan__peer__peer_frame__pack(f, out + FRAME_PEER_HEADER);
+    frame_peer_header(out, out + FRAME_PEER_HEADER, len);
+    return FRAME_PEER_HEADER + len;
+}
+
+static size_t hello_frame(uint8_t *out, const char *cluster, const char *node)
+{
+    Partisan__Peer__Hello h = PARTISAN__PEER__HELLO__INIT;
+    h.protocol_version = TRANSPORT_PROTOCOL_VERSION;
+    h.cluster = (char *)cluster;
+    h.node = (char *)node;
+    h.channel = (char *)"control";
+    Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_HELLO;
+    f.hello = &h;
+    return pack_frame(out, &f);
+}
+
+/* Reads exactly n bytes, running the loop meanwhile. */
+static bool raw_read_exact(int fd, uint8_t *buf, size_t n)
+{
+    size_t have = 0;
+    uint64_t dl = mono_ms() + WAIT_MS;
+    while (have < n && mono_ms() < dl) {
+        ssize_t r = recv(fd, buf + have, n - have, MSG_DONTWAIT);
+        if (r > 0)
+            have += (size_t)r;
+        else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+            return false;
+        else
+            event_base_loop(base, EVLOOP_ONCE);
+    }
+    return have == n;
+}
+
+static Partisan__Peer__PeerFrame *raw_read_frame(int fd)
+{
+    uint8_t hdr[FRAME_PEER_HEADER];
+    if (!raw_read_exact(fd, hdr, sizeof hdr))
+        return NULL;
+    uint32_t len = frame_get_u32(hdr);
+    ck_assert_uint_lt(len, 65536);
+    uint8_t body[65536];
+    if (!raw_read_exact(fd, body, len))
+        return NULL;
+    ck_assert_uint_eq(frame_crc32c(0, body, len), frame_get_u32(hdr + 4));
+    return partisan__peer__peer_frame__unpack(NULL, len, body);
+}
+
+static int raw_accept(int lfd)
+{
+    int fd = -1;
+    uint64_t dl = mono_ms() + WAIT_MS;
+    while (fd < 0 && mono_ms() < dl) {
+        fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            event_base_loop(base, EVLOOP_ONCE);
+    }
+    ck_assert_int_ge(fd, 0);
+    return fd;
+}
+
+/* ------------------------------------------------------------- tests -- */
+
+START_TEST(connect_reports_acceptor_name_and_incarnation)
+{
+    struct env a = {0}, b = {0};
+    mk(&a, "prod", "a", 1);
+    mk(&b, "prod", "b", 77);
+    transport_connect(a.t, "", b.addr);     /* a seed: name unknown */
+    ck_assert_int_eq(a.connected, 0);       /* never from inside the call */
+    WAIT_UNTIL(a.connected == 1 && st(&b)->accepted == 2, WAIT_MS);
+    ck_assert_int_eq(a.connected, 1);
+    ck_assert_str_eq(a.conn_node, "b");
+    ck_assert_str_eq(a.conn_addr, b.addr);
+    ck_assert_uint_eq(a.conn_inc, 77);
+    ck_assert_int_eq(a.failed, 0);
+    ck_assert_uint_eq(st(&b)->accepted, 2); /* control + data */
+    ck_assert_uint_eq(st(&a)->dialled, 2);
+    ck_assert_int_eq(b.connected, 0);       /* connections are directional */
+    done(&a);
+    done(&b);
+}
+END_TEST
+
+START_TEST(gossip_and_data_arrive_in_order_from_the_sender)
+{
+    struct env a = {0}, b = {0};
+    mk(&a, "prod", "a", 1);
+    mk(&b, "prod", "b", 2);
+    ck_assert_int_eq(transport_send_data(a.t, "b", &(Partisan__Peer__Data)PARTISAN__PEER__DATA__INIT), -1);
+    transport_connect(a.t, "b", b.addr);
+    WAIT_UNTIL(a.connected == 1, WAIT_MS);
+    ck_assert_int_eq(a.connected, 1);
+
+    for (uint64_t i = 1; i <= 3; i++) {
+        Partisan__Peer__Gossip g = PARTISAN__PEER__GOSSIP__INIT;
+        g.kind = PARTISAN__PEER__GOSSIP__KIND__PING;
+        g.seq = i;
+        ck_assert_int_eq(transport_send_gossip(a.t, "b", &g), 0);
+    }
+    for (int i = 0; i < 1000; i++) {
+        char payload[32];
+        int n = snprintf(payload, sizeof payload, "payload-%d", i);
+        Partisan__Peer__Data d = PARTISAN__PEER__DATA__INIT;
+        d.from_node = (char *)"a";
+        d.to_node = (char *)"b";
+        d.name = (char *)"svc";
+        d.payload.data = (uint8_t *)payload;
+        d.payload.len = (size_t)n;
+        ck_assert_int_eq(transport_send_data(a.t, "b", &d), 0);
+    }
+    WAIT_UNTIL(b.data_n == 1000 && b.gossip_n == 3, WAIT_MS);
+    ck_assert_int_eq(b.data_n, 1000);
+    ck_assert(!b.data_bad);
+    ck_assert_str_eq(b.data_from, "a");
+    ck_assert_int_eq(b.gossip_n, 3);
+    ck_assert_str_eq(b.gossip_from, "a");
+    for (int i = 0; i < 3; i++)
+        ck_assert_uint_eq(b.gossip_seq[i], (uint64_t)i + 1);
+    ck_assert_uint_ge(st(&a)->frames_out, 1003);
+    ck_assert_uint_ge(st(&b)->frames_in, 1003);
+    ck_assert(!transport_data_congested(a.t, "b"));
+    done(&a);
+    done(&b);
+}
+END_TEST
+
+START_TEST(connect_to_closed_port_fails_once)
+{
+    struct env a = {0};
+    mk(&a, "prod", "a", 1);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)closed_port());
+    transport_connect(a.t, "b", addr);
+    ck_assert_int_eq(a.failed, 0);
+    WAIT_UNTIL(a.failed >= 1, WAIT_MS);
+    run_for(200);
+    ck_assert_int_eq(a.failed, 1);
+    ck_assert_int_eq(a.connected, 0);
+    ck_assert_str_eq(a.fail_expect, "b");
+    ck_assert_str_eq(a.fail_addr, addr);
+    ck_assert_ptr_nonnull(strstr(a.fail_reason, "refused"));
+    ck_assert_int_eq(transport_send_gossip(a.t, "b", &(Partisan__Peer__Gossip)PARTISAN__PEER__GOSSIP__INIT), -1);
+    done(&a);
+}
+END_TEST
+
+START_TEST(bad_address_fails_from_the_loop)
+{
+    struct env a = {0};
+    mk(&a, "prod", "a", 1);
+    transport_connect(a.t, "", "no-port-here");
+    ck_assert_int_eq(a.failed, 0);
+    WAIT_UNTIL(a.failed >= 1, WAIT_MS);
+    ck_assert_int_eq(a.failed, 1);
+    ck_assert_ptr_nonnull(strstr(a.fail_reason, "no-port-here"));
+    done(&a);
+}
+END_TEST
+
+START_TEST(cluster_mismatch_is_refused_on_both_sides)
+{
+    struct env a = {0}, b = {0};
+    mk(&a, "other", "a", 1);
+    mk(&b, "prod", "b", 2);
+    transport_connect(a.t, "", b.addr);
+    WAIT_UNTIL(a.failed >= 1, WAIT_MS);
+    ck_assert_int_eq(a.failed, 1);
+    ck_assert_int_eq(a.connected, 0);
+    ck_assert_ptr_nonnull(strstr(a.fail_reason, "cluster \"other\" is not ours (\"prod\")"));
+    ck_assert_uint_ge(st(&a)->refused_out, 1);
+    ck_assert_uint_ge(st(&b)->refused_in, 1);
+    ck_assert_int_eq(b.gossip_n + b.data_n, 0);
+    done(&a);
+    done(&b);
+}
+END_TEST
+
+START_TEST(dialler_with_acceptors_name_is_refused)
+{
+    struct env a = {0}, b = {0};
+    mk(&a, "prod", "b", 1);
+    mk(&b, "prod", "b", 2);
+    transport_connect(a.t, "", b.addr);
+    WAIT_UNTIL(a.failed >= 1, WAIT_MS);
+    ck_assert_int_eq(a.failed, 1);
+    ck_assert_int_eq(a.connected, 0);
+    ck_assert_ptr_nonnull(strstr(a.fail_reason, "own name"));
+    ck_assert_uint_ge(st(&b)->refused_in, 1);
+    done(&a);
+    done(&b);
+}
+END_TEST
+
+START_TEST(unexpected_node_is_refused)
+{
+    struct env a = {0}, b = {0};
+    mk(&a, "prod", "a", 1);
+    mk(&b, "prod", "b", 2);
+    transport_connect(a.t, "c", b.addr);
+    WAIT_UNTIL(a.failed >= 1, WAIT_MS);
+    ck_assert_int_eq(a.failed, 1);
+    ck_assert_int_eq(a.connected, 0);
+    ck_assert_str_eq(a.fail_expect, "c");
+    ck_assert_ptr_nonnull(strstr(a.fail_reason, "not \"c\""));
+    ck_assert_uint_ge(st(&b)->refused_in, 1);
+    done(&a);
+    done(&b);
+}
+END_TEST
+
+static void expect_closed(int fd)
+{
+    WAIT_UNTIL(raw_closed(fd), WAIT_MS);
+    ck_assert(raw_closed(fd));
+    close(fd);
+}
+
+START_TEST(bad_input_closes_that_connection_only)
+{
+    struct env a = {0}, b = {0};
+    mk(&a, "prod", "a", 1);
+    mk(&b, "prod", "b", 2);
+    uint16_t port = transport_listen_port(b.t);
+    uint8_t buf[256];
+
+    /* Text where a length belongs reads as a huge length. */
+    int fd = raw_connect(port);
+    const char *http = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    raw_write(fd, http, strlen(http));
+    expect_closed(fd);
+    ck_assert_uint_eq(st(&b)->too_large, 1);
+
+    /* A length announcing 2 GiB: closed before anything of that size. */
+    fd = raw_connect(port);
+    memset(buf, 0, 16);
+    frame_put_u32(buf, 0x7fffffffu);
+    raw_write(fd, buf, 16);
+    expect_closed(fd);
+    ck_assert_uint_eq(st(&b)->too_large, 2);
+
+    /* A good Hello with one bit of its checksum flipped. */
+    fd = raw_connect(port);
+    size_t n = hello_frame(buf, "prod", "x");
+    buf[7] ^= 1;
+    raw_write(fd, buf, n);
+    expect_closed(fd);
+    ck_assert_uint_eq(st(&b)->bad_checksum, 1);
+
+    /* A correct checksum over bytes that are no protobuf. */
+    fd = raw_connect(port);
+    uint8_t junk[16];
+    memset(junk, 0xff, sizeof junk);
+    frame_peer_header(buf, junk, sizeof junk);
+    memcpy(buf + FRAME_PEER_HEADER, junk, sizeof junk);
+    raw_write(fd, buf, FRAME_PEER_HEADER + sizeof junk);
+    expect_closed(fd);
+    ck_assert_uint_eq(st(&b)->bad_frame, 1);
+
+    /* A well-formed frame that is not a Hello, first. */
+    fd = raw_connect(port);
+    Partisan__Peer__Gossip g = PARTISAN__PEER__GOSSIP__INIT;
+    Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP;
+    f.gossip = &g;
+    n = pack_frame(buf, &f);
+    raw_write(fd, buf, n);
+    expect_closed(fd);
+    ck_assert_uint_eq(st(&b)->bad_frame, 2);
+    ck_assert_int_eq(b.gossip_n, 0);
+
+    /* A Hello twice: a protocol error after the handshake. */
+    fd = raw_connect(port);
+    n = hello_frame(buf, "prod", "x");
+    raw_write(fd, buf, n);
+    raw_write(fd, buf, n);
+    expect_closed(fd);
+    ck_assert_uint_eq(st(&b)->bad_frame, 3);
+
+    /* And the listener still serves a good peer. */
+    transport_connect(a.t, "b", b.addr);
+    WAIT_UNTIL(a.connected == 1, WAIT_MS);
+    ck_assert_int_eq(a.connected, 1);
+    done(&a);
+    done(&b);
+}
+END_TEST
+
+START_TEST(many_frames_in_one_write_all_arrive)
+{
+    struct env b = {0};
+    mk(&b, "prod", "b", 2);
+    int fd = raw_connect(transport_listen_port(b.t));
+    enum { N = 3000 };
+    static uint8_t buf[64 + N * 16];
+    size_t n = hello_frame(buf, "prod", "x");
+    Partisan__Peer__Gossip g = PARTISAN__PEER__GOSSIP__INIT;
+    Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP;
+    f.gossip = &g;
+    for (int i = 0; i < N; i++)                 /* ~10 bytes each: hundreds per read */
+        n += pack_frame(buf + n, &f);
+    raw_write(fd, buf, n);
+    WAIT_UNTIL(b.gossip_n == N, WAIT_MS);
+    ck_assert_int_eq(b.gossip_n, N);
+    ck_assert_str_eq(b.gossip_from, "x");
+    ck_assert(!raw_closed(fd));
+    close(fd);
+    done(&b);
+}
+END_TEST
+
+START_TEST(silent_inbound_connection_is_closed_after_the_timeout)
+{
+    struct env b = {0};
+    mk_full(&b, "prod", "b", 2, 300, 1 << 20);
+    uint64_t start = mono_ms();
+    int fd = raw_connect(transport_listen_port(b.t));
+    expect_closed(fd);
+    uint64_t took = mono_ms() - start;
+    ck_assert_uint_ge(took, 250);
+    ck_assert_uint_le(took, 300 + 1500);
+    done(&b);
+}
+END_TEST
+
+START_TEST(peer_that_never_answers_times_out)
+{
+    struct env a = {0};
+    mk_full(&a, "prod", "a", 1, 300, 1 << 20);
+    uint16_t port;
+    int lfd = raw_listen(&port, 0);         /* the kernel accepts; nobody answers */
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)port);
+    uint64_t start = mono_ms();
+    transport_connect(a.t, "", addr);
+    WAIT_UNTIL(a.failed >= 1, WAIT_MS);
+    uint64_t took = mono_ms() - start;
+    ck_assert_int_eq(a.failed, 1);
+    ck_assert_int_eq(a.connected, 0);
+    ck_assert_ptr_nonnull(strstr(a.fail_reason, "300 ms"));
+    ck_assert_uint_ge(took, 250);
+    ck_assert_uint_le(took, 300 + 1500);
+    close(lfd);
+    done(&a);
+}
+END_TEST
+
+START_TEST(peer_going_away_disconnects_once)
+{
+    struct env a = {0}, b = {0};
+    mk(&a, "prod", "a", 1);
+    mk(&b, "prod", "b", 2);
+    transport_connect(a.t, "b", b.addr);
+    WAIT_UNTIL(a.connected == 1 && st(&b)->accepted == 2, WAIT_MS);
+    ck_assert_int_eq(a.connected, 1);
+    done(&b);
+    WAIT_UNTIL(a.disconnected >= 1, WAIT_MS);
+    run_for(200);
+    ck_assert_int_eq(a.disconnected, 1);
+    ck_assert_str_eq(a.disc_node, "b");
+    ck_assert_int_eq(a.failed, 0);
+    ck_assert_int_eq(transport_send_data(a.t, "b", &(Partisan__Peer__Data)PARTISAN__PEER__DATA__INIT), -1);
+    done(&a);
+}
+END_TEST
+
+START_TEST(asked_disconnect_is_silent_and_reconnect_works)
+{
+    struct env a = {0}, b = {0};
+    mk(&a, "prod", "a", 1);
+    mk(&b, "prod", "b", 2);
+    transport_connect(a.t, "b", b.addr);
+    transport_connect(a.t, "b", b.addr);    /* already being dialled: ignored */
+    transport_connect(a.t, "", b.addr);     /* same address: ignored */
+    WAIT_UNTIL(a.connected == 1, WAIT_MS);
+    run_for(100);
+    ck_assert_int_eq(a.connected, 1);
+    ck_assert_uint_eq(st(&b)->accepted, 2);
+
+    transport_disconnect(a.t, "b");
+    ck_assert_int_eq(transport_send_gossip(a.t, "b", &(Partisan__Peer__Gossip)PARTISAN__PEER__GOSSIP__INIT), -1);
+    run_for(200);
+    ck_assert_int_eq(a.disconnected, 0);
+    ck_assert_int_eq(a.failed, 0);
+
+    /* A disconnect during the dial cancels it without a callback. */
+    transport_connect(a.t, "b", b.addr);
+    transport_disconnect(a.t, "b");
+    run_for(200);
+    ck_assert_int_eq(a.connected, 1);
+    ck_assert_int_eq(a.failed, 0);
+
+    transport_connect(a.t, "b", b.addr);
+    WAIT_UNTIL(a.connected == 2, WAIT_MS);
+    ck_assert_int_eq(a.connected, 2);
+    done(&a);
+    done(&b);
+}
+END_TEST
+
+START_TEST(restarted_peer_replaces_its_old_connections)
+{
+    struct env a1 = {0}, a2 = {0}, b = {0};
+    mk(&a1, "prod", "a", 1);
+    mk(&a2, "prod", "a", 2);
+    mk(&b, "prod", "b", 3);
+    transport_connect(a1.t, "b", b.addr);
+    WAIT_UNTIL(a1.connected == 1, WAIT_MS);
+    ck_assert_int_eq(a1.connected, 1);
+    transport_connect(a2.t, "b", b.addr);   /* "a" again, as after a restart */
+    WAIT_UNTIL(a2.connected == 1 && a1.disconnected == 1, WAIT_MS);
+    ck_assert_int_eq(a2.connected, 1);
+    ck_assert_int_eq(a1.disconnected, 1);
+    done(&a1);
+    done(&a2);
+    done(&b);
+}
+END_TEST
+
+START_TEST(callbacks_may_call_back_into_the_transport)
+{
+    struct env a = {0}, b = {0};
+    mk(&a, "prod", "a", 1);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)closed_port());
+    a.redial_budget = 2;
+    transport_connect(a.t, "x", addr);
+    WAIT_UNTIL(a.failed >= 3, WAIT_MS);
+    run_for(100);
+    ck_assert_int_eq(a.failed, 3);
+
+    mk(&b, "prod", "b", 2);
+    char baddr[64];
+    snprintf(baddr, sizeof baddr, "%s", b.addr);
+    a.redial_on_disconnect = baddr;
+    transport_connect(a.t, "b", b.addr);
+    WAIT_UNTIL(a.connected == 1, WAIT_MS);
+    ck_assert_int_eq(a.connected, 1);
+    done(&b);                               /* now baddr refuses connections */
+    WAIT_UNTIL(a.failed >= 4, WAIT_MS);
+    ck_assert_int_eq(a.disconnected, 1);
+    ck_assert_int_eq(a.failed, 4);
+    ck_assert_str_eq(a.fail_expect, "b");
+    done(&a);
+}
+END_TEST
+
+START_TEST(full_data_queue_refuses_then_drains)
+{
+    struct env a = {0};
+    const uint64_t max_queue = 64 * 1024;
+    mk_full(&a, "prod", "a", 1, 2000, max_queue);
+    uint16_t port;
+    int lfd = raw_listen(&port, 4096);      /* small windows fill fast */
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)port);
+    transport_connect(a.t, "raw", addr);
+
+    /* Play the acceptor by hand: read both Hellos, answer both. */
+    int ctrl = -1, data = -1;
+    for (int i = 0; i < 2; i++) {
+        int fd = raw_accept(lfd);
+        Partisan__Peer__PeerFrame *f = raw_read_frame(fd);
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(f->body_case, PARTISAN__PEER__PEER_FRAME__BODY_HELLO);
+        ck_assert_str_eq(f->hello->cluster, "prod");
+        ck_assert_str_eq(f->hello->node, "a");
+        ck_assert_str_eq(f->hello->expect_node, "raw");
+        ck_assert_str_eq(f->hello->address, a.addr);
+        if (strcmp(f->hello->channel, "control") == 0)
+            ctrl = fd;
+        else if (strcmp(f->hello->channel, "data") == 0)
+            data = fd;
+        partisan__peer__peer_frame__free_unpacked(f, NULL);
+    }
+    ck_assert_int_ge(ctrl, 0);
+    ck_assert_int_ge(data, 0);
+    uint8_t buf[256];
+    Partisan__Peer__Welcome w = PARTISAN__PEER__WELCOME__INIT;
+    w.node = (char *)"raw";
+    w.incarnation = 7;
+    Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_WELCOME;
+    f.welcome = &w;
+    size_t n = pack_frame(buf, &f);
+    raw_write(ctrl, buf, n);
+    raw_write(data, buf, n);
+    WAIT_UNTIL(a.connected == 1, WAIT_MS);
+    ck_assert_int_eq(a.connected, 1);
+    ck_assert_str_eq(a.conn_node, "raw");
+    ck_assert_uint_eq(a.conn_inc, 7);
+
+    /* Fill until the queue stays full: the kernel buffers are full too. */
+    static uint8_t payload[4096];
+    Partisan__Peer__Data d = PARTISAN__PEER__DATA__INIT;
+    d.name = (char *)"svc";
+    d.payload.data = payload;
+    d.payload.len = sizeof payload;
+    bool full = false;
+    uint64_t dl = mono_ms() + 10000;
+    while (!full && mono_ms() < dl) {
+        int rc;
+        while ((rc = transport_send_data(a.t, "raw", &d)) == 0)
+            ;
+        ck_assert_int_eq(rc, -2);
+        ck_assert(transport_data_congested(a.t, "raw"));
+        run_for(30);
+        full = transport_data_congested(a.t, "raw");
+    }
+    ck_assert(full);
+    ck_assert_uint_ge(st(&a)->queue_overflow, 1);
+    int drained = a.drained;
+    run_for(200);
+    ck_assert(transport_data_congested(a.t, "raw"));
+    ck_assert_int_eq(a.drained, drained);
+    ck_assert_int_eq(transport_send_data(a.t, "raw", &d), -2);
+
+    /* The peer starts reading: the queue drains and says so. */
+    static uint8_t sink[65536];
+    dl = mono_ms() + WAIT_MS;
+    while (a.drained == drained && mono_ms() < dl) {
+        while (recv(data, sink, sizeof sink, MSG_DONTWAIT) > 0)
+            ;
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    ck_assert_int_eq(a.drained, drained + 1);
+    ck_assert(!transport_data_congested(a.t, "raw"));
+    ck_assert_int_eq(transport_send_data(a.t, "raw", &d), 0);
+    ck_assert_int_eq(a.disconnected, 0);
+
+    done(&a);
+    close(ctrl);
+    close(data);
+    close(lfd);
+}
+END_TEST
+
+START_TEST(listen_on_a_used_port_fails)
+{
+    struct env a = {0};
+    mk(&a, "prod", "a", 1);
+    /* SO_REUSEADDR does not let a second listener take a listening port. */
+    struct transport_config cfg = {
+        .cluster = "prod", .node = "b", .advertise = "", .listen_host = "127.0.0.1",
+        .listen_port = transport_listen_port(a.t), .connect_timeout_ms = 1000,
+        .max_frame_bytes = 1 << 20, .max_queue_bytes = 1 << 20,
+    };
+    struct transport_callbacks cb = { .ctx = NULL };
+    ck_assert_ptr_null(transport_new(base, &cfg, &cb));
+    done(&a);
+}
+END_TEST
+
+static Suite *transport_suite(void)
+{
+    Suite *s = suite_create("transport");
+    TCase *tc = tcase_create("transport");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, connect_reports_acceptor_name_and_incarnation);
+    tcase_add_test(tc, gossip_and_data_arrive_in_order_from_the_sender);
+    tcase_add_test(tc, connect_to_closed_port_fails_once);
+    tcase_add_test(tc, bad_address_fails_from_the_loop);
+    tcase_add_test(tc, cluster_mismatch_is_refused_on_both_sides);
+    tcase_add_test(tc, dialler_with_acceptors_name_is_refused);
+    tcase_add_test(tc, unexpected_node_is_refused);
+    tcase_add_test(tc, bad_input_closes_that_connection_only);
+    tcase_add_test(tc, many_frames_in_one_write_all_arrive);
+    tcase_add_test(tc, silent_inbound_connection_is_closed_after_the_timeout);
+    tcase_add_test(tc, peer_that_never_answers_times_out);
+    tcase_add_test(tc, peer_going_away_disconnects_once);
+    tcase_add_test(tc, asked_disconnect_is_silent_and_reconnect_works);
+    tcase_add_test(tc, restarted_peer_replaces_its_old_connections);
+    tcase_add_test(tc, callbacks_may_call_back_into_the_transport);
+    tcase_add_test(tc, full_data_queue_refuses_then_drains);
+    tcase_add_test(tc, listen_on_a_used_port_fails);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(transport_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
