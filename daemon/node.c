@@ -664,25 +664,22 @@ static int start_overlay(struct node *n, char *err, size_t errlen)
         .member_down = env_down,
         .log = env_log,
     };
-    n->ops = &overlay_full_mesh_ops;
-    n->core = n->ops->create(&oc, &env);
-    if (!n->core)
-        return snprintf(err, errlen, "cannot create the %s overlay", n->ops->name), -1;
-    n->ops->start(n->core);
-
-    /* Members remembered from the last run are dialled like seeds, so a
+    /* Members remembered from the last run are dialled by name, so a
      * restarted node finds its cluster even with no seeds configured. */
     struct membership known;
     membership_init(&known);
     if (state_load_members(n->cfg.state_dir, &known) > 0) {
-        size_t dialled = 0;
-        for (size_t i = 0; i < known.n; i++)
-            if (!known.v[i].left && strcmp(known.v[i].name, n->cfg.node_name) != 0) {
-                n->ops->join(n->core, known.v[i].address);
-                dialled++;
-            }
-        log_info("state: rejoining through %zu remembered member(s)", dialled);
+        oc.initial_members = known.v;
+        oc.n_initial_members = known.n;
+        log_info("state: %zu remembered member(s) from %s", known.n, n->cfg.state_dir);
     }
+    n->ops = &overlay_full_mesh_ops;
+    n->core = n->ops->create(&oc, &env);
+    if (!n->core) {
+        membership_free(&known);
+        return snprintf(err, errlen, "cannot create the %s overlay", n->ops->name), -1;
+    }
+    n->ops->start(n->core);
     membership_free(&known);
     return 0;
 }

@@ -16,6 +16,10 @@
  * on the peer's outbound connection (this node's inbound one), through
  * overlay_receive(). env->send to a node with no connection is dropped by the
  * driver (the core only sends to nodes it knows are connected).
+ * env->disconnect(node) closes our outbound connection to node once what was
+ * already sent on it is written (a core leaving sends its last STATE just
+ * before), and the inbound ones from node; the driver does not report
+ * overlay_peer_disconnected() for connections the core closed itself.
  *
  * Reentrancy: env callbacks must not call back into the core synchronously;
  * a driver queues what the callbacks cause (a connect result, say) and

@@ -32,7 +32,7 @@ struct peer {
     uint64_t next_dial;     /* while CONN_NONE */
     uint64_t dial_started;  /* while CONN_DIALLING */
     uint32_t backoff;       /* the delay the next failure waits (before jitter) */
-    uint64_t sent_digest;   /* of the last STATE sent on this connection */
+    uint64_t sent_digest;   /* of the last STATE we sent it (every connection starts with one) */
     bool sent_state;
 };
 
@@ -71,6 +71,7 @@ struct overlay {
     /* Set while merging a STATE, for the change callback. */
     const char *merging_from;
     bool sender_rejoined, self_touched, any_left;
+    const struct peer *keep_conn;       /* not dropped by drop_left_peers() */
 };
 
 /* ---- small helpers ---- */
@@ -228,10 +229,13 @@ static void mark_down(struct overlay *o, struct peer *p, const char *why)
 /* Closes whatever we have toward p; no redial is scheduled. */
 static void drop_conn(struct overlay *o, struct peer *p, const char *why)
 {
-    if (p->conn != CONN_NONE)
-        o->env.disconnect(o->env.ctx, p->name);
+    bool had = p->conn != CONN_NONE;
+    /* State first: a peer_disconnected the driver might report for this
+     * close finds nothing to redial. */
     p->conn = CONN_NONE;
     p->retrying = false;
+    if (had)
+        o->env.disconnect(o->env.ctx, p->name);
     mark_down(o, p, why);
 }
 
@@ -462,7 +466,7 @@ static void drop_left_peers(struct overlay *o)
 {
     for (size_t i = 0; i < o->n_peers; i++) {
         struct peer *p = o->peers[i];
-        if ((p->conn != CONN_NONE || p->up) && !member_alive(o, p->name))
+        if (p != o->keep_conn && (p->conn != CONN_NONE || p->up) && !member_alive(o, p->name))
             drop_conn(o, p, "left");
     }
 }
@@ -681,19 +685,14 @@ static int fm_leave(struct overlay *o, const char *node)
         return -1;
     struct member e = *m;
     e.left = true;
-    struct peer *p = peer_find(o, node);
-    bool connected = p && p->conn == CONN_UP;
-    /* Keep the connection long enough for the removed member to hear it. */
-    if (p)
-        p->conn = CONN_NONE;
+    /* The connection stays long enough for the removed member to hear it. */
+    o->keep_conn = peer_find(o, node);
     merge_in(o, &e, 1, NULL);
-    if (p && connected) {
-        p->conn = CONN_UP;
-        push_state_all(o);
+    o->keep_conn = NULL;
+    push_state_all(o);
+    struct peer *p = peer_find(o, node);
+    if (p)
         drop_conn(o, p, "removed");
-    } else {
-        push_state_all(o);
-    }
     return 0;
 }
 

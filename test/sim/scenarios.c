@@ -525,6 +525,32 @@ static int sc_stall(struct run *r)
     return 0;
 }
 
+/* Nodes whose seed is not up yet keep retrying it, and a node cut off from
+ * every member it knew finds the cluster again through its seeds. */
+static int sc_seed_retry(struct run *r)
+{
+    size_t n = 8;
+    struct sim *s = new_sim(r, n);
+    const char *seed = sim_address(s, 0);
+    for (size_t i = 1; i < n; i++)
+        sim_start(s, i, &seed, 1);
+    sim_run_until(s, 3000);
+    for (size_t i = 1; i < n; i++)
+        if (s->nodes[i].up_count)
+            return fail(r, "n%zu sees members before its seed runs", i);
+    uint64_t t0 = s->now;
+    sim_start(s, 0, NULL, 0);
+    uint64_t limit = s->p.backoff_max_ms + s->p.backoff_max_ms / 4 + 1000;
+    if (!sim_run_cond(s, converged_same, NULL, t0 + limit, 10)) {
+        explain(r, "after the seed started");
+        return -1;
+    }
+    uint64_t joined = s->now - t0;
+    printf("  seed_retry: %zu nodes dialling a seed that was down for 3 s: all up %" PRIu64
+           " ms after it started\n", n - 1, joined);
+    return 0;
+}
+
 /* ---- the runner ---- */
 
 struct scenario {
@@ -539,6 +565,7 @@ static const struct scenario scenarios[] = {
     { "restart_rejoin", sc_restart_rejoin },
     { "leave", sc_leave },
     { "stall", sc_stall },
+    { "seed_retry", sc_seed_retry },
 };
 
 static double real_ms(void)

@@ -15,6 +15,7 @@ struct sim_link {
     uint64_t conn_id;       /* the latest connection's id */
     uint64_t dead_below;    /* messages of connections older than this were reset */
     bool core_up;           /* the dialler's core believes it is connected */
+    uint64_t peer_instance; /* the process at the far end */
 };
 
 enum ev_type { EV_TICK, EV_DELIVER, EV_CONNECT, EV_CONNECT_FAIL, EV_DISCONNECTED };
@@ -344,6 +345,9 @@ static void env_send(void *ctx, const char *node, const struct overlay_msg *m)
         return;
     }
     struct sim_event *e = ev_new(s, EV_DELIVER, (size_t)t, s->now + lat(s, n->idx, (size_t)t));
+    /* Addressed to the process the connection was made with: if that one
+     * crashed and a new one runs, the new one's kernel resets it. */
+    e->instance = link_of(s, n->idx, (size_t)t)->peer_instance;
     e->peer = n->idx;
     e->conn_id = link_of(s, n->idx, (size_t)t)->conn_id;
     e->msg = pack(m);
@@ -676,6 +680,7 @@ static void handle_connect(struct sim *s, struct sim_event *e)
     l->state = LINK_UP;
     l->conn_id = s->next_conn_id++;
     l->core_up = true;
+    l->peer_instance = tn->instance;
     s->ops->peer_connected(s->nodes[e->node].core, tn->name, tn->address, tn->incarnation);
 }
 
