@@ -13,7 +13,8 @@ logs=$(mktemp -d "${TMPDIR:-/tmp}/partisan-run-XXXXXX")
 trap 'rm -rf "$logs"' EXIT
 
 tests=()
-for t in "$build"/test/check_* "$build"/test/sim "$build"/test/ipc_test "$build"/test/cluster_test; do
+for t in "$build"/test/check_* "$build"/test/sim "$build"/test/ipc_test "$build"/test/cluster_test \
+         test/integration/*.sh; do
     [ -x "$t" ] && tests+=("$t")
 done
 start=$(date +%s)

@@ -341,6 +341,52 @@ static void test_other_cluster_refused(void)
     CHECK(strstr(log, "refused") && strstr(log, "test"), "the intruder's log does not say why: %.800s", log);
 }
 
+static bool file_has(const char *path, const char *needle)
+{
+    char buf[8192];
+    return harness_read_file(path, buf, sizeof buf) > 0 && strstr(buf, needle);
+}
+
+struct file_want { const char *path, *needle; };
+static bool file_has_cb(void *arg)
+{
+    struct file_want *w = arg;
+    return file_has(w->path, w->needle);
+}
+
+static void test_cli_join_and_watch(void)
+{
+    /* No seeds: the operator joins by hand, and watches it happen. */
+    CHECK(start_node(0, NULL) == 0 && start_node(1, NULL) == 0 && start_node(2, NULL) == 0, "start");
+    char watch_txt[700], watch_json[700];
+    snprintf(watch_txt, sizeof watch_txt, "%s/watch.txt", nodes[0].dir);
+    snprintf(watch_json, sizeof watch_json, "%s/watch.json", nodes[0].dir);
+    harness_ctl_spawn(&nodes[0], watch_txt, "watch", NULL);
+    harness_ctl_spawn(&nodes[0], watch_json, "--json", "watch", NULL);
+    usleep(300 * 1000); /* let both subscribe */
+    char out[1024], err[512];
+    int rc = harness_ctl(&nodes[1], NULL, out, sizeof out, err, sizeof err, T, "join", nodes[0].listen, NULL);
+    CHECK(rc == 0, "join: exit %d: %s", rc, err);
+    rc = harness_ctl(&nodes[2], NULL, out, sizeof out, err, sizeof err, T, "join", nodes[1].listen, NULL);
+    CHECK(rc == 0, "join: exit %d: %s", rc, err);
+    struct want w = { 0, 2, 3, NULL };
+    CHECK(harness_wait_until(all_see, &w, T), "three nodes joined by hand did not converge");
+    char line[256];
+    snprintf(line, sizeof line, "joined n3 %s", nodes[2].listen);
+    struct file_want fw = { watch_txt, line };
+    CHECK(harness_wait_until(file_has_cb, &fw, T), "watch did not print \"%s\"", line);
+    snprintf(line, sizeof line, "up n2 %s", nodes[1].listen);
+    fw.needle = line;
+    CHECK(harness_wait_until(file_has_cb, &fw, T), "watch did not print \"%s\"", line);
+    harness_daemon_kill(&nodes[2]);
+    snprintf(line, sizeof line, "down n3 %s", nodes[2].listen);
+    CHECK(harness_wait_until(file_has_cb, &fw, T), "watch did not print \"%s\"", line);
+    struct file_want fj = { watch_json, "{\"event\":\"down\",\"node\":\"n3\"" };
+    CHECK(harness_wait_until(file_has_cb, &fj, T), "watch --json did not print the down event");
+    rc = harness_ctl(&nodes[1], NULL, out, sizeof out, err, sizeof err, T, "join", "not-an-address", NULL);
+    CHECK(rc == 1 || rc == 2, "join with a bad address: exit %d", rc);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -352,5 +398,6 @@ int main(void)
     harness_run("leave_and_remove", test_leave_and_remove);
     harness_run("restart_rejoins", test_restart_rejoins);
     harness_run("other_cluster_refused", test_other_cluster_refused);
+    harness_run("cli_join_and_watch", test_cli_join_and_watch);
     return harness_summary();
 }
