@@ -77,7 +77,7 @@ static void crc_init(void)
     crc_ready = 1;
 }
 
-uint32_t frame_crc32c(uint32_t crc, const uint8_t *p, size_t len)
+static uint32_t crc32c_table(uint32_t crc, const uint8_t *p, size_t len)
 {
     if (!crc_ready)
         crc_init();
@@ -95,4 +95,47 @@ uint32_t frame_crc32c(uint32_t crc, const uint8_t *p, size_t len)
     while (len--)
         crc = (crc >> 8) ^ crc_table[0][(crc ^ *p++) & 0xff];
     return ~crc;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <string.h>
+/* SSE4.2 has a CRC-32C instruction: an order of magnitude faster than the
+ * tables, which matters when every peer frame is checksummed twice. */
+__attribute__((target("sse4.2")))
+static uint32_t crc32c_sse42(uint32_t crc, const uint8_t *p, size_t len)
+{
+    uint64_t c = ~crc;
+    while (len >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        c = __builtin_ia32_crc32di(c, v);
+        p += 8;
+        len -= 8;
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (len--)
+        c32 = __builtin_ia32_crc32qi(c32, *p++);
+    return ~c32;
+}
+
+uint32_t frame_crc32c(uint32_t crc, const uint8_t *p, size_t len)
+{
+    static int hw = -1;
+    if (hw < 0) {
+        __builtin_cpu_init();
+        hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+    }
+    return hw ? crc32c_sse42(crc, p, len) : crc32c_table(crc, p, len);
+}
+#else
+uint32_t frame_crc32c(uint32_t crc, const uint8_t *p, size_t len)
+{
+    return crc32c_table(crc, p, len);
+}
+#endif
+
+/* For tests: the portable path, whatever the CPU has. */
+uint32_t frame_crc32c_portable(uint32_t crc, const uint8_t *p, size_t len)
+{
+    return crc32c_table(crc, p, len);
 }

@@ -40,7 +40,10 @@ void frame_peer_header(uint8_t out[FRAME_PEER_HEADER], const uint8_t *body, size
 
 const char *frame_result_str(enum frame_result r);
 
+/* CRC-32C (Castagnoli); uses the CPU's instruction where there is one. */
 uint32_t frame_crc32c(uint32_t crc, const uint8_t *buf, size_t len);
+/* The table-driven path alone, so tests can check both agree. */
+uint32_t frame_crc32c_portable(uint32_t crc, const uint8_t *buf, size_t len);
 
 static inline uint32_t frame_get_u32(const uint8_t *p)
 {

@@ -121,6 +121,14 @@ START_TEST(crc32c_known_vector)
     uint32_t one = frame_crc32c(0, (const uint8_t *)s, strlen(s));
     uint32_t inc = frame_crc32c(frame_crc32c(0, (const uint8_t *)s, 13), (const uint8_t *)s + 13, strlen(s) - 13);
     ck_assert_uint_eq(one, inc);
+    /* The hardware and table paths agree on every length and alignment. */
+    uint8_t buf[300];
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (uint8_t)(i * 131 + 7);
+    for (size_t off = 0; off < 8; off++)
+        for (size_t len = 0; len + off <= sizeof buf; len += 13)
+            ck_assert_uint_eq(frame_crc32c(0, buf + off, len), frame_crc32c_portable(0, buf + off, len));
+    ck_assert_uint_eq(frame_crc32c_portable(0, (const uint8_t *)"123456789", 9), 0xE3069283u);
 }
 END_TEST
 
