@@ -25,6 +25,7 @@ struct ipc_session {
     uint64_t id;
     const void *blocked_on;      /* sink this session waits for, or NULL */
     bool subscribed;
+    bool was_congested;          /* on_drained owed once the output drains */
     bool busy;                   /* inside process_input: defer the free */
     bool closing;
     char label[64];
@@ -179,9 +180,12 @@ void ipc_broadcast_event(struct ipc_server *srv, Partisan__Ipc__MemberEvent__Kin
 
 void ipc_session_set_subscribed(struct ipc_session *s, bool on) { s->subscribed = on; }
 
-bool ipc_session_congested(const struct ipc_session *s)
+bool ipc_session_congested(struct ipc_session *s)
 {
-    return evbuffer_get_length(bufferevent_get_output(s->bev)) > s->srv->cfg.max_queue_bytes / 2;
+    bool congested = evbuffer_get_length(bufferevent_get_output(s->bev)) > s->srv->cfg.max_queue_bytes / 2;
+    if (congested)
+        s->was_congested = true;
+    return congested;
 }
 
 void ipc_session_block(struct ipc_session *s, const void *sink)
@@ -259,6 +263,11 @@ static void on_write(struct bufferevent *bev, void *arg)
     (void)bev;
     struct ipc_session *s = arg;
     ipc_unblock(s->srv, s);
+    if (s->was_congested) {
+        s->was_congested = false;
+        if (s->srv->h.on_drained)
+            s->srv->h.on_drained(s->srv->h.ctx, s);
+    }
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)

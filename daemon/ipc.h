@@ -42,6 +42,9 @@ struct ipc_handlers {
     void (*on_request)(void *ctx, struct ipc_session *s, const Partisan__Ipc__IpcRequest *req);
     /* The session is going away (its names must be released). */
     void (*on_close)(void *ctx, struct ipc_session *s);
+    /* The session's output fell below its low mark (a quarter of
+     * ipc.max_queue_bytes) after having been above it. */
+    void (*on_drained)(void *ctx, struct ipc_session *s);
 };
 
 /* Binds and listens on cfg->path. A stale socket file (nothing answers on
@@ -72,8 +75,9 @@ void ipc_broadcast_event(struct ipc_server *srv, Partisan__Ipc__MemberEvent__Kin
 void ipc_session_set_subscribed(struct ipc_session *s, bool on);
 
 /* True while the session's output queue is above its high mark (half of
- * ipc.max_queue_bytes). */
-bool ipc_session_congested(const struct ipc_session *s);
+ * ipc.max_queue_bytes); a true answer makes on_drained fire once the queue
+ * falls below the low mark. */
+bool ipc_session_congested(struct ipc_session *s);
 
 /* Stops reading from s, after the request being handled, until `sink` is
  * unblocked. */

@@ -39,6 +39,11 @@ struct node {
     struct event *save_timer;
     char **seed_texts;
 
+    /* Peers whose messages are not read while a local session they feed
+     * catches up: (session, peer) pairs, few at any time. */
+    struct data_pause { struct ipc_session *s; char peer[MEMBER_NAME_MAX + 1]; } *pauses;
+    size_t n_pauses, cap_pauses;
+
     uint64_t dropped_no_name;     /* peer messages for names nobody holds */
     uint64_t dropped_not_ours;    /* peer messages for another node */
 };
@@ -286,6 +291,44 @@ static void tp_gossip(void *ctx, const char *from, const Partisan__Peer__Gossip 
     arm_tick(n);
 }
 
+static void pause_peer_for(struct node *n, struct ipc_session *s, const char *peer)
+{
+    for (size_t i = 0; i < n->n_pauses; i++)
+        if (n->pauses[i].s == s && strcmp(n->pauses[i].peer, peer) == 0)
+            return;
+    if (n->n_pauses == n->cap_pauses) {
+        size_t cap = n->cap_pauses ? n->cap_pauses * 2 : 8;
+        struct data_pause *p = realloc(n->pauses, cap * sizeof *p);
+        if (!p)
+            return; /* the session's own queue bound still holds */
+        n->pauses = p;
+        n->cap_pauses = cap;
+    }
+    n->pauses[n->n_pauses].s = s;
+    snprintf(n->pauses[n->n_pauses].peer, sizeof n->pauses[n->n_pauses].peer, "%s", peer);
+    n->n_pauses++;
+    log_debug("not reading messages from %s until %s catches up", peer, ipc_session_label(s));
+    transport_pause_data_from(n->transport, peer);
+}
+
+static void resume_peers_of(struct node *n, struct ipc_session *s)
+{
+    for (size_t i = 0; i < n->n_pauses;) {
+        if (n->pauses[i].s != s) {
+            i++;
+            continue;
+        }
+        char peer[MEMBER_NAME_MAX + 1];
+        memcpy(peer, n->pauses[i].peer, sizeof peer);
+        n->pauses[i] = n->pauses[--n->n_pauses];
+        bool still = false;
+        for (size_t k = 0; k < n->n_pauses; k++)
+            still = still || strcmp(n->pauses[k].peer, peer) == 0;
+        if (!still)
+            transport_resume_data_from(n->transport, peer);
+    }
+}
+
 static void tp_data(void *ctx, const char *from, const Partisan__Peer__Data *d)
 {
     struct node *n = ctx;
@@ -301,7 +344,9 @@ static void tp_data(void *ctx, const char *from, const Partisan__Peer__Data *d)
         log_debug("message from %s for \"%s\" dropped: nothing registered under that name", from, d->name);
         return;
     }
-    ipc_deliver(s, d->from_node[0] ? d->from_node : from, d->name, d->payload.data, d->payload.len, d->channel);
+    if (ipc_deliver(s, d->from_node[0] ? d->from_node : from, d->name, d->payload.data, d->payload.len,
+                    d->channel) == 0 && ipc_session_congested(s))
+        pause_peer_for(n, s, from);
 }
 
 static void tp_drained(void *ctx, const char *node)
@@ -559,6 +604,12 @@ static void on_session_close(void *ctx, struct ipc_session *s)
     size_t released = router_release(n->router, s);
     if (released)
         log_debug("%s: released %zu name(s)", ipc_session_label(s), released);
+    resume_peers_of(n, s);
+}
+
+static void on_session_drained(void *ctx, struct ipc_session *s)
+{
+    resume_peers_of(ctx, s);
 }
 
 /* ---- lifecycle ---- */
@@ -716,7 +767,8 @@ struct node *node_new(struct event_base *base, const struct config *cfg, char *e
         .max_frame_bytes = n->cfg.ipc_max_frame_bytes,
         .max_queue_bytes = n->cfg.ipc_max_queue_bytes,
     };
-    struct ipc_handlers ih = { .ctx = n, .on_request = on_request, .on_close = on_session_close };
+    struct ipc_handlers ih = { .ctx = n, .on_request = on_request, .on_close = on_session_close,
+                               .on_drained = on_session_drained };
     n->ipc = ipc_server_new(base, &ic, &ih, err, errlen);
     if (!n->ipc)
         goto fail;
@@ -754,6 +806,7 @@ void node_free(struct node *n)
             free(n->seed_texts[i]);
         free(n->seed_texts);
     }
+    free(n->pauses);
     free(n->cfg.seeds);
     free(n);
 }

@@ -71,6 +71,7 @@ struct conn {
     bool shut;                      /* refusing and our write side is shut down */
     bool closed;
     bool congested;                 /* data: went past the high mark; on_drained owed */
+    bool paused;                    /* inbound data: not read until transport_resume_data_from() */
     char doom[TP_REASON_MAX];       /* non-empty: fail from the loop with this reason */
     char remote[TP_ADDR_MAX];       /* the other end, for logs */
     char node[TP_NAME_MAX];         /* inbound: the dialler's name once its Hello is accepted */
@@ -786,8 +787,8 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         evbuffer_drain(in, evbuffer_get_length(in));
         return;
     }
-    /* Decode every whole frame there is; a callback may close c. */
-    for (int done = 0; !c->closed; done++) {
+    /* Decode every whole frame there is; a callback may close or pause c. */
+    for (int done = 0; !c->closed && !c->paused; done++) {
         size_t avail = evbuffer_get_length(in), body = 0;
         uint8_t hdr[FRAME_PEER_HEADER];
         if (avail < FRAME_PEER_HEADER)
@@ -1048,6 +1049,33 @@ void transport_disconnect(struct transport *t, const char *node)
     }
     if (any)
         log_info("disconnected from node \"%s\"", node);
+}
+
+static void set_data_paused(struct transport *t, const char *node, bool pause)
+{
+    for (struct conn *c = t->conns; c; c = c->next) {
+        if (c->kind != CONN_IN || !c->established || c->closed || !c->bev ||
+            strcmp(c->channel, "data") != 0 || strcmp(c->node, node) != 0 || c->paused == pause)
+            continue;
+        c->paused = pause;
+        if (pause) {
+            bufferevent_disable(c->bev, EV_READ);
+        } else {
+            bufferevent_enable(c->bev, EV_READ);
+            /* Frames already buffered would wait for new bytes otherwise. */
+            bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+        }
+    }
+}
+
+void transport_pause_data_from(struct transport *t, const char *node)
+{
+    set_data_paused(t, node, true);
+}
+
+void transport_resume_data_from(struct transport *t, const char *node)
+{
+    set_data_paused(t, node, false);
 }
 
 /* ----------------------------------------------------------- sending -- */

@@ -18,6 +18,8 @@
  * connection's queue is past its high mark (half of max_queue_bytes); the
  * on_drained callback fires when it falls below the low mark again, so the
  * IPC layer can stop and resume reading from the applications that feed it.
+ * The other way round, transport_pause_data_from() stops reading a peer's
+ * messages while the local application they go to is not keeping up.
  */
 #ifndef PARTISAN_TRANSPORT_H
 #define PARTISAN_TRANSPORT_H
@@ -107,6 +109,13 @@ int transport_send_data(struct transport *t, const char *node, const Partisan__P
 
 /* True while the data queue toward node is above its high mark. */
 bool transport_data_congested(const struct transport *t, const char *node);
+
+/* Stops reading application messages from node (its data connections to
+ * us), so that TCP flow control carries a slow local receiver's pace back to
+ * the sender; control traffic (pings, gossip) keeps flowing. Frames already
+ * read stay buffered. Resume undoes it; both are idempotent. */
+void transport_pause_data_from(struct transport *t, const char *node);
+void transport_resume_data_from(struct transport *t, const char *node);
 
 const struct transport_stats *transport_get_stats(const struct transport *t);
 

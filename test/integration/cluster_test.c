@@ -387,6 +387,51 @@ static void test_cli_join_and_watch(void)
     CHECK(rc == 1 || rc == 2, "join with a bad address: exit %d", rc);
 }
 
+static void test_slow_remote_reader_loses_nothing(void)
+{
+    /* n2's applications may queue only 64 KiB in the daemon; n1 sends 4 MiB
+     * to one that is busy for a while. The daemon must hold the peer back
+     * (TCP flow control), not drop the messages or the application. */
+    CHECK(start_node(0, NULL) == 0, "n1 did not start");
+    char extra[1024];
+    snprintf(extra, sizeof extra, "%s, \"cluster\": {\"name\": \"test\", \"seeds\": [\"%s\"]}, "
+             "\"ipc\": {\"socket\": \"@SOCK@\", \"max_queue_bytes\": 65536, \"max_frame_bytes\": 16384}",
+             TIMERS, nodes[0].listen);
+    harness_daemon_init(&nodes[1], "n2", extra);
+    CHECK(harness_daemon_start(&nodes[1], T) == 0, "n2 did not start");
+    struct want w = { 0, 1, 2, NULL };
+    CHECK(harness_wait_until(all_see, &w, T), "no convergence");
+    partisan_client *tx = NULL, *rx = NULL;
+    CHECK(partisan_connect(nodes[0].socket, &tx) == 0 && partisan_connect(nodes[1].socket, &rx) == 0, "connect");
+    CHECK(partisan_register(rx, "slow", T) == 0, "register");
+    enum { M = 4096, SIZE = 1024 };
+    char payload[SIZE];
+    for (int i = 0; i < M; i++) {
+        memset(payload, 'a' + i % 26, sizeof payload);
+        memcpy(payload, &i, sizeof i);
+        int rc = partisan_send(tx, "n2", "slow", payload, sizeof payload);
+        CHECK(rc == 0, "send %d: %s (%s)", i, partisan_strerror(rc), partisan_last_error(tx));
+    }
+    CHECK(partisan_flush(tx, T) == 0, "a send failed: %s", partisan_last_error(tx));
+    usleep(1500 * 1000); /* the receiver is busy; pings must still flow */
+    CHECK(count_up(&nodes[0], NULL) == 2, "n1 lost sight of n2 while n2 held back its data");
+    for (int i = 0; i < M; i++) {
+        struct partisan_message *m = NULL;
+        int rc = partisan_recv(rx, &m, T);
+        CHECK(rc == 0, "message %d of %d never arrived: %s", i, M, partisan_strerror(rc));
+        int got;
+        memcpy(&got, m->payload, sizeof got);
+        CHECK(m->len == SIZE && got == i, "message %d: got #%d (%zu bytes)", i, got, m->len);
+        partisan_message_free(m);
+    }
+    partisan_close(tx);
+    partisan_close(rx);
+    char log[1 << 16];
+    harness_read_file(nodes[1].log, log, sizeof log);
+    CHECK(!strstr(log, "outbound queue"), "n2 closed its slow application instead of holding the peer back");
+    CHECK(strstr(log, "not reading messages from n1"), "n2 never held n1 back (the test did not exercise backpressure)");
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -399,5 +444,6 @@ int main(void)
     harness_run("restart_rejoins", test_restart_rejoins);
     harness_run("other_cluster_refused", test_other_cluster_refused);
     harness_run("cli_join_and_watch", test_cli_join_and_watch);
+    harness_run("slow_remote_reader_loses_nothing", test_slow_remote_reader_loses_nothing);
     return harness_summary();
 }
