@@ -590,7 +590,9 @@ static int write_some(partisan_client *c)
 /* One wait on the socket: writes pending output when it can and reads (and
  * decodes) whatever arrives, so the daemon never stalls on a full socket
  * toward us while we wait to write to it. PARTISAN_ETIMEDOUT if nothing
- * happened within timeout_ms. */
+ * happened within timeout_ms, and also after the work of a step with no time
+ * left: otherwise a steady stream of deliveries would keep every caller's
+ * loop going past its deadline. Callers check what they wait for first. */
 static int io_step(partisan_client *c, int timeout_ms)
 {
     struct pollfd p = { .fd = c->fd, .events = POLLIN };
@@ -614,7 +616,7 @@ static int io_step(partisan_client *c, int timeout_ms)
         if ((rc = write_some(c)) < 0)
             return rc;
     }
-    return 0;
+    return timeout_ms == 0 ? PARTISAN_ETIMEDOUT : 0;
 }
 
 /* Writes pending output until none is left or the deadline passes. */
@@ -839,6 +841,8 @@ PARTISAN_API int partisan_send(partisan_client *c, const char *node, const char 
             deadline = deadline_after(SEND_TIMEOUT_MS);
             while (c->async_outstanding > ASYNC_HARD) {
                 rc = io_step(c, remaining_ms(deadline));
+                if (rc == PARTISAN_ETIMEDOUT && c->async_outstanding <= ASYNC_HARD)
+                    break;
                 if (rc == PARTISAN_ETIMEDOUT)
                     set_error(c, "the daemon sent no replies for %d ms", SEND_TIMEOUT_MS);
                 if (rc)
@@ -919,8 +923,9 @@ PARTISAN_API int partisan_flush(partisan_client *c, int timeout_ms)
         rc = read_some(c);
     while (rc == 0 && (bytes_live(&c->out) || c->async_outstanding))
         rc = io_step(c, remaining_ms(deadline));
-    /* Everything answered before the daemon went away still counts. */
-    if (rc && rc != PARTISAN_ETIMEDOUT && !bytes_live(&c->out) && !c->async_outstanding)
+    /* Everything answered before the daemon went away, or in the step that
+     * ran out the time, still counts. */
+    if (rc && !bytes_live(&c->out) && !c->async_outstanding)
         rc = 0;
     if (rc == PARTISAN_ETIMEDOUT)
         set_error(c, "%llu replies still outstanding after %d ms",

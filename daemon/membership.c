@@ -125,7 +125,7 @@ static int cmp_new(const void *pa, const void *pb)
 }
 
 struct merge_work {
-    const struct member **added;    /* inputs whose name is not in the table */
+    const struct member **added;    /* inputs whose name is not in the table (while planning: every usable input, one per name) */
     size_t n_added;
     size_t *updated;                /* indexes into the input */
     struct member *old;             /* the entry each update replaced */
@@ -163,7 +163,9 @@ static size_t dedupe(const struct member **a, size_t n)
 }
 
 /* Allocates everything the merge may need up front, so that running out of
- * memory leaves the table unchanged. */
+ * memory leaves the table unchanged. Every usable input goes through the
+ * sort and dedupe, not only new names: a name given twice must change the
+ * table (and be reported) once, from its old entry to the greatest. */
 static int plan(struct membership *m, const struct member *in, size_t n, struct merge_work *w)
 {
     memset(w, 0, sizeof *w);
@@ -172,17 +174,18 @@ static int plan(struct membership *m, const struct member *in, size_t n, struct 
     w->old = malloc((n ? n : 1) * sizeof *w->old);
     if (!w->added || !w->updated || !w->old)
         return -1;
-    for (size_t i = 0; i < n; i++) {
-        bool found;
-        if (!usable(&in[i]))
-            continue;
-        find_index(m, in[i].name, &found);
-        if (!found)
+    for (size_t i = 0; i < n; i++)
+        if (usable(&in[i]))
             w->added[w->n_added++] = &in[i];
-    }
     qsort(w->added, w->n_added, sizeof *w->added, cmp_new);
     w->n_added = dedupe(w->added, w->n_added);
-    return reserve(m, m->n + w->n_added);
+    size_t n_new = 0;
+    for (size_t i = 0; i < w->n_added; i++) {
+        bool found;
+        find_index(m, w->added[i]->name, &found);
+        n_new += !found;
+    }
+    return reserve(m, m->n + n_new);
 }
 
 /* A whole table from a peer arrives sorted by name: then one linear walk
@@ -278,17 +281,22 @@ int membership_merge(struct membership *m, const struct member *in, size_t n,
         work_free(&w);
         return -1;
     }
-    for (size_t i = 0; i < n; i++) {
+    size_t k = 0;
+    for (size_t i = 0; i < w.n_added; i++) {
+        const struct member *e = w.added[i];
         bool found;
-        if (!usable(&in[i]))
+        size_t at = find_index(m, e->name, &found);
+        if (!found) {
+            w.added[k++] = e;
             continue;
-        size_t at = find_index(m, in[i].name, &found);
-        if (!found || membership_compare(&in[i], &m->v[at]) <= 0)
+        }
+        if (membership_compare(e, &m->v[at]) <= 0)
             continue;
         w.old[w.n_updated] = m->v[at];
-        w.updated[w.n_updated++] = i;
-        copy_entry(&m->v[at], &in[i]);
+        w.updated[w.n_updated++] = (size_t)(e - in);
+        copy_entry(&m->v[at], e);
     }
+    w.n_added = k;
     insert_sorted(m, (struct member *const *)w.added, w.n_added);
 
     /* Callbacks run once the table is whole again, so they may look it up. */

@@ -811,6 +811,16 @@ void node_free(struct node *n)
     free(n);
 }
 
+static bool same_seeds(const struct config *a, const struct config *b)
+{
+    if (a->n_seeds != b->n_seeds)
+        return false;
+    for (size_t i = 0; i < a->n_seeds; i++)
+        if (a->seeds[i].port != b->seeds[i].port || strcmp(a->seeds[i].host, b->seeds[i].host) != 0)
+            return false;
+    return true;
+}
+
 void node_reload(struct node *n, const struct config *fresh)
 {
     if (fresh->log_level != n->cfg.log_level) {
@@ -823,8 +833,7 @@ void node_reload(struct node *n, const struct config *fresh)
         { "node.listen", strcmp(fresh->listen.host, n->cfg.listen.host) != 0 || fresh->listen.port != n->cfg.listen.port },
         { "node.state_dir", strcmp(fresh->state_dir, n->cfg.state_dir) != 0 },
         { "cluster.name", strcmp(fresh->cluster_name, n->cfg.cluster_name) != 0 },
-        { "cluster.seeds", fresh->n_seeds != n->cfg.n_seeds ||
-              (fresh->n_seeds && memcmp(fresh->seeds, n->cfg.seeds, fresh->n_seeds * sizeof *fresh->seeds) != 0) },
+        { "cluster.seeds", !same_seeds(fresh, &n->cfg) },
         { "overlay", fresh->overlay != n->cfg.overlay || fresh->gossip_interval_ms != n->cfg.gossip_interval_ms ||
               fresh->gossip_fanout != n->cfg.gossip_fanout },
         { "failure_detector", fresh->ping_interval_ms != n->cfg.ping_interval_ms || fresh->fd_timeout_ms != n->cfg.fd_timeout_ms },

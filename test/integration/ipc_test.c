@@ -319,6 +319,39 @@ static void test_slow_reader_is_bounded(void)
     close(fd);
 }
 
+static void test_timeouts_hold_under_a_stream(void)
+{
+    /* A client that is flooded with deliveries must still see its own
+     * blocking calls end at their timeout. */
+    CHECK(start_default("") == 0, "daemon did not start");
+    partisan_client *tx = NULL, *rx = NULL;
+    CHECK(partisan_connect(d.socket, &tx) == 0 && partisan_connect(d.socket, &rx) == 0, "connect");
+    CHECK(partisan_register(rx, "flooded", T) == 0, "register");
+    pid_t pid = fork();
+    if (pid == 0) {
+        partisan_close(rx); /* the child's copy only: the parent keeps its session */
+        uint64_t end = harness_now_ms() + 3000;
+        while (harness_now_ms() < end)
+            partisan_send(tx, "solo", "flooded", "spam spam spam", 14);
+        _exit(0);
+    }
+    usleep(200 * 1000);
+    uint64_t t0 = harness_now_ms();
+    int rc = partisan_send_sync(rx, "solo", "nobody", "x", 1, 200);
+    uint64_t took = harness_now_ms() - t0;
+    CHECK(rc == PARTISAN_ENONAME || rc == PARTISAN_ETIMEDOUT, "send_sync: %s", partisan_strerror(rc));
+    CHECK(took < 1500, "a 200 ms call took %llu ms while deliveries streamed in", (unsigned long long)took);
+    t0 = harness_now_ms();
+    struct partisan_status *st = NULL;
+    rc = partisan_status(rx, &st, 200);
+    partisan_status_free(st);
+    took = harness_now_ms() - t0;
+    CHECK(took < 1500, "status took %llu ms while deliveries streamed in", (unsigned long long)took);
+    partisan_close(rx); /* releases the sender, which backpressure holds */
+    CHECK(harness_wait_exit(pid, T) == 0, "the flooding sender did not finish");
+    partisan_close(tx);
+}
+
 static void test_sigterm_removes_socket(void)
 {
     CHECK(start_default("") == 0, "daemon did not start");
@@ -419,6 +452,7 @@ int main(void)
     harness_run("bad_frames_close_only_that_client", test_bad_frames_close_only_that_client);
     harness_run("pipelined_sends_arrive_in_order", test_pipelined_sends_arrive_in_order);
     harness_run("slow_reader_is_bounded", test_slow_reader_is_bounded);
+    harness_run("timeouts_hold_under_a_stream", test_timeouts_hold_under_a_stream);
     harness_run("sigterm_removes_socket", test_sigterm_removes_socket);
     harness_run("second_daemon_refused_and_stale_socket_reused", test_second_daemon_refused_and_stale_socket_reused);
     harness_run("check_config_and_reload", test_check_config_and_reload);

@@ -286,6 +286,32 @@ START_TEST(merge_reports_changes)
 }
 END_TEST
 
+/* A name given more than once in one unsorted batch (a peer's encoder may
+ * repeat one) is one change, from the table's entry to the greatest given:
+ * reported once, so applications see no spurious second left or joined. */
+START_TEST(duplicate_names_change_once)
+{
+    struct membership m;
+    membership_init(&m);
+    struct member a = entry("a", "h:1", 1, false);
+    ck_assert_int_eq(membership_merge_one(&m, &a, NULL), MEMBERSHIP_ADDED);
+    struct member w[] = {
+        entry("a", "h:1", 1, true), entry("b", "h:2", 1, false),
+        entry("a", "h:1", 2, false), entry("b", "h:2", 1, true),
+    };
+    struct seen s = { 0 };
+    ck_assert_int_eq(membership_merge(&m, w, 4, count_change, &s), 2);
+    ck_assert_int_eq(s.updated, 1);
+    ck_assert_int_eq(s.added, 1);
+    ck_assert_uint_eq(s.last_old.incarnation, 1);
+    ck_assert(!s.last_old.left);
+    ck_assert_uint_eq(m.n, 2);
+    ck_assert_uint_eq(membership_find(&m, "a")->incarnation, 2);
+    ck_assert(membership_find(&m, "b")->left);
+    membership_free(&m);
+}
+END_TEST
+
 START_TEST(digest_is_order_independent)
 {
     rng_state = 4;
@@ -404,6 +430,7 @@ static Suite *membership_suite(void)
     tcase_add_test(rules, higher_incarnation_wins);
     tcase_add_test(rules, address_move_with_higher_incarnation);
     tcase_add_test(rules, merge_reports_changes);
+    tcase_add_test(rules, duplicate_names_change_once);
     tcase_add_test(rules, find_and_alive_count);
     tcase_add_test(rules, bad_entries_are_skipped);
     tcase_add_test(rules, many_entries_stay_sorted);
