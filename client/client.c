@@ -209,6 +209,7 @@ static int map_code(Partisan__Ipc__ErrorCode code)
     case PARTISAN__IPC__ERROR_CODE__BUSY: return PARTISAN_EBUSY;
     case PARTISAN__IPC__ERROR_CODE__BAD_ADDRESS: return PARTISAN_EBADADDR;
     case PARTISAN__IPC__ERROR_CODE__INTERNAL: return PARTISAN_EINTERNAL;
+    case PARTISAN__IPC__ERROR_CODE__SELF_LEFT: return PARTISAN_ELEFT;
     default: break;
     }
     /* A code from a newer daemon: still a failure, of a kind we cannot name. */
@@ -237,6 +238,7 @@ PARTISAN_API const char *partisan_strerror(int err)
     case PARTISAN_EIO: return "socket error";
     case PARTISAN_EASYNC: return "an earlier send failed";
     case PARTISAN_EINTERNAL: return "daemon internal error";
+    case PARTISAN_ELEFT: return "this node has left the cluster";
     }
     return "unknown error";
 }
@@ -382,6 +384,7 @@ static struct partisan_status *convert_status(const Partisan__Ipc__Status *s)
     st->uptime_s = s->uptime_s;
     st->members = s->members;
     st->members_up = s->members_up;
+    st->left = s->left;
     return st;
 }
 

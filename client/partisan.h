@@ -52,6 +52,7 @@ enum partisan_error {
     PARTISAN_EIO = -16,         /* a socket error; see errno */
     PARTISAN_EASYNC = -17,      /* an earlier partisan_send() failed; see partisan_last_error() */
     PARTISAN_EINTERNAL = -18,   /* the daemon failed internally */
+    PARTISAN_ELEFT = -19,       /* this node has left the cluster; restart partisand to rejoin */
 };
 
 typedef struct partisan_client partisan_client;
@@ -150,6 +151,7 @@ struct partisan_status {
     uint64_t uptime_s;
     uint32_t members;
     uint32_t members_up;
+    int left;                   /* 1: this node has left the cluster */
 };
 int partisan_status(partisan_client *c, struct partisan_status **out, int timeout_ms);
 void partisan_status_free(struct partisan_status *s);

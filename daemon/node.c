@@ -385,6 +385,7 @@ static void handle_status(struct node *n, struct ipc_session *s, uint64_t id)
     st.uptime_s = (monotonic_ms() - n->started_ms) / 1000;
     st.members = alive;
     st.members_up = up;
+    st.left = n->ops->has_left(n->core);
     ipc_reply_status(s, id, &st);
 }
 
@@ -476,9 +477,22 @@ static void send_local(struct node *n, struct ipc_session *s, uint64_t id, const
         ipc_session_block(s, to);
 }
 
+static bool refuse_if_left(struct node *n, struct ipc_session *s, uint64_t id)
+{
+    if (!n->ops->has_left(n->core))
+        return false;
+    char msg[700];
+    snprintf(msg, sizeof msg, "node %s has left cluster %s; restart partisand to rejoin",
+             n->cfg.node_name, n->cfg.cluster_name);
+    ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__SELF_LEFT, msg);
+    return true;
+}
+
 static void send_remote(struct node *n, struct ipc_session *s, uint64_t id, const Partisan__Ipc__SendRequest *r)
 {
     char msg[600];
+    if (refuse_if_left(n, s, id))
+        return;
     const char *hop = n->ops->next_hop(n->core, r->node);
     if (!hop) {
         const struct member *m = membership_find(n->ops->members(n->core), r->node);
@@ -533,6 +547,8 @@ static void handle_send(struct node *n, struct ipc_session *s, uint64_t id, cons
 
 static void handle_join(struct node *n, struct ipc_session *s, uint64_t id, const char *address)
 {
+    if (refuse_if_left(n, s, id))
+        return;
     struct config_addr a;
     if (config_parse_addr(address, &a) != 0 || a.port == 0) {
         char msg[400];
@@ -548,6 +564,8 @@ static void handle_join(struct node *n, struct ipc_session *s, uint64_t id, cons
 
 static void handle_leave(struct node *n, struct ipc_session *s, uint64_t id, const char *node)
 {
+    if (refuse_if_left(n, s, id))
+        return;
     bool self = !node[0] || strcmp(node, n->cfg.node_name) == 0;
     if (n->ops->leave(n->core, self ? NULL : node) != 0) {
         char msg[400];

@@ -254,6 +254,13 @@ static void test_leave_and_remove(void)
     memset(gone, 0, sizeof gone);
     CHECK(harness_wait_until(left_everywhere, "n3", T), "n3's leave did not reach every node");
     gone[0] = "n3";
+    /* The node that left says so, and refuses cluster work until restarted. */
+    rc = harness_ctl(&nodes[2], NULL, out, sizeof out, err, sizeof err, T, "status", NULL);
+    CHECK(rc == 0 && strstr(out, "membership: left"), "status of the node that left: %s", out);
+    rc = harness_ctl(&nodes[2], NULL, out, sizeof out, err, sizeof err, T, "send", "n1", "inbox", "x", NULL);
+    CHECK(rc == 1 && strstr(err, "left"), "send from a node that left: exit %d, %s", rc, err);
+    rc = harness_ctl(&nodes[2], NULL, out, sizeof out, err, sizeof err, T, "join", nodes[0].listen, NULL);
+    CHECK(rc == 1 && strstr(err, "restart"), "join from a node that left: exit %d, %s", rc, err);
     rc = harness_ctl(&nodes[0], NULL, out, sizeof out, err, sizeof err, T, "members", NULL);
     CHECK(rc == 0 && !strstr(out, "n3"), "members without --all still lists n3: %s", out);
     rc = harness_ctl(&nodes[0], NULL, out, sizeof out, err, sizeof err, T, "members", "--all", NULL);
@@ -268,6 +275,12 @@ static void test_leave_and_remove(void)
     /* Nobody keeps dialling a node that left: it stays down quietly. */
     struct want rest = { 0, 1, 3, NULL };
     CHECK(harness_wait_until(all_see, &rest, T), "remaining nodes do not agree");
+    /* Restarting the node that left brings it back (a higher incarnation). */
+    CHECK(harness_daemon_stop(&nodes[2], T) == 0, "n3 did not stop cleanly");
+    CHECK(harness_daemon_start(&nodes[2], T) == 0, "n3 did not restart");
+    struct want back = { 0, 3, 4, NULL };
+    gone[0] = NULL;
+    CHECK(harness_wait_until(all_see, &back, T), "the restarted n3 did not rejoin");
 }
 
 static uint64_t incarnation_seen(const struct daemon_proc *at, const char *who, bool *up)
