@@ -445,6 +445,74 @@ static void test_slow_remote_reader_loses_nothing(void)
     CHECK(strstr(log, "not reading messages from n1"), "n2 never held n1 back (the test did not exercise backpressure)");
 }
 
+/* Random kills, pauses and restarts, then every node must agree again with
+ * no operator action. The seed is printed so a failure can be replayed. */
+#define CHAOS_N 10
+static struct daemon_proc chaos[CHAOS_N];
+
+static bool chaos_converged(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < CHAOS_N; i++)
+        if (count_up(&chaos[i], NULL) != CHAOS_N)
+            return false;
+    return true;
+}
+
+static void test_chaos_then_converge(void)
+{
+    unsigned seed = (unsigned)harness_now_ms();
+    printf("  chaos seed %u\n", seed);
+    srand(seed);
+    char extra[1024];
+    for (int i = 0; i < CHAOS_N; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "c%d", i);
+        if (i == 0)
+            snprintf(extra, sizeof extra, "%s", TIMERS);
+        else
+            snprintf(extra, sizeof extra, "%s, \"cluster\": {\"name\": \"test\", \"seeds\": [\"%s\"]}",
+                     TIMERS, chaos[0].listen);
+        harness_daemon_init(&chaos[i], name, extra);
+        CHECK(harness_daemon_start(&chaos[i], T) == 0, "c%d did not start", i);
+    }
+    CHECK(harness_wait_until(chaos_converged, NULL, 15000), "no convergence before the chaos");
+    bool stopped[CHAOS_N] = { false };
+    for (int round = 0; round < 40; round++) {
+        int i = rand() % CHAOS_N;
+        switch (rand() % 4) {
+        case 0: /* crash and come back */
+            harness_daemon_kill(&chaos[i]);
+            stopped[i] = false;
+            CHECK(harness_daemon_start(&chaos[i], T) == 0, "c%d did not restart after SIGKILL", i);
+            break;
+        case 1:
+            harness_daemon_signal(&chaos[i], SIGSTOP);
+            stopped[i] = true;
+            break;
+        case 2:
+            for (int k = 0; k < CHAOS_N; k++)
+                if (stopped[k]) {
+                    harness_daemon_signal(&chaos[k], SIGCONT);
+                    stopped[k] = false;
+                }
+            break;
+        case 3: /* clean restart */
+            CHECK(harness_daemon_stop(&chaos[i], T) == 0, "c%d did not stop cleanly", i);
+            stopped[i] = false;
+            CHECK(harness_daemon_start(&chaos[i], T) == 0, "c%d did not restart", i);
+            break;
+        }
+        usleep((useconds_t)(rand() % 300) * 1000);
+    }
+    for (int k = 0; k < CHAOS_N; k++)
+        if (stopped[k])
+            harness_daemon_signal(&chaos[k], SIGCONT);
+    uint64_t t0 = harness_now_ms();
+    CHECK(harness_wait_until(chaos_converged, NULL, 20000), "no convergence 20 s after the chaos (seed %u)", seed);
+    printf("  all %d agree again %llu ms after the chaos\n", CHAOS_N, (unsigned long long)(harness_now_ms() - t0));
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -458,5 +526,6 @@ int main(void)
     harness_run("other_cluster_refused", test_other_cluster_refused);
     harness_run("cli_join_and_watch", test_cli_join_and_watch);
     harness_run("slow_remote_reader_loses_nothing", test_slow_remote_reader_loses_nothing);
+    harness_run("chaos_then_converge", test_chaos_then_converge);
     return harness_summary();
 }
