@@ -224,13 +224,14 @@ static void process_input(struct ipc_session *s)
             break;
         size_t body = 0;
         enum frame_result r = frame_ipc_peek(evbuffer_pullup(in, FRAME_IPC_HEADER), avail,
-                                             srv->cfg.max_frame_bytes, &body);
+                                             srv->cfg.max_frame_bytes + IPC_ENVELOPE_SLACK, &body);
         if (r == FRAME_NEED_MORE)
             break;
         if (r != FRAME_OK) {
             char why[160];
-            snprintf(why, sizeof why, "bad frame: %s (length %zu, ipc.max_frame_bytes %llu)",
-                     frame_result_str(r), body, (unsigned long long)srv->cfg.max_frame_bytes);
+            snprintf(why, sizeof why, "bad frame: %s (length %zu, ipc.max_frame_bytes %llu + %d)",
+                     frame_result_str(r), body, (unsigned long long)srv->cfg.max_frame_bytes,
+                     IPC_ENVELOPE_SLACK);
             session_close(s, why);
             break;
         }

@@ -27,6 +27,11 @@ struct event_base;
 struct ipc_server;
 struct ipc_session;
 
+/* A request may exceed ipc.max_frame_bytes by this much, so that a payload
+ * of exactly the maximum fits with its envelope, and a payload just above it
+ * gets a TOO_LARGE reply instead of a closed connection. */
+#define IPC_ENVELOPE_SLACK 4096
+
 struct ipc_config {
     const char *path;
     unsigned mode;               /* socket file permission bits */

@@ -539,6 +539,13 @@ static void handle_send(struct node *n, struct ipc_session *s, uint64_t id, cons
         ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__INVALID, "send needs a node and a name of 1 to 255 bytes");
         return;
     }
+    if (r->payload.len > n->cfg.ipc_max_frame_bytes) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "payload of %zu bytes is above ipc.max_frame_bytes (%" PRIu64 ")",
+                 r->payload.len, n->cfg.ipc_max_frame_bytes);
+        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__TOO_LARGE, msg);
+        return;
+    }
     if (strcmp(r->node, n->cfg.node_name) == 0)
         send_local(n, s, id, r);
     else

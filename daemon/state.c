@@ -129,10 +129,29 @@ int state_load_members(const char *state_dir, struct membership *m)
     return loaded;
 }
 
+static int write_members(const char *state_dir, const struct membership *m);
+
 int state_save_members(const char *state_dir, const struct membership *m)
 {
     if (!state_dir || !*state_dir)
         return 0;
+    /* Merge into what is stored rather than replace it: a run that learned
+     * nothing (stopped at once, or cut off) must not make the next run
+     * forget the cluster. The table is a CRDT, so merging loses nothing. */
+    struct membership merged;
+    membership_init(&merged);
+    state_load_members(state_dir, &merged);
+    if (membership_merge(&merged, m->v, m->n, NULL, NULL) < 0) {
+        membership_free(&merged);
+        return write_members(state_dir, m);
+    }
+    int rc = write_members(state_dir, &merged);
+    membership_free(&merged);
+    return rc;
+}
+
+static int write_members(const char *state_dir, const struct membership *m)
+{
     size_t cap = m->n * (MEMBER_NAME_MAX + MEMBER_ADDR_MAX + 40) + 1;
     char *buf = malloc(cap);
     if (!buf)

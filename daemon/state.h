@@ -24,7 +24,9 @@ uint64_t state_next_incarnation(const char *state_dir, uint64_t now_ms);
  * Returns the number of entries loaded (0 when none or corrupt). */
 int state_load_members(const char *state_dir, struct membership *m);
 
-/* Stores the member table. Returns 0, or -1 (logged). */
+/* Stores the member table, merged with what the directory already holds
+ * (so a short run that knew nobody never erases what an earlier run knew).
+ * Returns 0, or -1 (logged). */
 int state_save_members(const char *state_dir, const struct membership *m);
 
 #endif

@@ -475,6 +475,7 @@ static void test_chaos_then_converge(void)
                      TIMERS, chaos[0].listen);
         harness_daemon_init(&chaos[i], name, extra);
         CHECK(harness_daemon_start(&chaos[i], T) == 0, "c%d did not start", i);
+        harness_daemon_pin_port(&chaos[i]); /* restarts come back where peers expect them */
     }
     CHECK(harness_wait_until(chaos_converged, NULL, 15000), "no convergence before the chaos");
     bool stopped[CHAOS_N] = { false };
@@ -509,7 +510,11 @@ static void test_chaos_then_converge(void)
         if (stopped[k])
             harness_daemon_signal(&chaos[k], SIGCONT);
     uint64_t t0 = harness_now_ms();
-    CHECK(harness_wait_until(chaos_converged, NULL, 20000), "no convergence 20 s after the chaos (seed %u)", seed);
+    if (!harness_wait_until(chaos_converged, NULL, 20000)) {
+        for (int i = 0; i < CHAOS_N; i++)
+            printf("  c%d (pid %d) sees %d of %d up\n", i, (int)chaos[i].pid, count_up(&chaos[i], NULL), CHAOS_N);
+        CHECK(false, "no convergence 20 s after the chaos (seed %u)", seed);
+    }
     printf("  all %d agree again %llu ms after the chaos\n", CHAOS_N, (unsigned long long)(harness_now_ms() - t0));
 }
 

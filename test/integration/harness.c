@@ -220,6 +220,21 @@ int harness_daemon_start(struct daemon_proc *d, int timeout_ms)
     return -1;
 }
 
+void harness_daemon_pin_port(struct daemon_proc *d)
+{
+    char buf[8192], out[8400];
+    long n = harness_read_file(d->config, buf, sizeof buf);
+    const char *at = n > 0 ? strstr(buf, "\"127.0.0.1:0\"") : NULL;
+    if (!at || !d->listen[0])
+        return;
+    snprintf(out, sizeof out, "%.*s\"%s\"%s", (int)(at - buf), buf, d->listen, at + strlen("\"127.0.0.1:0\""));
+    FILE *f = fopen(d->config, "w");
+    if (f) {
+        fputs(out, f);
+        fclose(f);
+    }
+}
+
 static int wait_pid(pid_t pid, int timeout_ms, int *status)
 {
     uint64_t deadline = harness_now_ms() + (uint64_t)timeout_ms;
@@ -433,6 +448,10 @@ void harness_fail(const char *file, int line, const char *fmt, ...)
 
 void harness_run(const char *name, void (*fn)(void))
 {
+    /* HARNESS_ONLY=name runs one test, e.g. to repeat a flaky one. */
+    const char *only = getenv("HARNESS_ONLY");
+    if (only && *only && strcmp(only, name) != 0)
+        return;
     harness_failures_in_test = 0;
     snprintf(testdir, sizeof testdir, "%s/%s", harness_tmpdir(), name);
     mkdir(testdir, 0700);

@@ -38,6 +38,10 @@ void harness_daemon_init(struct daemon_proc *d, const char *name, const char *ex
  * request; fills d->listen. Returns 0, or -1 (log tail printed). */
 int harness_daemon_start(struct daemon_proc *d, int timeout_ms);
 
+/* Rewrites the daemon's config so that later starts listen on the port it
+ * bound now, as a real deployment's fixed port would. Call after a start. */
+void harness_daemon_pin_port(struct daemon_proc *d);
+
 /* SIGTERM, then waits up to timeout_ms; SIGKILL after that. Returns the exit
  * status as from waitpid (or -1 if it had to be killed). */
 int harness_daemon_stop(struct daemon_proc *d, int timeout_ms);

@@ -192,7 +192,7 @@ static void test_bad_frames_close_only_that_client(void)
 
     static const unsigned char garbage[] = { 0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
     static const unsigned char huge[] = { 0x7f, 0xff, 0xff, 0xff };
-    static const unsigned char above_max[] = { 0, 1, 0, 1 }; /* 65537 > 65536 */
+    static const unsigned char above_max[] = { 0, 1, 0x10, 1 }; /* 65536 + 4096 + 1 */
     static const unsigned char zero[] = { 0, 0, 0, 0 };
     struct { const char *what; const unsigned char *b; size_t n; } cases[] = {
         { "garbage protobuf", garbage, sizeof garbage },
@@ -219,6 +219,22 @@ static void test_bad_frames_close_only_that_client(void)
     struct partisan_message *m = NULL;
     CHECK(partisan_recv(bystander, &m, T) == 0 && m->len == 10, "bystander recv");
     partisan_message_free(m);
+    /* A payload just above the maximum gets an answer, not a closed socket. */
+    {
+        partisan_client *c = NULL;
+        CHECK(partisan_connect(d.socket, &c) == 0, "connect");
+        size_t len = 65536 + 100;
+        char *p = calloc(1, len);
+        int rc = partisan_send_sync(c, "frames", "keep", p, len, T);
+        free(p);
+        CHECK(rc == PARTISAN_ETOOBIG, "payload just above the maximum: %s", partisan_strerror(rc));
+        CHECK(strstr(partisan_last_error(c), "max_frame_bytes"), "error text: %s", partisan_last_error(c));
+        CHECK(partisan_send_sync(c, "frames", "keep", "ok", 2, T) == 0, "the client was closed after TOO_LARGE");
+        partisan_close(c);
+        struct partisan_message *ok = NULL;
+        CHECK(partisan_recv(bystander, &ok, T) == 0 && ok->len == 2, "bystander recv");
+        partisan_message_free(ok);
+    }
     /* An oversized request through the library closes that client only. */
     partisan_client *big = NULL;
     CHECK(partisan_connect(d.socket, &big) == 0, "connect");
