@@ -74,7 +74,11 @@ int partisan_fd(const partisan_client *c);
  * library's queue. A blocking call or partisan_send() may read (and queue)
  * deliveries while it waits, after which partisan_fd() need not become
  * readable for them: an event loop should call partisan_recv() with timeout
- * 0 while this is non-zero after any call on the handle. */
+ * 0 while this is non-zero after any call on the handle.
+ * This queue lives in the application's memory and is not bounded: an
+ * application that registers a busy name must keep calling partisan_recv(),
+ * or hold the name on a handle of its own that does nothing else (then the
+ * daemon's backpressure, not the application's memory, absorbs the excess). */
 size_t partisan_pending(const partisan_client *c);
 
 /* The daemon's message for the last failed request, or "" if none. Valid
