@@ -15,9 +15,9 @@
  * loop, by activating the conn's timer with a "doom" reason, never from
  * inside the call.
  *
- * Known limit: host names other than numeric addresses are resolved with a
- * synchronous getaddrinfo() inside transport_connect(), which blocks the loop
- * for as long as the resolver takes. Configure peers by IP address.
+ * Host names are resolved with libevent's asynchronous resolver (evdns,
+ * which reads /etc/hosts and /etc/resolv.conf), so a slow DNS server delays
+ * that one dial, never the loop and the failure detector with it.
  */
 #include "transport.h"
 
@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/dns.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -79,6 +80,13 @@ struct conn {
     uint32_t conn_index;
 };
 
+/* Owned by the resolver callback: a dial that dies while its name is being
+ * looked up clears `peer` and cancels, and the callback frees this. */
+struct dns_lookup {
+    struct peer *peer;
+    struct evdns_getaddrinfo_request *req;
+};
+
 struct peer {
     struct transport *t;
     struct peer *prev, *next;       /* t->peers while alive; next links the graveyard after */
@@ -86,6 +94,7 @@ struct peer {
     char address[TP_ADDR_MAX];
     char node[TP_NAME_MAX];         /* expect, or the name the Welcome gave */
     char resolve_error[TP_REASON_MAX];
+    struct dns_lookup *lookup;      /* non-NULL while the host name is being resolved */
     struct sockaddr_storage sa;
     socklen_t salen;
     struct conn *ctrl, *data;
@@ -113,6 +122,7 @@ struct transport {
     struct event *reaper;
     struct lingering *lingers;
     struct pbarena arena;           /* decoded frames live here until handled */
+    struct evdns_base *dns;         /* created at the first non-numeric host */
     struct transport_stats stats;
 };
 
@@ -174,16 +184,14 @@ static void format_sockaddr(const struct sockaddr *sa, char *buf, size_t len)
     }
 }
 
-/* "host:port" or "[v6]:port" -> sockaddr. Numeric hosts never block; any
- * other name goes through a synchronous getaddrinfo (the documented limit). */
-static int resolve(const char *address, struct sockaddr_storage *ss, socklen_t *sslen,
-                   char *err, size_t errlen)
+/* Splits "host:port" or "[v6]:port"; port points into address. */
+static int split_address(const char *address, char host[TP_ADDR_MAX], const char **port_out,
+                         char *err, size_t errlen)
 {
-    char host[TP_ADDR_MAX];
     const char *port;
     if (address[0] == '[') {
         const char *close = strchr(address, ']');
-        if (!close || close[1] != ':' || (size_t)(close - address - 1) >= sizeof host) {
+        if (!close || close[1] != ':' || (size_t)(close - address - 1) >= TP_ADDR_MAX) {
             snprintf(err, errlen, "address \"%s\" is not [host]:port", address);
             return -1;
         }
@@ -192,7 +200,7 @@ static int resolve(const char *address, struct sockaddr_storage *ss, socklen_t *
         port = close + 2;
     } else {
         const char *colon = strrchr(address, ':');
-        if (!colon || colon == address || (size_t)(colon - address) >= sizeof host) {
+        if (!colon || colon == address || (size_t)(colon - address) >= TP_ADDR_MAX) {
             snprintf(err, errlen, "address \"%s\" is not host:port", address);
             return -1;
         }
@@ -204,16 +212,27 @@ static int resolve(const char *address, struct sockaddr_storage *ss, socklen_t *
         snprintf(err, errlen, "address \"%s\" has no port", address);
         return -1;
     }
+    *port_out = port;
+    return 0;
+}
+
+/* Numeric addresses only: never blocks. Returns 0, 1 if host is a name
+ * (to be looked up asynchronously), or -1 with err set. */
+static int resolve_numeric(const char *address, struct sockaddr_storage *ss, socklen_t *sslen,
+                           char *err, size_t errlen)
+{
+    char host[TP_ADDR_MAX];
+    const char *port;
+    if (split_address(address, host, &port, err, errlen) != 0)
+        return -1;
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                               .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(host, port, &hints, &res);
-    if (rc == EAI_NONAME) {
-        hints.ai_flags = AI_NUMERICSERV;
-        rc = getaddrinfo(host, port, &hints, &res);
-    }
+    if (rc == EAI_NONAME)
+        return 1;
     if (rc != 0 || !res) {
-        snprintf(err, errlen, "cannot resolve \"%s\": %s", address, rc ? gai_strerror(rc) : "no address");
+        snprintf(err, errlen, "bad address \"%s\": %s", address, rc ? gai_strerror(rc) : "no address");
         if (res)
             freeaddrinfo(res);
         return -1;
@@ -374,6 +393,13 @@ static void peer_kill(struct peer *p)
         return;
     struct transport *t = p->t;
     p->dead = true;
+    if (p->lookup) {
+        struct dns_lookup *l = p->lookup;
+        p->lookup = NULL;
+        l->peer = NULL;
+        if (l->req)
+            evdns_getaddrinfo_cancel(l->req);
+    }
     if (p->ctrl)
         conn_close(p->ctrl);
     if (p->data)
@@ -985,6 +1011,72 @@ static void redial_cb(evutil_socket_t fd, short what, void *arg)
     dial(p, CONN_OUT_DATA);
 }
 
+/* Dials the control connection, and the data connection behind it. A
+ * failure (including p->resolve_error) is reported from the loop. */
+static void start_dials(struct peer *p)
+{
+    p->data_dialled_ms = now_ms();
+    struct conn *c = dial(p, CONN_OUT_CONTROL);
+    if (!c) {
+        /* Nothing to report the failure from; give up quietly. */
+        peer_kill(p);
+        return;
+    }
+    /* The data connection's frames may follow its Hello at once. */
+    if (!c->doom[0])
+        dial(p, CONN_OUT_DATA);
+}
+
+static void lookup_done(int err, struct evutil_addrinfo *res, void *arg)
+{
+    struct dns_lookup *l = arg;
+    struct peer *p = l->peer;
+    free(l);
+    if (!p) {                       /* the dial was dropped meanwhile */
+        if (res)
+            evutil_freeaddrinfo(res);
+        return;
+    }
+    p->lookup = NULL;
+    if (err || !res) {
+        snprintf(p->resolve_error, sizeof p->resolve_error, "cannot resolve \"%s\": %s", p->address,
+                 err ? evutil_gai_strerror(err) : "no address");
+    } else {
+        memcpy(&p->sa, res->ai_addr, res->ai_addrlen);
+        p->salen = (socklen_t)res->ai_addrlen;
+    }
+    if (res)
+        evutil_freeaddrinfo(res);
+    start_dials(p);
+}
+
+static void start_lookup(struct peer *p)
+{
+    struct transport *t = p->t;
+    char host[TP_ADDR_MAX];
+    const char *port;
+    struct dns_lookup *l = NULL;
+    if (!t->dns)
+        t->dns = evdns_base_new(t->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (t->dns)
+        l = calloc(1, sizeof *l);
+    if (!l || split_address(p->address, host, &port, p->resolve_error, sizeof p->resolve_error) != 0) {
+        if (!p->resolve_error[0])
+            snprintf(p->resolve_error, sizeof p->resolve_error, "cannot resolve \"%s\": no resolver", p->address);
+        free(l);
+        start_dials(p);
+        return;
+    }
+    l->peer = p;
+    p->lookup = l;
+    struct evutil_addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                                     .ai_flags = EVUTIL_AI_NUMERICSERV };
+    /* May answer at once (from /etc/hosts) and free l before returning. */
+    struct evdns_getaddrinfo_request *req = evdns_getaddrinfo(t->dns, host, port, &hints, lookup_done, l);
+    if (req && p->lookup == l)
+        l->req = req;
+}
+
 void transport_connect(struct transport *t, const char *expect_node, const char *address)
 {
     if (!expect_node)
@@ -1009,25 +1101,20 @@ void transport_connect(struct transport *t, const char *expect_node, const char 
     snprintf(p->expect, sizeof p->expect, "%s", expect_node);
     snprintf(p->address, sizeof p->address, "%s", address);
     snprintf(p->node, sizeof p->node, "%s", expect_node);
-    if (strlen(expect_node) >= sizeof p->expect || strlen(address) >= sizeof p->address)
-        snprintf(p->resolve_error, sizeof p->resolve_error, "node name or address too long");
-    else
-        resolve(address, &p->sa, &p->salen, p->resolve_error, sizeof p->resolve_error);
     p->next = t->peers;
     if (t->peers)
         t->peers->prev = p;
     t->peers = p;
-    p->data_dialled_ms = now_ms();
     log_debug("dialling %s%s%s", address, expect_node[0] ? " for node " : "", expect_node);
-    struct conn *c = dial(p, CONN_OUT_CONTROL);
-    if (!c) {
-        /* Nothing to report the failure from; give up quietly. */
-        peer_kill(p);
-        return;
-    }
-    /* The data connection's frames may follow its Hello at once. */
-    if (!c->doom[0])
-        dial(p, CONN_OUT_DATA);
+    int rc = 0;
+    if (strlen(expect_node) >= sizeof p->expect || strlen(address) >= sizeof p->address)
+        snprintf(p->resolve_error, sizeof p->resolve_error, "node name or address too long");
+    else
+        rc = resolve_numeric(address, &p->sa, &p->salen, p->resolve_error, sizeof p->resolve_error);
+    if (rc == 1)
+        start_lookup(p);
+    else
+        start_dials(p);
 }
 
 void transport_disconnect(struct transport *t, const char *node)
@@ -1262,6 +1349,8 @@ void transport_free(struct transport *t)
         conn_close(t->conns);
     while (t->lingers)
         linger_end(t->lingers);
+    if (t->dns)
+        evdns_base_free(t->dns, 1); /* fails pending lookups: their dials are gone already */
     if (t->reaper)
         reap_cb(-1, 0, t);
     if (t->reaper)

@@ -329,6 +329,31 @@ START_TEST(connect_reports_acceptor_name_and_incarnation)
 }
 END_TEST
 
+START_TEST(host_names_are_resolved_without_blocking)
+{
+    /* "localhost" comes from /etc/hosts through the asynchronous resolver:
+     * no DNS traffic, and the dial reports from the loop like any other. */
+    struct env a = {0}, b = {0};
+    mk(&a, "prod", "a", 1);
+    mk(&b, "prod", "b", 5);
+    const char *port = strrchr(b.addr, ':');
+    char byname[80];
+    snprintf(byname, sizeof byname, "localhost%s", port);
+    transport_connect(a.t, "b", byname);
+    ck_assert_int_eq(a.connected, 0);
+    WAIT_UNTIL(a.connected == 1 || a.failed, WAIT_MS);
+    ck_assert_int_eq(a.failed, 0);
+    ck_assert_int_eq(a.connected, 1);
+    ck_assert_str_eq(a.conn_node, "b");
+    /* Dropping a dial while its name is being looked up is safe. */
+    transport_disconnect(a.t, "b");
+    transport_connect(a.t, "b", byname);
+    transport_disconnect(a.t, "b");
+    done(&a);
+    done(&b);
+}
+END_TEST
+
 START_TEST(gossip_and_data_arrive_in_order_from_the_sender)
 {
     struct env a = {0}, b = {0};
@@ -806,6 +831,7 @@ static Suite *transport_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, connect_reports_acceptor_name_and_incarnation);
+    tcase_add_test(tc, host_names_are_resolved_without_blocking);
     tcase_add_test(tc, gossip_and_data_arrive_in_order_from_the_sender);
     tcase_add_test(tc, connect_to_closed_port_fails_once);
     tcase_add_test(tc, bad_address_fails_from_the_loop);
