@@ -385,6 +385,7 @@ static struct partisan_status *convert_status(const Partisan__Ipc__Status *s)
     st->members = s->members;
     st->members_up = s->members_up;
     st->left = s->left;
+    st->undeliverable = s->undeliverable;
     return st;
 }
 

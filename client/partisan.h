@@ -156,6 +156,7 @@ struct partisan_status {
     uint32_t members;
     uint32_t members_up;
     int left;                   /* 1: this node has left the cluster */
+    uint64_t undeliverable;     /* messages from other nodes dropped here: nobody held the name */
 };
 int partisan_status(partisan_client *c, struct partisan_status **out, int timeout_ms);
 void partisan_status_free(struct partisan_status *s);

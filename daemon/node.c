@@ -386,6 +386,7 @@ static void handle_status(struct node *n, struct ipc_session *s, uint64_t id)
     st.members = alive;
     st.members_up = up;
     st.left = n->ops->has_left(n->core);
+    st.undeliverable = n->dropped_no_name + n->dropped_not_ours;
     ipc_reply_status(s, id, &st);
 }
 

@@ -149,6 +149,17 @@ static void test_messages_both_ways(void)
     }
     partisan_close(a);
     partisan_close(b);
+
+    /* A message for a name nobody holds on the far node is not lost
+     * silently: that node counts it. */
+    rc = harness_ctl(&nodes[0], NULL, out, sizeof out, err, sizeof err, T, "send", "n2", "nobody", "x", NULL);
+    CHECK(rc == 0, "send to n2/nobody: %s", err);
+    char st[2048];
+    uint64_t deadline = harness_now_ms() + T;
+    do {
+        harness_ctl(&nodes[1], NULL, st, sizeof st, err, sizeof err, T, "status", NULL);
+    } while (!strstr(st, "undeliverable: 1") && harness_now_ms() < deadline && usleep(20000) == 0);
+    CHECK(strstr(st, "undeliverable: 1"), "n2 did not count the undeliverable message: %s", st);
 }
 
 /* Waits for an event of `kind` about `node` on a subscribed client;
