@@ -50,6 +50,8 @@ BENCH_BINS := $(BUILD)/bench/echo_bench $(BUILD)/bench/baseline_forwarder
 
 .PHONY: all binaries run test bench install clean deps tests-build
 .DELETE_ON_ERROR:
+# Generated code is kept: the fuzz harnesses and editors include it.
+.PRECIOUS: $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h
 
 all: deps
 	@$(MAKE) --no-print-directory binaries

@@ -694,11 +694,24 @@ static void load_root(struct loader *l, const json_t *root)
 
 static void syntax_error(struct loader *l, const json_error_t *e)
 {
+    /* jansson's text echoes the offending token raw ("invalid escape near
+     * '"x\u00<newline>'"): escape it like quote() does, or a hostile file
+     * could split the log line or send terminal escapes. */
+    char text[sizeof e->text * 4];
+    size_t o = 0;
+    for (size_t i = 0; i < sizeof e->text && e->text[i] && o + 5 < sizeof text; i++) {
+        unsigned char c = (unsigned char)e->text[i];
+        if (c < 0x20 || c >= 0x7f)
+            o += (size_t)snprintf(text + o, sizeof text - o, "\\x%02x", c);
+        else
+            text[o++] = (char)c;
+    }
+    text[o] = '\0';
     char msg[1024];
     if (e->line > 0)
-        snprintf(msg, sizeof msg, "%s:%d:%d: %s", l->origin, e->line, e->column, e->text);
+        snprintf(msg, sizeof msg, "%s:%d:%d: %s", l->origin, e->line, e->column, text);
     else
-        snprintf(msg, sizeof msg, "%s: %s", l->origin, e->text);
+        snprintf(msg, sizeof msg, "%s: %s", l->origin, text);
     emit(l, msg);
 }
 

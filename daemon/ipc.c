@@ -236,6 +236,10 @@ static void process_input(struct ipc_session *s)
             break;
         }
         const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(FRAME_IPC_HEADER + body));
+        if (!p) {
+            session_close(s, "out of memory reading a request");
+            break;
+        }
         Partisan__Ipc__IpcRequest *req = partisan__ipc__ipc_request__unpack(
             &srv->arena.allocator, body, p + FRAME_IPC_HEADER);
         evbuffer_drain(in, FRAME_IPC_HEADER + body);

@@ -294,8 +294,12 @@ static void tp_gossip(void *ctx, const char *from, const Partisan__Peer__Gossip 
 static void pause_peer_for(struct node *n, struct ipc_session *s, const char *peer)
 {
     for (size_t i = 0; i < n->n_pauses; i++)
-        if (n->pauses[i].s == s && strcmp(n->pauses[i].peer, peer) == 0)
+        if (n->pauses[i].s == s && strcmp(n->pauses[i].peer, peer) == 0) {
+            /* A message still arrived: the peer's data connection is a new
+             * one (it reconnected), which starts unpaused. Idempotent. */
+            transport_pause_data_from(n->transport, peer);
             return;
+        }
     if (n->n_pauses == n->cap_pauses) {
         size_t cap = n->cap_pauses ? n->cap_pauses * 2 : 8;
         struct data_pause *p = realloc(n->pauses, cap * sizeof *p);
@@ -506,18 +510,22 @@ static void send_remote(struct node *n, struct ipc_session *s, uint64_t id, cons
         }
         return;
     }
-    if (r->payload.len + 2 * NAME_LIMIT + 64 > n->cfg.peer_max_frame_bytes) {
-        snprintf(msg, sizeof msg, "payload of %zu bytes is above transport.max_frame_bytes (%" PRIu64 ")",
-                 r->payload.len, n->cfg.peer_max_frame_bytes);
-        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__TOO_LARGE, msg);
-        return;
-    }
     Partisan__Peer__Data d = PARTISAN__PEER__DATA__INIT;
     d.from_node = n->cfg.node_name;
     d.to_node = r->node;
     d.name = r->name;
     d.payload = r->payload;
     d.channel = r->channel;
+    /* The frame's real size: three names and the channel can together
+     * exceed any fixed allowance, and the transport would then drop the
+     * frame and report it as no connection (NODE_DOWN). 6: the PeerFrame
+     * tag and length around the Data. */
+    if (partisan__peer__data__get_packed_size(&d) + 6 > n->cfg.peer_max_frame_bytes) {
+        snprintf(msg, sizeof msg, "payload of %zu bytes is above transport.max_frame_bytes (%" PRIu64 ")",
+                 r->payload.len, n->cfg.peer_max_frame_bytes);
+        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__TOO_LARGE, msg);
+        return;
+    }
     int rc = transport_send_data(n->transport, hop, &d);
     if (rc == -1) {
         snprintf(msg, sizeof msg, "node %s is down (no connection from %s)", r->node, n->cfg.node_name);

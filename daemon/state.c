@@ -83,7 +83,9 @@ uint64_t state_next_incarnation(const char *state_dir, uint64_t now_ms)
         char *end;
         errno = 0;
         unsigned long long v = strtoull(text, &end, 10);
-        if (errno || end == text || (*end && *end != '\n'))
+        /* The largest value has no successor: taking it would wrap to 0,
+         * which the caller reads as a write failure and refuses to start. */
+        if (errno || end == text || (*end && *end != '\n') || v >= UINT64_MAX)
             log_warn("state: %s/incarnation is corrupt; starting from the clock", state_dir);
         else if (v >= next)
             next = v + 1;

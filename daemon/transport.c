@@ -422,10 +422,15 @@ static void peer_kill(struct peer *p)
 /* libevent moves at most 16 KiB per read or write callback by default:
  * a dozen 1 KiB messages per trip round the loop. Larger batches cut the
  * syscalls and wakeups per message. */
-static void set_batch_size(struct bufferevent *bev)
+static void set_batch_size(struct transport *t, struct bufferevent *bev)
 {
     bufferevent_set_max_single_read(bev, 256 * 1024);
     bufferevent_set_max_single_write(bev, 256 * 1024);
+    /* At most TP_FRAMES_PER_READ frames are handled per callback, while a
+     * read brings in up to 256 KiB: a peer streaming small frames would grow
+     * the input without bound. Stop reading (TCP flow control takes over)
+     * once a whole largest frame and one more read are buffered. */
+    bufferevent_setwatermark(bev, EV_READ, 0, FRAME_PEER_HEADER + t->max_frame + 256 * 1024);
 }
 
 /* Fails c from the event loop rather than from inside the caller's call. */
@@ -813,8 +818,10 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         evbuffer_drain(in, evbuffer_get_length(in));
         return;
     }
-    /* Decode every whole frame there is; a callback may close or pause c. */
-    for (int done = 0; !c->closed && !c->paused; done++) {
+    /* Decode every whole frame there is; a callback may close or pause c.
+     * Once a Hello is refused, frames the dialler sent behind it are not
+     * read: they would be counted as protocol errors or refused again. */
+    for (int done = 0; !c->closed && !c->paused && !c->refusing; done++) {
         size_t avail = evbuffer_get_length(in), body = 0;
         uint8_t hdr[FRAME_PEER_HEADER];
         if (avail < FRAME_PEER_HEADER)
@@ -978,7 +985,7 @@ static struct conn *dial(struct peer *p, enum conn_kind kind)
         conn_doom(c, "out of memory");
         return c;
     }
-    set_batch_size(c->bev);
+    set_batch_size(t, c->bev);
     /* Callbacks are set only after the connect call, so that no failure can
      * be reported from inside it (and so inside transport_connect). */
     if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&p->sa, (int)p->salen) != 0) {
@@ -1233,7 +1240,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     format_sockaddr(sa, c->remote, sizeof c->remote);
     c->bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (c->bev)
-        set_batch_size(c->bev);
+        set_batch_size(t, c->bev);
     if (!c->bev) {
         log_error("out of memory accepting %s", c->remote);
         close(fd);

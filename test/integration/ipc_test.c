@@ -368,6 +368,30 @@ static void test_timeouts_hold_under_a_stream(void)
     partisan_close(tx);
 }
 
+static void test_corrupt_state_is_logged_and_ignored(void)
+{
+    /* A damaged state directory must not keep a node from starting. */
+    harness_daemon_init(&d, "damaged", "");
+    char path[700];
+    snprintf(path, sizeof path, "%s/state", d.dir);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/state/incarnation", d.dir);
+    FILE *f = fopen(path, "w");
+    fputs("18446744073709551615\n", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/state/members", d.dir);
+    f = fopen(path, "w");
+    fputs("this is not a member table\n\x01\x02\n", f);
+    fclose(f);
+    CHECK(harness_daemon_start(&d, T) == 0, "a corrupt state directory stopped the daemon");
+    char log[65536];
+    harness_read_file(d.log, log, sizeof log);
+    CHECK(strstr(log, "corrupt"), "the corrupt files were not reported: %.400s", log);
+    char out[1024], err[256];
+    CHECK(harness_ctl(&d, NULL, out, sizeof out, err, sizeof err, T, "members", NULL) == 0 && strstr(out, "damaged"),
+          "members after a corrupt state: %s", out);
+}
+
 static void test_sigterm_removes_socket(void)
 {
     CHECK(start_default("") == 0, "daemon did not start");
@@ -469,6 +493,7 @@ int main(void)
     harness_run("pipelined_sends_arrive_in_order", test_pipelined_sends_arrive_in_order);
     harness_run("slow_reader_is_bounded", test_slow_reader_is_bounded);
     harness_run("timeouts_hold_under_a_stream", test_timeouts_hold_under_a_stream);
+    harness_run("corrupt_state_is_logged_and_ignored", test_corrupt_state_is_logged_and_ignored);
     harness_run("sigterm_removes_socket", test_sigterm_removes_socket);
     harness_run("second_daemon_refused_and_stale_socket_reused", test_second_daemon_refused_and_stale_socket_reused);
     harness_run("check_config_and_reload", test_check_config_and_reload);

@@ -153,6 +153,21 @@ START_TEST(syntax_error_has_line_and_column)
 }
 END_TEST
 
+/* Found by test/fuzz/fuzz_config: jansson's message quotes the bad token
+ * raw, so a newline or an escape sequence in it reached the log line. */
+START_TEST(syntax_error_token_is_escaped)
+{
+    struct config cfg;
+    ck_assert_int_eq(load("{\"log\": \"de\\u00\n\x1b[31m\"}", &cfg), 1);
+    ck_assert_msg_has("t.json:");
+    ck_assert_msg_has("invalid escape near");
+    ck_assert_msg_has("\\u00\\x0a");
+    ck_assert_int_eq(strchr(msgs, '\n') - msgs, (long)strlen(msgs) - 1);   /* one line */
+    ck_assert_ptr_null(strchr(msgs, '\x1b'));
+    ck_assert_ptr_null(cfg.seeds);
+}
+END_TEST
+
 START_TEST(duplicate_key_rejected)
 {
     struct config cfg;
@@ -453,6 +468,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, full_valid_config);
     tcase_add_test(tc, listen_port_zero_and_default_advertise);
     tcase_add_test(tc, syntax_error_has_line_and_column);
+    tcase_add_test(tc, syntax_error_token_is_escaped);
     tcase_add_test(tc, duplicate_key_rejected);
     tcase_add_test(tc, top_level_must_be_object);
     tcase_add_test(tc, section_must_be_object);

@@ -558,6 +558,37 @@ START_TEST(bad_input_closes_that_connection_only)
 }
 END_TEST
 
+/* A dialler may queue frames behind its Hello before the answer (our own
+ * data connections do). A refused Hello must be answered with one Refuse,
+ * and what follows it is neither refused again nor a protocol error. */
+START_TEST(frames_behind_a_refused_hello_are_not_read)
+{
+    struct env b = {0};
+    mk(&b, "prod", "b", 2);
+    int fd = raw_connect(transport_listen_port(b.t));
+    uint8_t buf[1024];
+    size_t n = hello_frame(buf, "other", "x");
+    n += hello_frame(buf + n, "other", "x");
+    Partisan__Peer__Gossip g = PARTISAN__PEER__GOSSIP__INIT;
+    Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP;
+    f.gossip = &g;
+    n += pack_frame(buf + n, &f);
+    raw_write(fd, buf, n);
+    Partisan__Peer__PeerFrame *r = raw_read_frame(fd);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->body_case, PARTISAN__PEER__PEER_FRAME__BODY_REFUSE);
+    ck_assert_int_eq(r->refuse->reason, PARTISAN__PEER__REFUSE__REASON__CLUSTER);
+    partisan__peer__peer_frame__free_unpacked(r, NULL);
+    run_for(100);
+    ck_assert_uint_eq(st(&b)->refused_in, 1);
+    ck_assert_uint_eq(st(&b)->bad_frame, 0);
+    ck_assert_int_eq(b.gossip_n, 0);
+    close(fd);
+    done(&b);
+}
+END_TEST
+
 START_TEST(many_frames_in_one_write_all_arrive)
 {
     struct env b = {0};
@@ -839,6 +870,7 @@ static Suite *transport_suite(void)
     tcase_add_test(tc, dialler_with_acceptors_name_is_refused);
     tcase_add_test(tc, unexpected_node_is_refused);
     tcase_add_test(tc, bad_input_closes_that_connection_only);
+    tcase_add_test(tc, frames_behind_a_refused_hello_are_not_read);
     tcase_add_test(tc, many_frames_in_one_write_all_arrive);
     tcase_add_test(tc, silent_inbound_connection_is_closed_after_the_timeout);
     tcase_add_test(tc, peer_that_never_answers_times_out);
