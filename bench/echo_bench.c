@@ -120,6 +120,8 @@ static void run_b(struct endpoint *e)
             _exit(0);
         if (buf[0] == 'e') {
             ep_send(e, buf, (size_t)n);
+            if (e->c)
+                partisan_flush(e->c, 0);   /* collect the reply, as a real app would */
         } else if (buf[0] == 'S') {           /* start of a throughput run */
             count = 0;
         } else if (buf[0] == 's') {
@@ -129,8 +131,6 @@ static void run_b(struct endpoint *e)
             int len = snprintf(reply, sizeof reply, "R%ld", count);
             ep_send(e, reply, (size_t)len);
         }
-        if (e->c)
-            partisan_flush(e->c, 0);
     }
 }
 

@@ -921,6 +921,9 @@ PARTISAN_API int partisan_flush(partisan_client *c, int timeout_ms)
         return PARTISAN_EINVAL;
     if (c->broken)
         return c->broken;
+    /* Nothing written and unanswered: no syscall needed to know that. */
+    if (!bytes_live(&c->out) && !c->async_outstanding)
+        return c->async_err ? take_async_error(c) : 0;
     int64_t deadline = deadline_after(timeout_ms);
     int rc = write_some(c);
     if (rc == 0)
