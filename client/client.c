@@ -386,6 +386,9 @@ static struct partisan_status *convert_status(const Partisan__Ipc__Status *s)
     st->members_up = s->members_up;
     st->left = s->left;
     st->undeliverable = s->undeliverable;
+    st->peer_bad_frames = s->peer_bad_frames;
+    st->peer_refused = s->peer_refused;
+    st->peer_queue_full = s->peer_queue_full;
     return st;
 }
 

@@ -157,6 +157,9 @@ struct partisan_status {
     uint32_t members_up;
     int left;                   /* 1: this node has left the cluster */
     uint64_t undeliverable;     /* messages from other nodes dropped here: nobody held the name */
+    uint64_t peer_bad_frames;   /* peer connections closed: bad checksum, garbage, oversized frame */
+    uint64_t peer_refused;      /* peer handshakes refused (other cluster, version, name) */
+    uint64_t peer_queue_full;   /* sends refused because a peer's queue was full */
 };
 int partisan_status(partisan_client *c, struct partisan_status **out, int timeout_ms);
 void partisan_status_free(struct partisan_status *s);

@@ -193,21 +193,26 @@ static int cmd_status(partisan_client *c, const struct opts *o)
     if (rc)
         die_call(c, rc, "status");
     if (o->json) {
-        print_json(json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:I}",
+        print_json(json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:I}",
                              "node", s->node, "cluster", s->cluster, "overlay", s->overlay,
                              "listen", s->listen, "socket", s->socket, "version", s->version,
                              "uptime_s", (json_int_t)s->uptime_s,
                              "members", (json_int_t)s->members,
                              "members_up", (json_int_t)s->members_up,
                              "membership", s->left ? "left" : "alive",
-                             "undeliverable", (json_int_t)s->undeliverable));
+                             "undeliverable", (json_int_t)s->undeliverable,
+                             "peer_bad_frames", (json_int_t)s->peer_bad_frames,
+                             "peer_refused", (json_int_t)s->peer_refused,
+                             "peer_queue_full", (json_int_t)s->peer_queue_full));
     } else {
         printf("node: %s\ncluster: %s\noverlay: %s\nlisten: %s\nsocket: %s\nversion: %s\n"
-               "uptime: %llus\nmembers: %u\nmembers_up: %u\nmembership: %s\nundeliverable: %llu\n",
+               "uptime: %llus\nmembers: %u\nmembers_up: %u\nmembership: %s\nundeliverable: %llu\n"
+               "peer_bad_frames: %llu\npeer_refused: %llu\npeer_queue_full: %llu\n",
                s->node, s->cluster, s->overlay, s->listen, s->socket, s->version,
                (unsigned long long)s->uptime_s, s->members, s->members_up,
                s->left ? "left (restart partisand to rejoin)" : "alive",
-               (unsigned long long)s->undeliverable);
+               (unsigned long long)s->undeliverable, (unsigned long long)s->peer_bad_frames,
+               (unsigned long long)s->peer_refused, (unsigned long long)s->peer_queue_full);
     }
     partisan_status_free(s);
     return 0;

@@ -391,6 +391,10 @@ static void handle_status(struct node *n, struct ipc_session *s, uint64_t id)
     st.members_up = up;
     st.left = n->ops->has_left(n->core);
     st.undeliverable = n->dropped_no_name + n->dropped_not_ours;
+    const struct transport_stats *ts = transport_get_stats(n->transport);
+    st.peer_bad_frames = ts->bad_checksum + ts->bad_frame + ts->too_large;
+    st.peer_refused = ts->refused_in + ts->refused_out;
+    st.peer_queue_full = ts->queue_overflow;
     ipc_reply_status(s, id, &st);
 }
 

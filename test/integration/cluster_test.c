@@ -363,6 +363,10 @@ static void test_other_cluster_refused(void)
     CHECK(strstr(log, "other"), "n1's log does not say why it refused: %.500s", log);
     harness_read_file(nodes[1].log, log, sizeof log);
     CHECK(strstr(log, "refused") && strstr(log, "test"), "the intruder's log does not say why: %.800s", log);
+    char out[2048], err[256];
+    CHECK(harness_ctl(&nodes[0], NULL, out, sizeof out, err, sizeof err, T, "status", NULL) == 0 &&
+              strstr(out, "peer_refused: ") && !strstr(out, "peer_refused: 0\n"),
+          "n1's status does not count the refusals: %s", out);
 }
 
 static bool file_has(const char *path, const char *needle)
