@@ -42,7 +42,7 @@ BINS := $(BUILD)/partisand $(BUILD)/partisanctl $(BUILD)/libpartisan-client.so \
         $(BUILD)/libpartisan-client.a $(BUILD)/partisan-client.pc
 
 # Unit tests: one Check binary per module, linked with the module under test.
-UNIT_TESTS := config frame membership transport
+UNIT_TESTS := config frame membership transport log
 UNIT_BINS  := $(addprefix $(BUILD)/test/check_,$(UNIT_TESTS))
 SIM_BIN    := $(BUILD)/test/sim
 ITEST_BINS := $(BUILD)/test/ipc_test $(BUILD)/test/cluster_test
@@ -113,6 +113,9 @@ CHECK_LIBS = $(shell pkg-config --libs check)
 $(BUILD)/test/check_config: $(call obj,test/unit/check_config.c daemon/config.c daemon/log.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
+$(BUILD)/test/check_log: $(call obj,test/unit/check_log.c daemon/log.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)
 $(BUILD)/test/check_frame: $(call obj,test/unit/check_frame.c proto/frame.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)

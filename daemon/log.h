@@ -1,8 +1,13 @@
-/* log: levelled logging to stderr, one line per call (journald reads it). */
+/* log: levelled logging to stderr, one line per call (journald reads it).
+ * Info and warn lines are limited to LOG_RATE_PER_S a second; the excess is
+ * counted and the count logged, so a flood from a bad peer cannot drown the
+ * journal and nothing disappears without a trace. */
 #ifndef PARTISAN_LOG_H
 #define PARTISAN_LOG_H
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+#define LOG_RATE_PER_S 1000
 
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
