@@ -122,7 +122,7 @@ $(BUILD)/test/check_frame: $(call obj,test/unit/check_frame.c proto/frame.c)
 $(BUILD)/test/check_membership: $(call obj,test/unit/check_membership.c daemon/membership.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)
-$(BUILD)/test/check_transport: $(call obj,test/unit/check_transport.c daemon/transport.c daemon/log.c proto/frame.c proto/pbarena.c) $(BUILD)/obj/gen/peer.pb-c.o
+$(BUILD)/test/check_transport: $(call obj,test/unit/check_transport.c daemon/transport.c daemon/membership.c daemon/log.c proto/frame.c proto/pbarena.c) $(BUILD)/obj/gen/peer.pb-c.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
 $(BUILD)/test/sim: $(call obj,test/sim/sim.c test/sim/scenarios.c daemon/membership.c daemon/overlay_full_mesh.c)

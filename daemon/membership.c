@@ -351,3 +351,14 @@ size_t membership_alive_count(const struct membership *m)
         c += !m->v[i].left;
     return c;
 }
+
+bool membership_token_valid(const char *s, size_t max_len)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > max_len)
+        return false;
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
+            return false;
+    return true;
+}

@@ -63,6 +63,11 @@ int membership_compare(const struct member *a, const struct member *b);
  * the digest does not depend on the order entries were merged in. */
 uint64_t membership_digest(const struct membership *m);
 
+/* Whether text from a peer may stand as a node name or address: 1 to
+ * max_len bytes of printable ASCII without spaces. Such text ends up in
+ * logs, the state file and every application's member list. */
+bool membership_token_valid(const char *s, size_t max_len);
+
 /* Number of entries that are not left. */
 size_t membership_alive_count(const struct membership *m);
 

@@ -243,19 +243,6 @@ static void tp_disconnected(void *ctx, const char *node)
     arm_tick(n);
 }
 
-/* Names and addresses from peers are untrusted: they end up in logs, the
- * state file and every application's member list. */
-static bool valid_token(const char *s, size_t max)
-{
-    size_t len = strlen(s);
-    if (len == 0 || len > max)
-        return false;
-    for (; *s; s++)
-        if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
-            return false;
-    return true;
-}
-
 static void tp_gossip(void *ctx, const char *from, const Partisan__Peer__Gossip *g)
 {
     struct node *n = ctx;
@@ -273,7 +260,8 @@ static void tp_gossip(void *ctx, const char *from, const Partisan__Peer__Gossip 
         }
         for (size_t i = 0; i < g->n_members; i++) {
             const Partisan__Peer__MemberState *s = g->members[i];
-            if (!valid_token(s->name, MEMBER_NAME_MAX) || !valid_token(s->address, MEMBER_ADDR_MAX)) {
+            if (!membership_token_valid(s->name, MEMBER_NAME_MAX) ||
+                !membership_token_valid(s->address, MEMBER_ADDR_MAX)) {
                 log_warn("gossip from %s carries a malformed member entry; ignored", from);
                 free(members);
                 return;

@@ -42,6 +42,7 @@
 #include <event2/util.h>
 
 #include "frame.h"
+#include "membership.h"
 #include "pbarena.h"
 #include "log.h"
 
@@ -148,17 +149,6 @@ static void sanitize(char *dst, size_t cap, const char *src)
     for (; src && *src && i + 1 < cap; src++)
         dst[i++] = ((unsigned char)*src < 0x20 || (unsigned char)*src == 0x7f) ? '?' : *src;
     dst[i] = '\0';
-}
-
-static bool valid_token(const char *s, size_t max)
-{
-    size_t len = strlen(s);
-    if (len == 0 || len >= max)
-        return false;
-    for (; *s; s++)
-        if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
-            return false;
-    return true;
 }
 
 static void set_nodelay(evutil_socket_t fd)
@@ -634,7 +624,7 @@ static void handle_hello(struct conn *c, const Partisan__Peer__Hello *h)
         refuse(c, PARTISAN__PEER__REFUSE__REASON__CLUSTER, name, msg);
         return;
     }
-    if (!valid_token(h->node, TP_NAME_MAX)) {
+    if (!membership_token_valid(h->node, TP_NAME_MAX - 1)) {
         snprintf(msg, sizeof msg, "node name \"%s\" is empty, too long or not printable", name);
         refuse(c, PARTISAN__PEER__REFUSE__REASON__OTHER, name, msg);
         return;
@@ -650,7 +640,7 @@ static void handle_hello(struct conn *c, const Partisan__Peer__Hello *h)
         refuse(c, PARTISAN__PEER__REFUSE__REASON__WRONG_NODE, name, msg);
         return;
     }
-    if (!valid_token(h->channel, TP_CHANNEL_MAX)) {
+    if (!membership_token_valid(h->channel, TP_CHANNEL_MAX - 1)) {
         sanitize(other, sizeof other, h->channel);
         snprintf(msg, sizeof msg, "channel \"%s\" is empty, too long or not printable", other);
         refuse(c, PARTISAN__PEER__REFUSE__REASON__OTHER, name, msg);
@@ -691,7 +681,7 @@ static void handle_welcome(struct conn *c, const Partisan__Peer__Welcome *w)
     struct peer *p = c->peer;
     char name[TP_NAME_MAX], msg[TP_REASON_MAX];
     sanitize(name, sizeof name, w->node);
-    if (!valid_token(w->node, TP_NAME_MAX)) {
+    if (!membership_token_valid(w->node, TP_NAME_MAX - 1)) {
         t->stats.bad_frame++;
         snprintf(msg, sizeof msg, "its Welcome names no valid node (\"%s\")", name);
         conn_fail(c, msg, false);

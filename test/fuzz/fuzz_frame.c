@@ -75,18 +75,6 @@ static void on_change(void *ctx, enum membership_change what, const struct membe
     }
 }
 
-/* As daemon/node.c's valid_token(). */
-static bool valid_token(const char *s, size_t max)
-{
-    size_t len = strlen(s);
-    if (len == 0 || len > max)
-        return false;
-    for (; *s; s++)
-        if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
-            return false;
-    return true;
-}
-
 static bool same_table(const struct membership *a, const struct membership *b)
 {
     if (a->n != b->n)
@@ -108,7 +96,8 @@ static void merge_gossip(struct membership *table, const Partisan__Peer__Gossip 
         return;
     for (size_t i = 0; i < g->n_members; i++) {
         const Partisan__Peer__MemberState *s = g->members[i];
-        if (!valid_token(s->name, MEMBER_NAME_MAX) || !valid_token(s->address, MEMBER_ADDR_MAX)) {
+        if (!membership_token_valid(s->name, MEMBER_NAME_MAX) ||
+            !membership_token_valid(s->address, MEMBER_ADDR_MAX)) {
             free(members);
             return;
         }

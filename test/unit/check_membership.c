@@ -415,11 +415,26 @@ START_TEST(many_entries_stay_sorted)
 }
 END_TEST
 
+START_TEST(peer_tokens_are_checked)
+{
+    ck_assert(membership_token_valid("node-1", 255));
+    ck_assert(membership_token_valid("[::1]:10200", 299));
+    ck_assert(!membership_token_valid("", 255));
+    ck_assert(!membership_token_valid("two words", 255));
+    ck_assert(!membership_token_valid("line\nbreak", 255));
+    ck_assert(!membership_token_valid("esc\x1b[31m", 255));
+    ck_assert(!membership_token_valid("caf\xc3\xa9", 255));
+    ck_assert(membership_token_valid("abc", 3));
+    ck_assert(!membership_token_valid("abcd", 3));
+}
+END_TEST
+
 static Suite *membership_suite(void)
 {
     Suite *s = suite_create("membership");
     TCase *laws = tcase_create("crdt laws");
     tcase_add_test(laws, merge_is_commutative);
+    tcase_add_test(laws, peer_tokens_are_checked);
     tcase_add_test(laws, merge_is_associative);
     tcase_add_test(laws, merge_is_idempotent);
     tcase_add_test(laws, digest_is_order_independent);
