@@ -17,15 +17,17 @@
  * One row per key: defaults, validation and doc/config.md all follow it, so a
  * key added here is a key that is parsed, defaulted and range-checked. */
 
-enum key_type { KT_U32, KT_U64, KT_NAME, KT_ADDR, KT_PATH, KT_SEEDS, KT_OVERLAY, KT_MODE, KT_LEVEL };
+enum key_type { KT_U32, KT_U64, KT_BOOL, KT_NAME, KT_ADDR, KT_PATH, KT_SEEDS, KT_CHANNELS,
+                KT_OVERLAY, KT_MODE, KT_LEVEL };
 
 struct key_spec {
-    const char *section;
+    const char *section;        /* NULL: a key at the top level, beside the sections */
     const char *name;
     enum key_type type;
-    size_t offset;
+    size_t offset;              /* into struct config (channel_keys: struct config_channel) */
     const char *text_default;   /* string-typed keys; NULL: computed */
-    uint64_t def, min, max;     /* integers; for paths min/max are lengths */
+    uint64_t def, min, max;     /* integers; for names and paths min/max are lengths;
+                                   KT_CHANNELS: max is the number of channels */
 };
 
 #define KEY_INT(sec, nm, t, field, d, lo, hi) \
@@ -34,6 +36,8 @@ struct key_spec {
     { sec, nm, t, offsetof(struct config, field), d, 0, 0, 0 }
 #define KEY_PATH(sec, nm, field, d, lo, hi) \
     { sec, nm, KT_PATH, offsetof(struct config, field), d, 0, lo, hi }
+#define KEY_NAME(sec, nm, field, d, maxlen) \
+    { sec, nm, KT_NAME, offsetof(struct config, field), d, 0, 1, maxlen }
 
 #define KiB (UINT64_C(1) << 10)
 #define MiB (UINT64_C(1) << 20)
@@ -43,11 +47,11 @@ struct key_spec {
 #define SOCKET_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
 static const struct key_spec keys[] = {
-    KEY_TEXT("node", "name", KT_NAME, node_name, NULL),
+    KEY_NAME("node", "name", node_name, NULL, CONFIG_NAME_MAX),
     KEY_TEXT("node", "listen", KT_ADDR, listen, "127.0.0.1:10200"),
     KEY_TEXT("node", "advertise", KT_ADDR, advertise, NULL),
     KEY_PATH("node", "state_dir", state_dir, "", 0, CONFIG_PATH_MAX - 1),
-    KEY_TEXT("cluster", "name", KT_NAME, cluster_name, "partisan"),
+    KEY_NAME("cluster", "name", cluster_name, "partisan", CONFIG_NAME_MAX),
     KEY_TEXT("cluster", "seeds", KT_SEEDS, seeds, NULL),
     KEY_TEXT("overlay", "type", KT_OVERLAY, overlay, "full_mesh"),
     KEY_INT("overlay", "gossip_interval_ms", KT_U32, gossip_interval_ms, 1000, 10, 600000),
@@ -59,11 +63,13 @@ static const struct key_spec keys[] = {
     KEY_INT("transport", "backoff_max_ms", KT_U32, backoff_max_ms, 5000, 1, 600000),
     KEY_INT("transport", "max_frame_bytes", KT_U64, peer_max_frame_bytes, 16 * MiB, 1 * KiB, 1 * GiB),
     KEY_INT("transport", "max_queue_bytes", KT_U64, peer_max_queue_bytes, 64 * MiB, 64 * KiB, 16 * GiB),
+    KEY_INT("transport", "window_bytes", KT_U64, flow_window_bytes, 4 * MiB, 64 * KiB, 1 * GiB),
     KEY_PATH("ipc", "socket", ipc_socket, "/run/partisan/partisand.sock", 1, SOCKET_PATH_MAX),
     KEY_TEXT("ipc", "mode", KT_MODE, ipc_mode, "0660"),
     KEY_INT("ipc", "max_frame_bytes", KT_U64, ipc_max_frame_bytes, 16 * MiB, 1 * KiB, 1 * GiB),
     KEY_INT("ipc", "max_queue_bytes", KT_U64, ipc_max_queue_bytes, 64 * MiB, 64 * KiB, 16 * GiB),
     KEY_TEXT("log", "level", KT_LEVEL, log_level, "info"),
+    { NULL, "channels", KT_CHANNELS, offsetof(struct config, channels), NULL, 0, 0, CONFIG_CHANNELS_MAX },
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -73,6 +79,14 @@ static const char *const sections[] = {
     "node", "cluster", "overlay", "failure_detector", "transport", "ipc", "log",
 };
 #define N_SECTIONS (sizeof sections / sizeof sections[0])
+
+/* The keys of one element of "channels"; offsets are into struct config_channel. */
+static const struct key_spec channel_keys[] = {
+    { NULL, "name", KT_NAME, offsetof(struct config_channel, name), NULL, 0, 1, CONFIG_CHANNEL_NAME_MAX },
+    { NULL, "parallelism", KT_U32, offsetof(struct config_channel, parallelism), NULL, 1, 1, CONFIG_PARALLELISM_MAX },
+    { NULL, "monotonic", KT_BOOL, offsetof(struct config_channel, monotonic), NULL, 0, 0, 1 },
+};
+#define N_CHANNEL_KEYS (sizeof channel_keys / sizeof channel_keys[0])
 
 /* Overlays the config language knows; only supported ones can run. */
 static const struct { const char *name; bool supported; } overlays[] = {
@@ -189,17 +203,21 @@ static size_t edit_distance(const char *a, const char *b)
     return d[la][lb];
 }
 
-/* "did you mean" plus the allowed list, for a key within `section` (NULL: top level). */
-static void unknown_key(struct loader *l, const char *section, const char *key)
+static bool same_section(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* "did you mean" plus the allowed list, for `key` within the object at
+ * `where` (NULL: the top level), whose keys are cands[0..n). */
+static void unknown_key_among(struct loader *l, const char *where, const char *key,
+                              const char *const *cands, size_t n)
 {
     char allowed[512] = "", path[300];
     const char *best = NULL;
     size_t best_d = 3, used = 0;
-    size_t n = section ? N_KEYS : N_SECTIONS;
     for (size_t i = 0; i < n; i++) {
-        const char *cand = section ? keys[i].name : sections[i];
-        if (section && strcmp(keys[i].section, section) != 0)
-            continue;
+        const char *cand = cands[i];
         used += (size_t)snprintf(allowed + used, sizeof allowed - used, "%s%s", used ? ", " : "", cand);
         size_t d = edit_distance(key, cand);
         if (d < best_d && d < strlen(cand)) {
@@ -207,11 +225,26 @@ static void unknown_key(struct loader *l, const char *section, const char *key)
             best = cand;
         }
     }
-    make_path(path, sizeof path, section, key);
+    make_path(path, sizeof path, where, key);
     if (best)
         key_error(l, path, "unknown key (did you mean \"%s\"? allowed: %s)", best, allowed);
     else
         key_error(l, path, "unknown key (allowed: %s)", allowed);
+}
+
+/* An unknown key within `section` of keys[] (NULL: the top level, where the
+ * sections and the top-level keys are allowed). */
+static void unknown_key(struct loader *l, const char *section, const char *key)
+{
+    const char *cands[N_SECTIONS + N_KEYS];
+    size_t n = 0;
+    if (!section)
+        for (size_t i = 0; i < N_SECTIONS; i++)
+            cands[n++] = sections[i];
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (same_section(keys[i].section, section))
+            cands[n++] = keys[i].name;
+    unknown_key_among(l, section, key, cands, n);
 }
 
 /* ------------------------------------------------------------- addresses -- */
@@ -301,15 +334,15 @@ static bool addr_unspecified(const char *host)
 typedef const char *(*text_setter)(const struct key_spec *k, const char *s, size_t len,
                                    void *field, char *why, size_t whylen);
 
+/* Node, cluster and channel names: 1..k->max bytes of the name characters. */
 static const char *set_name(const struct key_spec *k, const char *s, size_t len,
                             void *field, char *why, size_t whylen)
 {
-    (void)k;
     char q[300];
     if (len == 0)
         return "must not be empty";
-    if (len > CONFIG_NAME_MAX) {
-        snprintf(why, whylen, "is %zu bytes long (max %d)", len, CONFIG_NAME_MAX);
+    if (len > k->max) {
+        snprintf(why, whylen, "is %zu bytes long (max %" PRIu64 ")", len, k->max);
         return why;
     }
     size_t bad = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._@-");
@@ -412,18 +445,46 @@ struct type_ops {
 static const struct type_ops type_ops[] = {
     [KT_U32] = { "an integer", NULL },
     [KT_U64] = { "an integer (bytes)", NULL },
+    [KT_BOOL] = { "a boolean (true or false)", NULL },
     [KT_NAME] = { "a string", set_name },
     [KT_ADDR] = { "a string \"host:port\"", set_addr },
     [KT_PATH] = { "a string (a path)", set_path },
     [KT_SEEDS] = { "an array of \"host:port\" strings", NULL },
+    [KT_CHANNELS] = { "an array of channel objects ({\"name\": ...})", NULL },
     [KT_OVERLAY] = { "a string (full_mesh)", set_overlay },
     [KT_MODE] = { "an octal string like \"0660\"", set_mode },
     [KT_LEVEL] = { "a string (debug, info, warn, error)", set_level },
 };
 
-static void *field_of(struct config *cfg, const struct key_spec *k)
+/* base: the struct config, or for channel_keys the struct config_channel. */
+static void *field_of(void *base, const struct key_spec *k)
 {
-    return (char *)cfg + k->offset;
+    return (char *)base + k->offset;
+}
+
+/* Every key of ks[0..n) with a static default gets it, through the setters. */
+static void apply_defaults(void *base, const struct key_spec *ks, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct key_spec *k = &ks[i];
+        void *f = field_of(base, k);
+        char why[600];
+        if (k->type == KT_U32)
+            *(uint32_t *)f = (uint32_t)k->def;
+        else if (k->type == KT_U64)
+            *(uint64_t *)f = k->def;
+        else if (k->type == KT_BOOL)
+            *(int *)f = k->def != 0;
+        else if (k->text_default)
+            type_ops[k->type].set_text(k, k->text_default, strlen(k->text_default), f, why, sizeof why);
+    }
+}
+
+static void channel_defaults(struct config_channel *ch, const char *name)
+{
+    memset(ch, 0, sizeof *ch);
+    apply_defaults(ch, channel_keys, N_CHANNEL_KEYS);
+    snprintf(ch->name, sizeof ch->name, "%s", name);
 }
 
 static void type_error(struct loader *l, const char *path, const struct key_spec *k, const json_t *v)
@@ -448,7 +509,8 @@ static const char *string_value(struct loader *l, const char *path, const struct
     return s;
 }
 
-static int load_integer(struct loader *l, const char *path, const struct key_spec *k, const json_t *v)
+static int load_integer(struct loader *l, const char *path, const struct key_spec *k, const json_t *v,
+                        void *base)
 {
     if (!json_is_integer(v)) {
         type_error(l, path, k, v);
@@ -460,7 +522,7 @@ static int load_integer(struct loader *l, const char *path, const struct key_spe
                   n, k->min, k->max);
         return -1;
     }
-    void *f = field_of(l->cfg, k);
+    void *f = field_of(base, k);
     if (k->type == KT_U32)
         *(uint32_t *)f = (uint32_t)n;
     else
@@ -468,14 +530,26 @@ static int load_integer(struct loader *l, const char *path, const struct key_spe
     return 0;
 }
 
-static int load_text(struct loader *l, const char *path, const struct key_spec *k, const json_t *v)
+static int load_bool(struct loader *l, const char *path, const struct key_spec *k, const json_t *v,
+                     void *base)
+{
+    if (!json_is_boolean(v)) {
+        type_error(l, path, k, v);
+        return -1;
+    }
+    *(int *)field_of(base, k) = json_is_true(v);
+    return 0;
+}
+
+static int load_text(struct loader *l, const char *path, const struct key_spec *k, const json_t *v,
+                     void *base)
 {
     size_t len;
     const char *s = string_value(l, path, k, v, &len);
     if (!s)
         return -1;
     char why[600];
-    const char *r = type_ops[k->type].set_text(k, s, len, field_of(l->cfg, k), why, sizeof why);
+    const char *r = type_ops[k->type].set_text(k, s, len, field_of(base, k), why, sizeof why);
     if (r) {
         key_error(l, path, "%s", r);
         return -1;
@@ -533,21 +607,141 @@ static int load_seeds(struct loader *l, const char *path, const struct key_spec 
     return bad ? -1 : 0;
 }
 
-static int load_key(struct loader *l, const char *path, const struct key_spec *k, const json_t *v)
+static int load_channels(struct loader *l, const char *path, const struct key_spec *k, const json_t *v);
+
+/* One value of a scalar or array key into the struct at base (seeds and
+ * channels always go to l->cfg). */
+static int load_value(struct loader *l, const char *path, const struct key_spec *k, const json_t *v,
+                      void *base)
 {
     switch (k->type) {
-    case KT_U32: case KT_U64: return load_integer(l, path, k, v);
+    case KT_U32: case KT_U64: return load_integer(l, path, k, v, base);
+    case KT_BOOL: return load_bool(l, path, k, v, base);
     case KT_SEEDS: return load_seeds(l, path, k, v);
-    default: return load_text(l, path, k, v);
+    case KT_CHANNELS: return load_channels(l, path, k, v);
+    default: return load_text(l, path, k, v, base);
     }
+}
+
+static int load_key(struct loader *l, const char *path, const struct key_spec *k, const json_t *v)
+{
+    return load_value(l, path, k, v, l->cfg);
+}
+
+/* One element of "channels" into *ch, from the defaults. Returns 0, or -1
+ * after reporting its errors; *name_ok says whether ch->name is a usable
+ * name (given, valid, not reserved), which the duplicate check needs. */
+static int load_channel(struct loader *l, const char *path, const json_t *v,
+                        struct config_channel *ch, bool *name_ok)
+{
+    *name_ok = false;
+    if (!json_is_object(v)) {
+        key_error(l, path, "expected a channel object ({\"name\": ...}), got %s", json_type_name(v));
+        return -1;
+    }
+    channel_defaults(ch, "");
+    bool named = false, bad = false;
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)v, key, val) {
+        const struct key_spec *k = NULL;
+        for (size_t i = 0; i < N_CHANNEL_KEYS && !k; i++)
+            if (strcmp(channel_keys[i].name, key) == 0)
+                k = &channel_keys[i];
+        if (!k) {
+            const char *cands[N_CHANNEL_KEYS];
+            for (size_t i = 0; i < N_CHANNEL_KEYS; i++)
+                cands[i] = channel_keys[i].name;
+            unknown_key_among(l, path, key, cands, N_CHANNEL_KEYS);
+            bad = true;
+            continue;
+        }
+        char kpath[128];
+        make_path(kpath, sizeof kpath, path, key);
+        int r = load_value(l, kpath, k, val, ch);
+        bad |= r != 0;
+        if (k->type == KT_NAME) {
+            named = true;
+            *name_ok = r == 0;
+            if (r == 0 && strcmp(ch->name, CONFIG_CONTROL_CHANNEL) == 0) {
+                key_error(l, kpath, "\"%s\" is reserved for the internal control channel", CONFIG_CONTROL_CHANNEL);
+                *name_ok = false;
+                bad = true;
+            }
+        }
+    }
+    if (!named) {
+        key_error(l, path, "missing \"name\" (every channel needs one)");
+        bad = true;
+    }
+    return bad ? -1 : 0;
+}
+
+/* The first element before `i` with the same "name" string as element i,
+ * or i if there is none. */
+static size_t first_with_name(const json_t *arr, size_t i)
+{
+    const json_t *name = json_object_get(json_array_get(arr, i), "name");
+    for (size_t j = 0; j < i; j++) {
+        const json_t *e = json_array_get(arr, j);
+        const json_t *other = json_is_object(e) ? json_object_get(e, "name") : NULL;
+        if (other && json_equal((json_t *)other, (json_t *)name))
+            return j;
+    }
+    return i;
+}
+
+/* "default" is channels[0] wherever the file lists it (and whether or not
+ * it does); the others follow in file order. */
+static int load_channels(struct loader *l, const char *path, const struct key_spec *k, const json_t *v)
+{
+    if (!json_is_array(v)) {
+        type_error(l, path, k, v);
+        return -1;
+    }
+    struct config *c = l->cfg;
+    size_t n = json_array_size(v), total = 1;   /* "default" is always there */
+    bool bad = false;
+    for (size_t i = 0; i < n; i++) {
+        char ipath[64], q[300];
+        snprintf(ipath, sizeof ipath, "%s[%zu]", path, i);
+        struct config_channel ch;
+        bool name_ok;
+        bad |= load_channel(l, ipath, json_array_get(v, i), &ch, &name_ok) != 0;
+        if (!name_ok)
+            continue;
+        size_t first = first_with_name(v, i);
+        if (first < i) {
+            char npath[80];
+            snprintf(npath, sizeof npath, "%s.name", ipath);
+            key_error(l, npath, "duplicate channel %s (also %s[%zu])",
+                      quote(q, sizeof q, ch.name, strlen(ch.name)), path, first);
+            bad = true;
+            continue;
+        }
+        if (strcmp(ch.name, CONFIG_DEFAULT_CHANNEL) == 0) {
+            c->channels[0] = ch;
+            continue;
+        }
+        if (total < k->max)
+            c->channels[c->n_channels++] = ch;
+        total++;
+    }
+    if (total > k->max) {
+        key_error(l, path, "%zu channels (\"%s\" included) is more than the limit of %" PRIu64,
+                  total, CONFIG_DEFAULT_CHANNEL, k->max);
+        bad = true;
+    }
+    return bad ? -1 : 0;
 }
 
 /* --------------------------------------------------------------- loading -- */
 
+/* section NULL: a top-level key. */
 static int key_index(const char *section, const char *name)
 {
     for (size_t i = 0; i < N_KEYS; i++)
-        if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0)
+        if (same_section(keys[i].section, section) && strcmp(keys[i].name, name) == 0)
             return (int)i;
     return -1;
 }
@@ -560,22 +754,27 @@ static bool is_section(const char *name)
     return false;
 }
 
+/* One key of keys[] within `section` (NULL: the top level). */
+static void load_one(struct loader *l, const char *section, const char *name, const json_t *v)
+{
+    int i = key_index(section, name);
+    if (i < 0) {
+        unknown_key(l, section, name);
+        return;
+    }
+    char path[128];
+    make_path(path, sizeof path, section, name);
+    l->given |= UINT64_C(1) << i;
+    if (load_key(l, path, &keys[i], v) != 0)
+        l->bad |= UINT64_C(1) << i;
+}
+
 static void load_section(struct loader *l, const char *section, const json_t *obj)
 {
     const char *name;
     json_t *v;
-    json_object_foreach((json_t *)obj, name, v) {
-        int i = key_index(section, name);
-        if (i < 0) {
-            unknown_key(l, section, name);
-            continue;
-        }
-        char path[128];
-        make_path(path, sizeof path, section, name);
-        l->given |= UINT64_C(1) << i;
-        if (load_key(l, path, &keys[i], v) != 0)
-            l->bad |= UINT64_C(1) << i;
-    }
+    json_object_foreach((json_t *)obj, name, v)
+        load_one(l, section, name, v);
 }
 
 static bool key_ok(const struct loader *l, const char *section, const char *name)
@@ -661,7 +860,7 @@ static void check_default_name(struct loader *l)
         return;
     const char *n = l->cfg->node_name;
     char why[600], tmp[CONFIG_NAME_MAX + 1];
-    const char *r = set_name(NULL, n, strlen(n), tmp, why, sizeof why);
+    const char *r = set_name(&keys[key_index("node", "name")], n, strlen(n), tmp, why, sizeof why);
     if (r)
         key_error(l, "node.name", "not set, and the host name is no valid default: %s", r);
 }
@@ -678,7 +877,7 @@ static void load_root(struct loader *l, const json_t *root)
     json_t *v;
     json_object_foreach((json_t *)root, name, v) {
         if (!is_section(name)) {
-            unknown_key(l, NULL, name);
+            load_one(l, NULL, name, v);   /* a top-level key, or unknown */
             continue;
         }
         if (!json_is_object(v)) {
@@ -786,22 +985,14 @@ static void default_hostname(char *out, size_t len)
 void config_defaults(struct config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    for (size_t i = 0; i < N_KEYS; i++) {
-        const struct key_spec *k = &keys[i];
-        void *f = field_of(cfg, k);
-        char why[600];
-        if (k->type == KT_U32)
-            *(uint32_t *)f = (uint32_t)k->def;
-        else if (k->type == KT_U64)
-            *(uint64_t *)f = k->def;
-        else if (k->text_default)
-            type_ops[k->type].set_text(k, k->text_default, strlen(k->text_default), f, why, sizeof why);
-    }
+    apply_defaults(cfg, keys, N_KEYS);
     default_hostname(cfg->node_name, sizeof cfg->node_name);
     cfg->advertise = cfg->listen;
     cfg->advertise_set = 0;
     cfg->seeds = NULL;
     cfg->n_seeds = 0;
+    channel_defaults(&cfg->channels[0], CONFIG_DEFAULT_CHANNEL);
+    cfg->n_channels = 1;
 }
 
 void config_free(struct config *cfg)
@@ -816,4 +1007,16 @@ void config_free(struct config *cfg)
 const char *config_overlay_name(enum overlay_type t)
 {
     return (size_t)t < N_OVERLAYS ? overlays[t].name : "unknown";
+}
+
+int config_channel_index(const struct config *cfg, const char *name)
+{
+    if (!cfg)
+        return -1;
+    if (!name || !*name)
+        name = CONFIG_DEFAULT_CHANNEL;
+    for (size_t i = 0; i < cfg->n_channels && i < CONFIG_CHANNELS_MAX; i++)
+        if (strcmp(cfg->channels[i].name, name) == 0)
+            return (int)i;
+    return -1;
 }

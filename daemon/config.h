@@ -22,6 +22,10 @@
  *   ipc.max_frame_bytes       default 16 MiB, 1 KiB..1 GiB
  *   ipc.max_queue_bytes       default 64 MiB, 64 KiB..16 GiB (>= max_frame_bytes)
  *   log.level                 "debug" | "info" | "warn" | "error", default "info"
+ *   transport.window_bytes    default 4 MiB, 64 KiB..1 GiB: flow-control window per
+ *                             (this node, remote node, remote name)
+ *   channels                  list of {"name", "parallelism" 1..64 (1), "monotonic" (false)};
+ *                             "default" always exists (first); "control" is reserved
  */
 #ifndef PARTISAN_CONFIG_H
 #define PARTISAN_CONFIG_H
@@ -34,6 +38,18 @@
 #define CONFIG_NAME_MAX 255      /* node and cluster names, bytes */
 #define CONFIG_ADDR_MAX 300      /* "host:port" text, bytes */
 #define CONFIG_PATH_MAX 1024
+
+#define CONFIG_CHANNELS_MAX 32          /* channels in the config, "default" included */
+#define CONFIG_CHANNEL_NAME_MAX 63      /* bytes; the node-name character set */
+#define CONFIG_PARALLELISM_MAX 64       /* connections per channel per peer */
+#define CONFIG_DEFAULT_CHANNEL "default"
+#define CONFIG_CONTROL_CHANNEL "control" /* internal: gossip and pings; never an application's */
+
+struct config_channel {
+    char name[CONFIG_CHANNEL_NAME_MAX + 1];
+    uint32_t parallelism;              /* 1..CONFIG_PARALLELISM_MAX */
+    int monotonic;                     /* a newer queued message replaces an older one with the same name and key */
+};
 
 enum overlay_type { OVERLAY_FULL_MESH = 0 };
 
@@ -65,6 +81,11 @@ struct config {
     uint32_t backoff_max_ms;
     uint64_t peer_max_frame_bytes;
     uint64_t peer_max_queue_bytes;
+    uint64_t flow_window_bytes;        /* transport.window_bytes */
+
+    /* channels[0] is "default", whether or not the file lists it. */
+    struct config_channel channels[CONFIG_CHANNELS_MAX];
+    size_t n_channels;
 
     char ipc_socket[CONFIG_PATH_MAX];
     unsigned ipc_mode;                 /* permission bits, e.g. 0660 */
@@ -101,5 +122,8 @@ int config_parse_addr(const char *text, struct config_addr *out);
 void config_format_addr(const struct config_addr *a, char *buf, size_t len);
 
 const char *config_overlay_name(enum overlay_type t);
+
+/* The index of the channel called name ("" means "default"), or -1. */
+int config_channel_index(const struct config *cfg, const char *name);
 
 #endif

@@ -66,6 +66,11 @@ START_TEST(empty_object_gives_defaults)
     ck_assert_uint_eq(cfg.backoff_max_ms, 5000);
     ck_assert_uint_eq(cfg.peer_max_frame_bytes, 16u << 20);
     ck_assert_uint_eq(cfg.peer_max_queue_bytes, 64u << 20);
+    ck_assert_uint_eq(cfg.flow_window_bytes, 4u << 20);
+    ck_assert_uint_eq(cfg.n_channels, 1);
+    ck_assert_str_eq(cfg.channels[0].name, "default");
+    ck_assert_uint_eq(cfg.channels[0].parallelism, 1);
+    ck_assert_int_eq(cfg.channels[0].monotonic, 0);
     ck_assert_str_eq(cfg.ipc_socket, "/run/partisan/partisand.sock");
     ck_assert_uint_eq(cfg.ipc_mode, 0660);
     ck_assert_uint_eq(cfg.ipc_max_frame_bytes, 16u << 20);
@@ -95,7 +100,9 @@ static const char full[] =
     " \"overlay\": {\"type\": \"full_mesh\", \"gossip_interval_ms\": 10, \"gossip_fanout\": 64},\n"
     " \"failure_detector\": {\"ping_interval_ms\": 100, \"timeout_ms\": 101},\n"
     " \"transport\": {\"connect_timeout_ms\": 60000, \"backoff_initial_ms\": 7, \"backoff_max_ms\": 7,\n"
-    "                 \"max_frame_bytes\": 1024, \"max_queue_bytes\": 17179869184},\n"
+    "                 \"max_frame_bytes\": 1024, \"max_queue_bytes\": 17179869184,\n"
+    "                 \"window_bytes\": 65536},\n"
+    " \"channels\": [{\"name\": \"bulk\", \"parallelism\": 64}],\n"
     " \"ipc\": {\"socket\": \"/tmp/p.sock\", \"mode\": \"640\", \"max_frame_bytes\": 1073741824,\n"
     "           \"max_queue_bytes\": 1073741824},\n"
     " \"log\": {\"level\": \"warn\"}\n"
@@ -123,6 +130,10 @@ START_TEST(full_valid_config)
     ck_assert_uint_eq(cfg.backoff_max_ms, 7);
     ck_assert_uint_eq(cfg.peer_max_frame_bytes, 1024);
     ck_assert_uint_eq(cfg.peer_max_queue_bytes, 16ull << 30);
+    ck_assert_uint_eq(cfg.flow_window_bytes, 65536);
+    ck_assert_uint_eq(cfg.n_channels, 2);
+    ck_assert_str_eq(cfg.channels[1].name, "bulk");
+    ck_assert_uint_eq(cfg.channels[1].parallelism, 64);
     ck_assert_str_eq(cfg.ipc_socket, "/tmp/p.sock");
     ck_assert_uint_eq(cfg.ipc_mode, 0640);
     ck_assert_uint_eq(cfg.ipc_max_frame_bytes, 1u << 30);
@@ -194,7 +205,8 @@ START_TEST(unknown_top_level_key)
 {
     expect_one_error("{\"nodes\": {}}",
                      "t.json: nodes: unknown key (did you mean \"node\"? allowed: node, cluster, overlay, "
-                     "failure_detector, transport, ipc, log)");
+                     "failure_detector, transport, ipc, log, channels)");
+    expect_one_error("{\"channel\": []}", "t.json: channel: unknown key (did you mean \"channels\"?");
 }
 END_TEST
 
@@ -347,6 +359,264 @@ START_TEST(every_error_is_counted)
 }
 END_TEST
 
+/* ------------------------------------------------------ flow and channels -- */
+
+START_TEST(window_bytes)
+{
+    struct config cfg;
+    config_defaults(&cfg);
+    ck_assert_uint_eq(cfg.flow_window_bytes, 4194304);
+    ck_assert_int_eq(load("{\"transport\": {\"window_bytes\": 65536}}", &cfg), 0);
+    ck_assert_uint_eq(cfg.flow_window_bytes, 65536);
+    ck_assert_int_eq(load("{\"transport\": {\"window_bytes\": 1073741824}}", &cfg), 0);
+    ck_assert_uint_eq(cfg.flow_window_bytes, 1u << 30);
+    expect_one_error("{\"transport\": {\"window_bytes\": 65535}}",
+                     "t.json: transport.window_bytes: 65535 is out of range (65536..1073741824)");
+    expect_one_error("{\"transport\": {\"window_bytes\": 1073741825}}",
+                     "t.json: transport.window_bytes: 1073741825 is out of range (65536..1073741824)");
+    expect_one_error("{\"transport\": {\"window_bytes\": -1}}", "transport.window_bytes: -1 is out of range");
+    expect_one_error("{\"transport\": {\"window_bytes\": \"4mb\"}}",
+                     "transport.window_bytes: expected an integer (bytes), got string");
+    expect_one_error("{\"transport\": {\"windows_bytes\": 65536}}",
+                     "transport.windows_bytes: unknown key (did you mean \"window_bytes\"?");
+}
+END_TEST
+
+START_TEST(channels_default_only)
+{
+    struct config cfg;
+    config_defaults(&cfg);
+    ck_assert_uint_eq(cfg.n_channels, 1);
+    ck_assert_str_eq(cfg.channels[0].name, CONFIG_DEFAULT_CHANNEL);
+    ck_assert_str_eq(cfg.channels[0].name, "default");
+    ck_assert_uint_eq(cfg.channels[0].parallelism, 1);
+    ck_assert_int_eq(cfg.channels[0].monotonic, 0);
+    ck_assert_int_eq(load("{\"channels\": []}", &cfg), 0);
+    ck_assert_uint_eq(cfg.n_channels, 1);
+    ck_assert_str_eq(cfg.channels[0].name, "default");
+    ck_assert_int_eq(load("{\"channels\": [{\"name\": \"default\"}]}", &cfg), 0);
+    ck_assert_uint_eq(cfg.n_channels, 1);
+    ck_assert_uint_eq(cfg.channels[0].parallelism, 1);
+    ck_assert_int_eq(cfg.channels[0].monotonic, 0);
+    /* Not listing "default" still gives it, first. */
+    ck_assert_int_eq(load("{\"channels\": [{\"name\": \"a\", \"monotonic\": false}]}", &cfg), 0);
+    ck_assert_uint_eq(cfg.n_channels, 2);
+    ck_assert_str_eq(cfg.channels[0].name, "default");
+    ck_assert_str_eq(cfg.channels[1].name, "a");
+    ck_assert_uint_eq(cfg.channels[1].parallelism, 1);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(channels_example)
+{
+    struct config cfg;
+    ck_assert_int_eq(load("{\"channels\": [ {\"name\": \"default\"}, {\"name\": \"bulk\", \"parallelism\": 4},"
+                          " {\"name\": \"state\", \"monotonic\": true} ]}", &cfg), 0);
+    ck_assert_uint_eq(cfg.n_channels, 3);
+    ck_assert_str_eq(cfg.channels[0].name, "default");
+    ck_assert_uint_eq(cfg.channels[0].parallelism, 1);
+    ck_assert_int_eq(cfg.channels[0].monotonic, 0);
+    ck_assert_str_eq(cfg.channels[1].name, "bulk");
+    ck_assert_uint_eq(cfg.channels[1].parallelism, 4);
+    ck_assert_int_eq(cfg.channels[1].monotonic, 0);
+    ck_assert_str_eq(cfg.channels[2].name, "state");
+    ck_assert_uint_eq(cfg.channels[2].parallelism, 1);
+    ck_assert_int_eq(cfg.channels[2].monotonic, 1);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(channels_default_listed_later)
+{
+    struct config cfg;
+    ck_assert_int_eq(load("{\"channels\": [{\"name\": \"bulk\", \"parallelism\": 2},"
+                          " {\"name\": \"default\", \"parallelism\": 8, \"monotonic\": true},"
+                          " {\"name\": \"x.y@z-1_2\", \"parallelism\": 64}]}", &cfg), 0);
+    ck_assert_uint_eq(cfg.n_channels, 3);
+    ck_assert_str_eq(cfg.channels[0].name, "default");
+    ck_assert_uint_eq(cfg.channels[0].parallelism, 8);
+    ck_assert_int_eq(cfg.channels[0].monotonic, 1);
+    ck_assert_str_eq(cfg.channels[1].name, "bulk");
+    ck_assert_uint_eq(cfg.channels[1].parallelism, 2);
+    ck_assert_int_eq(cfg.channels[1].monotonic, 0);
+    ck_assert_str_eq(cfg.channels[2].name, "x.y@z-1_2");
+    ck_assert_uint_eq(cfg.channels[2].parallelism, 64);
+    ck_assert_int_eq(config_channel_index(&cfg, "default"), 0);
+    ck_assert_int_eq(config_channel_index(&cfg, "bulk"), 1);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(channel_index)
+{
+    struct config cfg;
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_channel_index(&cfg, NULL), 0);
+    ck_assert_int_eq(config_channel_index(&cfg, ""), 0);
+    ck_assert_int_eq(config_channel_index(&cfg, "default"), 0);
+    ck_assert_int_eq(config_channel_index(&cfg, "bulk"), -1);
+    ck_assert_int_eq(load("{\"channels\": [{\"name\": \"bulk\"}, {\"name\": \"state\"}]}", &cfg), 0);
+    ck_assert_int_eq(config_channel_index(&cfg, NULL), 0);
+    ck_assert_int_eq(config_channel_index(&cfg, ""), 0);
+    ck_assert_int_eq(config_channel_index(&cfg, "default"), 0);
+    ck_assert_int_eq(config_channel_index(&cfg, "bulk"), 1);
+    ck_assert_int_eq(config_channel_index(&cfg, "state"), 2);
+    ck_assert_int_eq(config_channel_index(&cfg, "nope"), -1);
+    ck_assert_int_eq(config_channel_index(&cfg, "Bulk"), -1);
+    ck_assert_int_eq(config_channel_index(&cfg, "bul"), -1);
+    ck_assert_int_eq(config_channel_index(&cfg, "control"), -1);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(channels_shape_errors)
+{
+    expect_one_error("{\"channels\": {\"name\": \"bulk\"}}",
+                     "t.json: channels: expected an array of channel objects ({\"name\": ...}), got object");
+    expect_one_error("{\"channels\": \"bulk\"}", "t.json: channels: expected an array of channel objects");
+    expect_one_error("{\"channels\": [{\"name\": \"a\"}, \"bulk\"]}",
+                     "t.json: channels[1]: expected a channel object ({\"name\": ...}), got string");
+    expect_one_error("{\"channels\": [null]}", "t.json: channels[0]: expected a channel object ({\"name\": ...}), got null");
+    expect_one_error("{\"channels\": [{\"name\": \"a\"}, {\"parallelism\": 2}]}",
+                     "t.json: channels[1]: missing \"name\" (every channel needs one)");
+    expect_one_error("{\"channels\": [{}]}", "t.json: channels[0]: missing \"name\"");
+    expect_one_error("{\"channels\": [{\"name\": \"a\", \"parralelism\": 2}]}",
+                     "t.json: channels[0].parralelism: unknown key (did you mean \"parallelism\"? "
+                     "allowed: name, parallelism, monotonic)");
+    expect_one_error("{\"channels\": [{\"name\": \"a\", \"monotonc\": true}]}",
+                     "t.json: channels[0].monotonc: unknown key (did you mean \"monotonic\"?");
+    expect_one_error("{\"channels\": [{\"name\": \"a\", \"zzzzzzzz\": 1}]}",
+                     "t.json: channels[0].zzzzzzzz: unknown key (allowed: name, parallelism, monotonic)");
+    /* A key name from the file is escaped in the path. */
+    expect_one_error("{\"channels\": [{\"name\": \"a\", \"x\\ny\": 1}]}", "t.json: channels[0].x\\x0ay: unknown key");
+}
+END_TEST
+
+START_TEST(channels_name_errors)
+{
+    expect_one_error("{\"channels\": [{\"name\": 5}]}", "t.json: channels[0].name: expected a string, got integer");
+    expect_one_error("{\"channels\": [{\"name\": null}]}", "t.json: channels[0].name: expected a string, got null");
+    expect_one_error("{\"channels\": [{\"name\": \"\"}]}", "t.json: channels[0].name: must not be empty");
+    expect_one_error("{\"channels\": [{\"name\": \"a b\"}]}",
+                     "t.json: channels[0].name: \"a b\" has \" \" at byte 1 (allowed characters: A-Z a-z 0-9 . _ @ -)");
+    expect_one_error("{\"channels\": [{\"name\": \"a/b\"}]}", "channels[0].name: \"a/b\" has \"/\" at byte 1");
+    expect_one_error("{\"channels\": [{\"name\": \"a\\u0000b\"}]}", "channels[0].name: contains a NUL byte");
+
+    char text[300];
+    struct config cfg;
+    snprintf(text, sizeof text, "{\"channels\": [{\"name\": \"%063d\"}]}", 0);      /* 63 bytes: the limit */
+    ck_assert_int_eq(load(text, &cfg), 0);
+    ck_assert_uint_eq(strlen(cfg.channels[1].name), CONFIG_CHANNEL_NAME_MAX);
+    config_free(&cfg);
+    snprintf(text, sizeof text, "{\"channels\": [{\"name\": \"%064d\"}]}", 0);
+    expect_one_error(text, "t.json: channels[0].name: is 64 bytes long (max 63)");
+
+    expect_one_error("{\"channels\": [{\"name\": \"bulk\"}, {\"name\": \"control\"}]}",
+                     "t.json: channels[1].name: \"control\" is reserved for the internal control channel");
+    expect_one_error("{\"channels\": [{\"name\": \"control\", \"parallelism\": 2}]}",
+                     "channels[0].name: \"control\" is reserved");
+}
+END_TEST
+
+START_TEST(channels_duplicates)
+{
+    expect_one_error("{\"channels\": [{\"name\": \"bulk\"}, {\"name\": \"state\"}, {\"name\": \"bulk\", \"parallelism\": 2}]}",
+                     "t.json: channels[2].name: duplicate channel \"bulk\" (also channels[0])");
+    expect_one_error("{\"channels\": [{\"name\": \"a\"}, {\"name\": \"default\"}, {\"name\": \"default\"}]}",
+                     "t.json: channels[2].name: duplicate channel \"default\" (also channels[1])");
+    /* A third copy names the first, once per copy. */
+    struct config cfg;
+    ck_assert_int_eq(load("{\"channels\": [{\"name\": \"x\"}, {\"name\": \"x\"}, {\"name\": \"x\"}]}", &cfg), 2);
+    ck_assert_msg_has("channels[1].name: duplicate channel \"x\" (also channels[0])");
+    ck_assert_msg_has("channels[2].name: duplicate channel \"x\" (also channels[0])");
+    /* Names differ by case or by a NUL-suffix are not duplicates of each other. */
+    ck_assert_int_eq(load("{\"channels\": [{\"name\": \"x\"}, {\"name\": \"X\"}]}", &cfg), 0);
+    ck_assert_uint_eq(cfg.n_channels, 3);
+    config_free(&cfg);
+    ck_assert_int_eq(load("{\"channels\": [{\"name\": \"x\\u0000y\"}, {\"name\": \"x\"}]}", &cfg), 1);
+    ck_assert_msg_has("channels[0].name: contains a NUL byte");
+}
+END_TEST
+
+START_TEST(channels_options_errors)
+{
+    expect_one_error("{\"channels\": [{\"name\": \"default\"}, {\"name\": \"bulk\", \"parallelism\": 4},"
+                     " {\"name\": \"state\", \"parallelism\": 0}]}",
+                     "t.json: channels[2].parallelism: 0 is out of range (1..64)");
+    expect_one_error("{\"channels\": [{\"name\": \"a\", \"parallelism\": 65}]}",
+                     "t.json: channels[0].parallelism: 65 is out of range (1..64)");
+    expect_one_error("{\"channels\": [{\"name\": \"a\", \"parallelism\": -4}]}",
+                     "channels[0].parallelism: -4 is out of range (1..64)");
+    expect_one_error("{\"channels\": [{\"name\": \"a\", \"parallelism\": 4294967297}]}",
+                     "channels[0].parallelism: 4294967297 is out of range (1..64)");
+    expect_one_error("{\"channels\": [{\"name\": \"a\", \"parallelism\": \"4\"}]}",
+                     "t.json: channels[0].parallelism: expected an integer, got string");
+    expect_one_error("{\"channels\": [{\"name\": \"a\", \"parallelism\": 2.0}]}",
+                     "channels[0].parallelism: expected an integer, got real number");
+    expect_one_error("{\"channels\": [{\"name\": \"a\", \"monotonic\": 1}]}",
+                     "t.json: channels[0].monotonic: expected a boolean (true or false), got integer");
+    expect_one_error("{\"channels\": [{\"name\": \"a\", \"monotonic\": \"true\"}]}",
+                     "channels[0].monotonic: expected a boolean (true or false), got string");
+    expect_one_error("{\"channels\": [{\"name\": \"default\", \"monotonic\": null}]}",
+                     "channels[0].monotonic: expected a boolean (true or false), got null");
+}
+END_TEST
+
+/* {"channels": [{"name": "c<first>"}, ... {"name": "c<first+n-1>"}], plus "default" if asked. */
+static void channels_text(char *out, size_t len, size_t n, int with_default)
+{
+    size_t o = (size_t)snprintf(out, len, "{\"channels\": [%s", with_default ? "{\"name\": \"default\"}" : "");
+    for (size_t i = 0; i < n; i++)
+        o += (size_t)snprintf(out + o, len - o, "%s{\"name\": \"c%zu\"}", (i || with_default) ? ", " : "", i);
+    snprintf(out + o, len - o, "]}");
+}
+
+START_TEST(channels_limit)
+{
+    char text[4096];
+    struct config cfg;
+    /* 31 + the implicit "default" = 32, the limit. */
+    channels_text(text, sizeof text, CONFIG_CHANNELS_MAX - 1, 0);
+    ck_assert_int_eq(load(text, &cfg), 0);
+    ck_assert_uint_eq(cfg.n_channels, CONFIG_CHANNELS_MAX);
+    ck_assert_str_eq(cfg.channels[0].name, "default");
+    ck_assert_str_eq(cfg.channels[CONFIG_CHANNELS_MAX - 1].name, "c30");
+    ck_assert_int_eq(config_channel_index(&cfg, "c30"), CONFIG_CHANNELS_MAX - 1);
+    config_free(&cfg);
+    channels_text(text, sizeof text, CONFIG_CHANNELS_MAX - 1, 1);
+    ck_assert_int_eq(load(text, &cfg), 0);
+    ck_assert_uint_eq(cfg.n_channels, CONFIG_CHANNELS_MAX);
+    config_free(&cfg);
+
+    channels_text(text, sizeof text, CONFIG_CHANNELS_MAX, 0);
+    expect_one_error(text, "t.json: channels: 33 channels (\"default\" included) is more than the limit of 32");
+    channels_text(text, sizeof text, CONFIG_CHANNELS_MAX, 1);
+    expect_one_error(text, "t.json: channels: 33 channels (\"default\" included) is more than the limit of 32");
+    channels_text(text, sizeof text, 100, 0);
+    expect_one_error(text, "t.json: channels: 101 channels (\"default\" included) is more than the limit of 32");
+}
+END_TEST
+
+START_TEST(channels_every_error_is_counted)
+{
+    struct config cfg;
+    ck_assert_int_eq(load("{\"channels\": [{\"name\": \"control\"}, 5,"
+                          " {\"name\": \"a\", \"parallelism\": 0, \"monotonic\": \"x\", \"foo\": 1},"
+                          " {\"name\": \"a\"}, {}],"
+                          " \"transport\": {\"window_bytes\": 0}}", &cfg), 8);
+    ck_assert_msg_has("t.json: channels[0].name: \"control\" is reserved");
+    ck_assert_msg_has("t.json: channels[1]: expected a channel object");
+    ck_assert_msg_has("t.json: channels[2].parallelism: 0 is out of range (1..64)");
+    ck_assert_msg_has("t.json: channels[2].monotonic: expected a boolean");
+    ck_assert_msg_has("t.json: channels[2].foo: unknown key");
+    ck_assert_msg_has("t.json: channels[3].name: duplicate channel \"a\" (also channels[2])");
+    ck_assert_msg_has("t.json: channels[4]: missing \"name\"");
+    ck_assert_msg_has("t.json: transport.window_bytes: 0 is out of range");
+    ck_assert_ptr_null(cfg.seeds);
+}
+END_TEST
+
 START_TEST(null_callback_still_counts)
 {
     struct config cfg;
@@ -485,6 +755,17 @@ static Suite *config_suite(void)
     tcase_add_test(tc, cross_key_constraints);
     tcase_add_test(tc, cross_key_skipped_when_one_side_invalid);
     tcase_add_test(tc, every_error_is_counted);
+    tcase_add_test(tc, window_bytes);
+    tcase_add_test(tc, channels_default_only);
+    tcase_add_test(tc, channels_example);
+    tcase_add_test(tc, channels_default_listed_later);
+    tcase_add_test(tc, channel_index);
+    tcase_add_test(tc, channels_shape_errors);
+    tcase_add_test(tc, channels_name_errors);
+    tcase_add_test(tc, channels_duplicates);
+    tcase_add_test(tc, channels_options_errors);
+    tcase_add_test(tc, channels_limit);
+    tcase_add_test(tc, channels_every_error_is_counted);
     tcase_add_test(tc, null_callback_still_counts);
     tcase_add_test(tc, missing_file);
     tcase_add_test(tc, file_syntax_error_names_file);
