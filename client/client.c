@@ -34,6 +34,8 @@
  * the daemon is never handed a frame it would have to drop us for. */
 #define MAX_FRAME_BODY (64u * 1024 * 1024)
 #define MAX_NAME 255
+/* What a channel's name may be at most (the daemon's CONFIG_CHANNEL_NAME_MAX). */
+#define MAX_CHANNEL PARTISAN_CHANNEL_MAX
 /* How long partisan_send() lets a full socket hold it before giving up: the
  * daemon drains sessions continuously, so this only fires when it is wedged. */
 #define SEND_TIMEOUT_MS 30000
@@ -143,7 +145,7 @@ struct qmsg {
     char data[];            /* strings and payload, so one malloc per message */
 };
 
-enum wait_kind { WAIT_PLAIN, WAIT_STATUS, WAIT_MEMBERS };
+enum wait_kind { WAIT_PLAIN, WAIT_STATUS, WAIT_MEMBERS, WAIT_STATS };
 
 struct partisan_client {
     int fd;
@@ -174,6 +176,7 @@ struct partisan_client {
     struct partisan_status *wait_status;
     struct partisan_member *wait_members;
     size_t wait_n;
+    struct partisan_stats *wait_stats;
 
     /* Blocking requests that timed out: their replies are dropped on arrival
      * instead of being miscounted as async ones. Rarely more than a few. */
@@ -210,6 +213,7 @@ static int map_code(Partisan__Ipc__ErrorCode code)
     case PARTISAN__IPC__ERROR_CODE__BAD_ADDRESS: return PARTISAN_EBADADDR;
     case PARTISAN__IPC__ERROR_CODE__INTERNAL: return PARTISAN_EINTERNAL;
     case PARTISAN__IPC__ERROR_CODE__SELF_LEFT: return PARTISAN_ELEFT;
+    case PARTISAN__IPC__ERROR_CODE__NO_SUCH_CHANNEL: return PARTISAN_ENOCHANNEL;
     default: break;
     }
     /* A code from a newer daemon: still a failure, of a kind we cannot name. */
@@ -239,6 +243,7 @@ PARTISAN_API const char *partisan_strerror(int err)
     case PARTISAN_EASYNC: return "an earlier send failed";
     case PARTISAN_EINTERNAL: return "daemon internal error";
     case PARTISAN_ELEFT: return "this node has left the cluster";
+    case PARTISAN_ENOCHANNEL: return "no such channel";
     }
     return "unknown error";
 }
@@ -328,14 +333,18 @@ static char *put_str(char **cursor, const char *s, size_t n)
 
 static int on_deliver(partisan_client *c, const Partisan__Ipc__Deliver *d)
 {
-    size_t nf = strlen(d->from_node), nn = strlen(d->name), np = d->payload.len;
-    struct qmsg *q = qmsg_new(nf + nn + 2 + np + 1);
+    /* An empty channel (a daemon that predates channels, or one leaving the
+     * field out for the default) is the "default" channel. */
+    const char *ch = *d->channel ? d->channel : "default";
+    size_t nf = strlen(d->from_node), nn = strlen(d->name), nc = strlen(ch), np = d->payload.len;
+    struct qmsg *q = qmsg_new(nf + nn + nc + 3 + np + 1);
     if (!q)
         return PARTISAN_ENOMEM;
     char *cur = q->data;
     q->m.kind = PARTISAN_MSG_DATA;
     q->m.from_node = put_str(&cur, d->from_node, nf);
     q->m.name = put_str(&cur, d->name, nn);
+    q->m.channel = put_str(&cur, ch, nc);
     q->m.payload = (uint8_t *)cur;
     if (np)
         memcpy(cur, d->payload.data, np);
@@ -415,6 +424,45 @@ static struct partisan_member *convert_members(const Partisan__Ipc__Members *ms,
     return arr;
 }
 
+/* One block as well: the struct, the array of rows, then every string, so
+ * partisan_stats_free() is a single free(). */
+static struct partisan_stats *convert_stats(const Partisan__Ipc__Stats *ps)
+{
+    size_t n = ps->n_channels, total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += strlen(ps->channels[i]->peer) + strlen(ps->channels[i]->channel) + 2;
+    struct partisan_stats *st = malloc(sizeof *st + n * sizeof *st->channels + total);
+    if (!st)
+        return NULL;
+    struct partisan_channel_stats *arr = (struct partisan_channel_stats *)(st + 1);
+    char *cur = (char *)(arr + n);
+    for (size_t i = 0; i < n; i++) {
+        const Partisan__Ipc__ChannelStats *cs = ps->channels[i];
+        arr[i] = (struct partisan_channel_stats){
+            .peer = put_str(&cur, cs->peer, strlen(cs->peer)),
+            .channel = put_str(&cur, cs->channel, strlen(cs->channel)),
+            .connections = cs->connections,
+            .msgs_sent = cs->msgs_sent,
+            .bytes_sent = cs->bytes_sent,
+            .msgs_received = cs->msgs_received,
+            .bytes_received = cs->bytes_received,
+            .queued_msgs = cs->queued_msgs,
+            .queued_bytes = cs->queued_bytes,
+            .superseded = cs->superseded,
+            .paused = cs->paused,
+            .requeued = cs->requeued,
+            .lost = cs->lost,
+            .reconnects = cs->reconnects,
+        };
+    }
+    st->channels = n ? arr : NULL;
+    st->n_channels = n;
+    st->flow_waits = ps->flow_waits;
+    st->spoofed = ps->spoofed;
+    st->undeliverable = ps->undeliverable;
+    return st;
+}
+
 static bool take_abandoned(partisan_client *c, uint64_t id)
 {
     for (size_t i = 0; i < c->n_abandoned; i++) {
@@ -461,6 +509,13 @@ static int on_reply(partisan_client *c, const Partisan__Ipc__Reply *r)
                 c->wait_code = PARTISAN_EPROTO;
                 set_error(c, "the daemon's reply to members carried no member list");
             } else if (!(c->wait_members = convert_members(r->members, &c->wait_n))) {
+                c->wait_code = PARTISAN_ENOMEM;
+            }
+        } else if (c->wait_kind == WAIT_STATS) {
+            if (r->result_case != PARTISAN__IPC__REPLY__RESULT_STATS) {
+                c->wait_code = PARTISAN_EPROTO;
+                set_error(c, "the daemon's reply to stats carried no stats");
+            } else if (!(c->wait_stats = convert_stats(r->stats))) {
                 c->wait_code = PARTISAN_ENOMEM;
             }
         }
@@ -702,6 +757,7 @@ static int call(partisan_client *c, Partisan__Ipc__IpcRequest *req, enum wait_ki
     c->wait_status = NULL;
     c->wait_members = NULL;
     c->wait_n = 0;
+    c->wait_stats = NULL;
     /* The reply may already be in the socket: read once without waiting. */
     rc = read_some(c);
     while (rc == 0 && !c->wait_done)
@@ -824,11 +880,12 @@ static int take_async_error(partisan_client *c)
     return err;
 }
 
-PARTISAN_API int partisan_send(partisan_client *c, const char *node, const char *name,
-                               const void *payload, size_t len)
+/* Checks a send's arguments and fills *s from them (pointing into the
+ * caller's memory: s lives only as long as the call). */
+static int prepare_send(partisan_client *c, Partisan__Ipc__SendRequest *s, const char *node,
+                        const char *name, const void *payload, size_t len,
+                        const struct partisan_send_opts *opts)
 {
-    if (!c)
-        return PARTISAN_EINVAL;
     int rc;
     if ((rc = check_str(c, "node", node)) || (rc = check_str(c, "name", name)))
         return rc;
@@ -836,6 +893,42 @@ PARTISAN_API int partisan_send(partisan_client *c, const char *node, const char 
         set_error(c, "payload is NULL");
         return PARTISAN_EINVAL;
     }
+    const char *channel = opts && opts->channel ? opts->channel : "";
+    if (strnlen(channel, MAX_CHANNEL + 1) > MAX_CHANNEL) {
+        set_error(c, "channel is longer than %d bytes", MAX_CHANNEL);
+        return PARTISAN_EINVAL;
+    }
+    const void *key = opts ? opts->key : NULL;
+    size_t key_len = opts ? opts->key_len : 0;
+    if (key_len > PARTISAN_KEY_MAX) {
+        set_error(c, "partition key is %zu bytes, longer than %d", key_len, PARTISAN_KEY_MAX);
+        return PARTISAN_EINVAL;
+    }
+    if (!key && key_len) {
+        set_error(c, "partition key is NULL with key_len %zu", key_len);
+        return PARTISAN_EINVAL;
+    }
+    *s = (Partisan__Ipc__SendRequest)PARTISAN__IPC__SEND_REQUEST__INIT;
+    s->node = (char *)node;
+    s->name = (char *)name;
+    s->payload.data = (uint8_t *)payload;
+    s->payload.len = len;
+    s->channel = (char *)channel;   /* "": the daemon's "default" */
+    s->partition_key.data = key_len ? (uint8_t *)key : NULL;
+    s->partition_key.len = key_len;
+    return 0;
+}
+
+PARTISAN_API int partisan_send_with(partisan_client *c, const char *node, const char *name,
+                                    const void *payload, size_t len,
+                                    const struct partisan_send_opts *opts)
+{
+    if (!c)
+        return PARTISAN_EINVAL;
+    Partisan__Ipc__SendRequest s;
+    int rc = prepare_send(c, &s, node, name, payload, len, opts);
+    if (rc)
+        return rc;
     if (c->broken)
         return c->broken;
 
@@ -864,11 +957,6 @@ PARTISAN_API int partisan_send(partisan_client *c, const char *node, const char 
         return PARTISAN_EASYNC;
     }
 
-    Partisan__Ipc__SendRequest s = PARTISAN__IPC__SEND_REQUEST__INIT;
-    s.node = (char *)node;
-    s.name = (char *)name;
-    s.payload.data = (uint8_t *)payload;
-    s.payload.len = len;
     Partisan__Ipc__IpcRequest req = PARTISAN__IPC__IPC_REQUEST__INIT;
     req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_SEND;
     req.send = &s;
@@ -895,27 +983,32 @@ PARTISAN_API int partisan_send(partisan_client *c, const char *node, const char 
     return 0;
 }
 
-PARTISAN_API int partisan_send_sync(partisan_client *c, const char *node, const char *name,
-                                    const void *payload, size_t len, int timeout_ms)
+PARTISAN_API int partisan_send(partisan_client *c, const char *node, const char *name,
+                               const void *payload, size_t len)
+{
+    return partisan_send_with(c, node, name, payload, len, NULL);
+}
+
+PARTISAN_API int partisan_send_sync_with(partisan_client *c, const char *node, const char *name,
+                                         const void *payload, size_t len,
+                                         const struct partisan_send_opts *opts, int timeout_ms)
 {
     if (!c)
         return PARTISAN_EINVAL;
-    int rc;
-    if ((rc = check_str(c, "node", node)) || (rc = check_str(c, "name", name)))
+    Partisan__Ipc__SendRequest s;
+    int rc = prepare_send(c, &s, node, name, payload, len, opts);
+    if (rc)
         return rc;
-    if (!payload && len) {
-        set_error(c, "payload is NULL");
-        return PARTISAN_EINVAL;
-    }
-    Partisan__Ipc__SendRequest s = PARTISAN__IPC__SEND_REQUEST__INIT;
-    s.node = (char *)node;
-    s.name = (char *)name;
-    s.payload.data = (uint8_t *)payload;
-    s.payload.len = len;
     Partisan__Ipc__IpcRequest req = PARTISAN__IPC__IPC_REQUEST__INIT;
     req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_SEND;
     req.send = &s;
     return call(c, &req, WAIT_PLAIN, timeout_ms);
+}
+
+PARTISAN_API int partisan_send_sync(partisan_client *c, const char *node, const char *name,
+                                    const void *payload, size_t len, int timeout_ms)
+{
+    return partisan_send_sync_with(c, node, name, payload, len, NULL, timeout_ms);
 }
 
 PARTISAN_API int partisan_flush(partisan_client *c, int timeout_ms)
@@ -1089,6 +1182,29 @@ PARTISAN_API void partisan_members_free(struct partisan_member *m, size_t n)
 {
     (void)n;   /* one block: see convert_members() */
     free(m);
+}
+
+PARTISAN_API int partisan_stats(partisan_client *c, struct partisan_stats **out, int timeout_ms)
+{
+    if (!c || !out)
+        return PARTISAN_EINVAL;
+    *out = NULL;
+    Partisan__Ipc__StatsRequest r = PARTISAN__IPC__STATS_REQUEST__INIT;
+    Partisan__Ipc__IpcRequest req = PARTISAN__IPC__IPC_REQUEST__INIT;
+    req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_STATS;
+    req.stats = &r;
+    int rc = call(c, &req, WAIT_STATS, timeout_ms);
+    if (rc == 0)
+        *out = c->wait_stats;
+    else
+        free(c->wait_stats);
+    c->wait_stats = NULL;
+    return rc;
+}
+
+PARTISAN_API void partisan_stats_free(struct partisan_stats *s)
+{
+    free(s);   /* one block: see convert_stats() */
 }
 
 PARTISAN_API int partisan_join(partisan_client *c, const char *address, int timeout_ms)

@@ -53,7 +53,13 @@ enum partisan_error {
     PARTISAN_EASYNC = -17,      /* an earlier partisan_send() failed; see partisan_last_error() */
     PARTISAN_EINTERNAL = -18,   /* the daemon failed internally */
     PARTISAN_ELEFT = -19,       /* this node has left the cluster; restart partisand to rejoin */
+    PARTISAN_ENOCHANNEL = -20,  /* send: no channel of that name in the daemon's config */
 };
+
+/* Longest partition key, bytes. */
+#define PARTISAN_KEY_MAX 255
+/* Longest channel name, bytes. */
+#define PARTISAN_CHANNEL_MAX 63
 
 typedef struct partisan_client partisan_client;
 
@@ -105,6 +111,23 @@ int partisan_send(partisan_client *c, const char *node, const char *name,
 int partisan_send_sync(partisan_client *c, const char *node, const char *name,
                        const void *payload, size_t len, int timeout_ms);
 
+/* Per-send options. A zeroed struct (or NULL) means the "default" channel
+ * and no partition key, exactly as partisan_send(). */
+struct partisan_send_opts {
+    const char *channel;        /* NULL or "": "default"; else a name from the daemon's "channels" */
+    const void *key;            /* partition key: messages with one key keep their order */
+    size_t key_len;             /* 0 (no key) .. PARTISAN_KEY_MAX */
+};
+
+/* partisan_send() and partisan_send_sync() with options. An unknown
+ * channel is PARTISAN_ENOCHANNEL (from _sync_with; from _with, reported
+ * like any failed pipelined send). */
+int partisan_send_with(partisan_client *c, const char *node, const char *name,
+                       const void *payload, size_t len, const struct partisan_send_opts *opts);
+int partisan_send_sync_with(partisan_client *c, const char *node, const char *name,
+                            const void *payload, size_t len, const struct partisan_send_opts *opts,
+                            int timeout_ms);
+
 /* Waits until every queued request is written and answered. Returns the
  * first error among replies to earlier partisan_send() calls not yet
  * reported (PARTISAN_EASYNC-style detail in partisan_last_error()), else 0. */
@@ -129,6 +152,7 @@ struct partisan_message {
     char *name;                 /* the registered name it was sent to */
     uint8_t *payload;
     size_t len;
+    char *channel;              /* the channel it travelled on ("default" for local sends without one) */
     /* PARTISAN_MSG_EVENT */
     enum partisan_event_kind event;
     char *node;
@@ -175,6 +199,30 @@ struct partisan_member {
 int partisan_members(partisan_client *c, int all, struct partisan_member **out,
                      size_t *n, int timeout_ms);
 void partisan_members_free(struct partisan_member *m, size_t n);
+
+/* Traffic per peer and channel (see ChannelStats in ipc.proto). */
+struct partisan_channel_stats {
+    char *peer;
+    char *channel;
+    uint32_t connections;       /* outbound connections of the channel open now */
+    uint64_t msgs_sent, bytes_sent;
+    uint64_t msgs_received, bytes_received;
+    uint64_t queued_msgs, queued_bytes;   /* waiting in the daemon */
+    uint64_t superseded;        /* monotonic channels: replaced by a newer message */
+    uint64_t paused;            /* times senders waited for this channel's queue to the peer */
+    uint64_t requeued;          /* moved to a new connection after one dropped */
+    uint64_t lost;              /* had reached the kernel of a connection that then dropped */
+    uint64_t reconnects;
+};
+struct partisan_stats {
+    struct partisan_channel_stats *channels;
+    size_t n_channels;
+    uint64_t flow_waits;        /* times a sender waited for a remote name's window */
+    uint64_t spoofed;           /* peer frames dropped: claimed another sender */
+    uint64_t undeliverable;
+};
+int partisan_stats(partisan_client *c, struct partisan_stats **out, int timeout_ms);
+void partisan_stats_free(struct partisan_stats *s);
 
 /* Asks the daemon to join the cluster through the member at "host:port". */
 int partisan_join(partisan_client *c, const char *address, int timeout_ms);

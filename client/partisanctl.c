@@ -2,6 +2,7 @@
  * Exit codes: 0 success, 1 an error (one "partisanctl: ..." line on stderr),
  * 2 a usage error (a message and the short usage on stderr). */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -21,11 +22,12 @@
 
 #define DEV_SOCKET "./run/partisand.sock"
 #define DEFAULT_TIMEOUT_MS 10000
-#define MAX_STDIN_PAYLOAD (16u * 1024 * 1024)
+#define MAX_PAYLOAD (16u * 1024 * 1024)   /* read from stdin or a file */
 
 static const char short_usage[] =
     "usage: partisanctl [--socket PATH] [--json] [--timeout-ms MS] COMMAND [ARGS]\n"
-    "commands: status | members [--all] | send NODE NAME MESSAGE|- |\n"
+    "commands: status | members [--all] | stats |\n"
+    "          send [--channel NAME] [--key KEY] NODE NAME MESSAGE|@FILE|- |\n"
     "          recv NAME [--count N] [--timeout-ms MS] | watch | join HOST:PORT |\n"
     "          leave [NODE] | help\n"
     "run 'partisanctl --help' for details\n";
@@ -52,14 +54,24 @@ static const char long_usage[] =
     "  status             this node's name, cluster, overlay, addresses, uptime\n"
     "                     and member counts\n"
     "  members [--all]    the member table; --all includes members that left\n"
-    "  send NODE NAME MESSAGE\n"
+    "  stats              traffic per peer and channel: connections, messages and\n"
+    "                     bytes sent and received, queued, superseded, paused,\n"
+    "                     requeued, lost, reconnects; then this node's flow_waits,\n"
+    "                     spoofed and undeliverable counters\n"
+    "  send [--channel NAME] [--key KEY] NODE NAME MESSAGE\n"
     "                     send MESSAGE to the application registered as NAME on\n"
     "                     NODE and wait for the daemon's verdict. MESSAGE '-'\n"
-    "                     reads the payload from stdin (at most 16 MiB); use\n"
-    "                     '--' before a MESSAGE that starts with '-'.\n"
+    "                     reads the payload from stdin, '@FILE' from FILE (at\n"
+    "                     most 16 MiB); a payload that starts with '@' has to come\n"
+    "                     from stdin. Use '--' before a MESSAGE that starts with\n"
+    "                     '-'. --channel sends on that channel of the daemon's\n"
+    "                     config (default: \"default\"); --key sets a partition key\n"
+    "                     (1..255 bytes): messages with the same key keep their\n"
+    "                     order. The options may also follow the arguments.\n"
     "  recv NAME [--count N] [--timeout-ms MS]\n"
     "                     register NAME and print each message received, one per\n"
-    "                     line; stop after N messages (default 1, 0: never).\n"
+    "                     line (with --json: from, name, channel, payload); stop\n"
+    "                     after N messages (default 1, 0: never).\n"
     "                     Exits 1 if a wait for a message exceeds MS.\n"
     "  watch              print membership events as they happen:\n"
     "                     EVENT NODE ADDRESS, EVENT one of joined, left, up, down\n"
@@ -264,50 +276,153 @@ static int cmd_members(partisan_client *c, const struct opts *o, bool all)
     return 0;
 }
 
-static uint8_t *read_stdin(size_t *len)
+/* Reads fd to its end; `what` names it in errors ("stdin", a file name). */
+static uint8_t *read_all(int fd, const char *what, size_t *len)
 {
     size_t cap = 64 * 1024, n = 0;
     uint8_t *buf = malloc(cap);
     if (!buf)
-        die("out of memory reading stdin");
+        die("out of memory reading %s", what);
     for (;;) {
         if (n == cap) {
-            if (cap > MAX_STDIN_PAYLOAD)
-                die("send: message on stdin is larger than %u MiB", MAX_STDIN_PAYLOAD >> 20);
+            if (cap > MAX_PAYLOAD)
+                die("send: message from %s is larger than %u MiB", what, MAX_PAYLOAD >> 20);
             cap *= 2;
             uint8_t *p = realloc(buf, cap);
             if (!p)
-                die("out of memory reading stdin");
+                die("out of memory reading %s", what);
             buf = p;
         }
-        ssize_t r = read(STDIN_FILENO, buf + n, cap - n);
+        ssize_t r = read(fd, buf + n, cap - n);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
-            die("send: reading stdin: %s", strerror(errno));
+            die("send: reading %s: %s", what, strerror(errno));
         }
         if (r == 0)
             break;
         n += (size_t)r;
     }
-    if (n > MAX_STDIN_PAYLOAD)
-        die("send: message on stdin is larger than %u MiB", MAX_STDIN_PAYLOAD >> 20);
+    if (n > MAX_PAYLOAD)
+        die("send: message from %s is larger than %u MiB", what, MAX_PAYLOAD >> 20);
     *len = n;
     return buf;
 }
 
+static uint8_t *read_file(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        die("send: cannot open %s: %s", path, strerror(errno));
+    uint8_t *buf = read_all(fd, path, len);
+    close(fd);
+    return buf;
+}
+
 static int cmd_send(partisan_client *c, const struct opts *o, const char *node, const char *name,
-                    const char *message)
+                    const char *message, const struct partisan_send_opts *so)
 {
     uint8_t *owned = NULL;
     const void *payload = message;
     size_t len = strlen(message);
     if (strcmp(message, "-") == 0)
-        payload = owned = read_stdin(&len);
-    int rc = partisan_send_sync(c, node, name, payload, len, o->timeout_ms);
+        payload = owned = read_all(STDIN_FILENO, "stdin", &len);
+    else if (message[0] == '@')
+        payload = owned = read_file(message + 1, &len);
+    int rc = partisan_send_sync_with(c, node, name, payload, len, so, o->timeout_ms);
     free(owned);
     if (rc)
         die_call(c, rc, "send to %s@%s", name, node);
+    return 0;
+}
+
+/* The counters of one row of the stats table, in column order. */
+enum { STATS_COLS = 11 };
+
+static void stats_row(const struct partisan_channel_stats *r, unsigned long long v[STATS_COLS])
+{
+    v[0] = r->connections;
+    v[1] = r->msgs_sent;
+    v[2] = r->bytes_sent;
+    v[3] = r->msgs_received;
+    v[4] = r->bytes_received;
+    v[5] = r->queued_msgs;
+    v[6] = r->superseded;
+    v[7] = r->paused;
+    v[8] = r->requeued;
+    v[9] = r->lost;
+    v[10] = r->reconnects;
+}
+
+static int cmd_stats(partisan_client *c, const struct opts *o)
+{
+    struct partisan_stats *s;
+    int rc = partisan_stats(c, &s, o->timeout_ms);
+    if (rc)
+        die_call(c, rc, "stats");
+    if (o->json) {
+        json_t *arr = json_array();
+        if (!arr)
+            die("out of memory building JSON output");
+        for (size_t i = 0; i < s->n_channels; i++) {
+            const struct partisan_channel_stats *r = &s->channels[i];
+            json_t *e = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                                  "peer", r->peer, "channel", r->channel,
+                                  "connections", (json_int_t)r->connections,
+                                  "msgs_sent", (json_int_t)r->msgs_sent,
+                                  "bytes_sent", (json_int_t)r->bytes_sent,
+                                  "msgs_received", (json_int_t)r->msgs_received,
+                                  "bytes_received", (json_int_t)r->bytes_received,
+                                  "queued_msgs", (json_int_t)r->queued_msgs,
+                                  "queued_bytes", (json_int_t)r->queued_bytes,
+                                  "superseded", (json_int_t)r->superseded,
+                                  "paused", (json_int_t)r->paused,
+                                  "requeued", (json_int_t)r->requeued,
+                                  "lost", (json_int_t)r->lost,
+                                  "reconnects", (json_int_t)r->reconnects);
+            if (!e || json_array_append_new(arr, e) != 0)
+                die("out of memory building JSON output");
+        }
+        print_json(json_pack("{s:o, s:I, s:I, s:I}", "channels", arr,
+                             "flow_waits", (json_int_t)s->flow_waits,
+                             "spoofed", (json_int_t)s->spoofed,
+                             "undeliverable", (json_int_t)s->undeliverable));
+    } else {
+        /* Peer and channel left-aligned, counters right-aligned, each column
+         * as wide as its header or its widest value. */
+        static const char *const head[STATS_COLS] = {
+            "CONNS", "SENT_MSGS", "SENT_BYTES", "RECV_MSGS", "RECV_BYTES", "QUEUED",
+            "SUPERSEDED", "PAUSED", "REQUEUED", "LOST", "RECONNECTS",
+        };
+        int wp = (int)strlen("PEER"), wc = (int)strlen("CHANNEL"), w[STATS_COLS];
+        unsigned long long v[STATS_COLS];
+        char tmp[24];
+        for (int k = 0; k < STATS_COLS; k++)
+            w[k] = (int)strlen(head[k]);
+        for (size_t i = 0; i < s->n_channels; i++) {
+            int l;
+            if ((l = (int)strlen(s->channels[i].peer)) > wp) wp = l;
+            if ((l = (int)strlen(s->channels[i].channel)) > wc) wc = l;
+            stats_row(&s->channels[i], v);
+            for (int k = 0; k < STATS_COLS; k++)
+                if ((l = snprintf(tmp, sizeof tmp, "%llu", v[k])) > w[k]) w[k] = l;
+        }
+        printf("%-*s  %-*s", wp, "PEER", wc, "CHANNEL");
+        for (int k = 0; k < STATS_COLS; k++)
+            printf("  %*s", w[k], head[k]);
+        putchar('\n');
+        for (size_t i = 0; i < s->n_channels; i++) {
+            printf("%-*s  %-*s", wp, s->channels[i].peer, wc, s->channels[i].channel);
+            stats_row(&s->channels[i], v);
+            for (int k = 0; k < STATS_COLS; k++)
+                printf("  %*llu", w[k], v[k]);
+            putchar('\n');
+        }
+        printf("flow_waits: %llu  spoofed: %llu  undeliverable: %llu\n",
+               (unsigned long long)s->flow_waits, (unsigned long long)s->spoofed,
+               (unsigned long long)s->undeliverable);
+    }
+    partisan_stats_free(s);
     return 0;
 }
 
@@ -338,7 +453,8 @@ static char *base64(const uint8_t *p, size_t n)
 
 static void print_message_json(const struct partisan_message *m)
 {
-    json_t *obj = json_pack("{s:s, s:s}", "from", m->from_node, "name", m->name);
+    json_t *obj = json_pack("{s:s, s:s, s:s}", "from", m->from_node, "name", m->name,
+                            "channel", m->channel ? m->channel : "default");
     if (!obj)
         die("out of memory building JSON output");
     /* json_stringn refuses invalid UTF-8, which is exactly the test we need. */
@@ -505,6 +621,8 @@ int main(int argc, char **argv)
     int count = 1, wait_ms = -1;
     bool wait_given = false;
     bool is_recv = strcmp(cmd, "recv") == 0;
+    bool is_send = strcmp(cmd, "send") == 0;
+    struct partisan_send_opts send_opts = { 0 };
     for (; i < argc; i++) {
         const char *a = argv[i];
         const char *v;
@@ -519,6 +637,20 @@ int main(int argc, char **argv)
         } else if (is_recv && (v = opt_value(argc, argv, &i, "--timeout-ms"))) {
             wait_ms = parse_int("--timeout-ms", v, -1);
             wait_given = true;
+        } else if (is_send && (v = opt_value(argc, argv, &i, "--channel"))) {
+            if (!*v)
+                usage_error("--channel needs a name");
+            if (strlen(v) > PARTISAN_CHANNEL_MAX)
+                usage_error("--channel: \"%s\" is longer than %d bytes", v, PARTISAN_CHANNEL_MAX);
+            send_opts.channel = v;
+        } else if (is_send && (v = opt_value(argc, argv, &i, "--key"))) {
+            size_t kl = strlen(v);
+            if (kl == 0)
+                usage_error("--key needs a value");
+            if (kl > PARTISAN_KEY_MAX)
+                usage_error("--key: %zu bytes, longer than %d", kl, PARTISAN_KEY_MAX);
+            send_opts.key = v;
+            send_opts.key_len = kl;
         } else if (!global_opt(argc, argv, &i, &o)) {
             usage_error("%s: unknown option \"%s\"", cmd, a);
         }
@@ -537,10 +669,16 @@ int main(int argc, char **argv)
         want_args(cmd, npos, 0, 0);
         c = connect_or_die(&o);
         rc = cmd_members(c, &o, all);
-    } else if (strcmp(cmd, "send") == 0) {
-        want_args(cmd, npos, 3, 3);
+    } else if (strcmp(cmd, "stats") == 0) {
+        want_args(cmd, npos, 0, 0);
         c = connect_or_die(&o);
-        rc = cmd_send(c, &o, pos[0], pos[1], pos[2]);
+        rc = cmd_stats(c, &o);
+    } else if (is_send) {
+        want_args(cmd, npos, 3, 3);
+        if (strcmp(pos[2], "@") == 0)
+            usage_error("send: '@' needs a file name ('@FILE')");
+        c = connect_or_die(&o);
+        rc = cmd_send(c, &o, pos[0], pos[1], pos[2], &send_opts);
     } else if (is_recv) {
         want_args(cmd, npos, 1, 1);
         c = connect_or_die(&o);

@@ -145,6 +145,15 @@ void ipc_reply_members(struct ipc_session *s, uint64_t id, const Partisan__Ipc__
     reply_with(s, &r);
 }
 
+void ipc_reply_stats(struct ipc_session *s, uint64_t id, const Partisan__Ipc__Stats *st)
+{
+    Partisan__Ipc__Reply r = PARTISAN__IPC__REPLY__INIT;
+    r.id = id;
+    r.result_case = PARTISAN__IPC__REPLY__RESULT_STATS;
+    r.stats = (Partisan__Ipc__Stats *)st;
+    reply_with(s, &r);
+}
+
 int ipc_deliver(struct ipc_session *s, const char *from_node, const char *name,
                 const uint8_t *payload, size_t len, const char *channel)
 {
@@ -180,12 +189,14 @@ void ipc_broadcast_event(struct ipc_server *srv, Partisan__Ipc__MemberEvent__Kin
 
 void ipc_session_set_subscribed(struct ipc_session *s, bool on) { s->subscribed = on; }
 
-bool ipc_session_congested(struct ipc_session *s)
+size_t ipc_session_queued(const struct ipc_session *s)
 {
-    bool congested = evbuffer_get_length(bufferevent_get_output(s->bev)) > s->srv->cfg.max_queue_bytes / 2;
-    if (congested)
-        s->was_congested = true;
-    return congested;
+    return evbuffer_get_length(bufferevent_get_output(s->bev));
+}
+
+void ipc_session_watch_drain(struct ipc_session *s)
+{
+    s->was_congested = true;
 }
 
 void ipc_session_block(struct ipc_session *s, const void *sink)
@@ -327,7 +338,10 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_set_max_single_read(bev, 256 * 1024);
     bufferevent_set_max_single_write(bev, 256 * 1024);
     bufferevent_setcb(bev, on_read, on_write, on_event, s);
-    bufferevent_setwatermark(bev, EV_WRITE, srv->cfg.max_queue_bytes / 4, 0);
+    size_t low = srv->cfg.max_queue_bytes / 4;
+    if (srv->cfg.drain_bytes && srv->cfg.drain_bytes < low)
+        low = srv->cfg.drain_bytes;
+    bufferevent_setwatermark(bev, EV_WRITE, low, 0);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     log_debug("%s: connected", s->label);
 }

@@ -12,8 +12,8 @@
  *
  * Backpressure: a handler that finds the destination of a send congested
  * calls ipc_session_block(s, sink); the session then stops reading until
- * ipc_unblock(server, sink) is called (a session's own output draining below
- * its low mark unblocks everything waiting on that session). */
+ * ipc_unblock(server, sink) is called (a session's own output draining to
+ * drain_bytes unblocks everything waiting on that session). */
 #ifndef PARTISAN_IPC_H
 #define PARTISAN_IPC_H
 
@@ -37,6 +37,7 @@ struct ipc_config {
     unsigned mode;               /* socket file permission bits */
     uint64_t max_frame_bytes;
     uint64_t max_queue_bytes;
+    uint64_t drain_bytes;        /* on_drained fires at or below this (0: max_queue_bytes / 4) */
 };
 
 struct ipc_handlers {
@@ -47,8 +48,8 @@ struct ipc_handlers {
     void (*on_request)(void *ctx, struct ipc_session *s, const Partisan__Ipc__IpcRequest *req);
     /* The session is going away (its names must be released). */
     void (*on_close)(void *ctx, struct ipc_session *s);
-    /* The session's output fell below its low mark (a quarter of
-     * ipc.max_queue_bytes) after having been above it. */
+    /* The session's output fell to drain_bytes after
+     * ipc_session_watch_drain() asked for it. */
     void (*on_drained)(void *ctx, struct ipc_session *s);
 };
 
@@ -66,6 +67,7 @@ void ipc_reply(struct ipc_session *s, uint64_t id, Partisan__Ipc__ErrorCode code
                const char *error);
 void ipc_reply_status(struct ipc_session *s, uint64_t id, const Partisan__Ipc__Status *st);
 void ipc_reply_members(struct ipc_session *s, uint64_t id, const Partisan__Ipc__Members *m);
+void ipc_reply_stats(struct ipc_session *s, uint64_t id, const Partisan__Ipc__Stats *st);
 
 /* Queues a message for the application. Returns 0, or -1 if the session was
  * closed because its queue passed ipc.max_queue_bytes (the message is then
@@ -79,10 +81,11 @@ void ipc_broadcast_event(struct ipc_server *srv, Partisan__Ipc__MemberEvent__Kin
 
 void ipc_session_set_subscribed(struct ipc_session *s, bool on);
 
-/* True while the session's output queue is above its high mark (half of
- * ipc.max_queue_bytes); a true answer makes on_drained fire once the queue
- * falls below the low mark. */
-bool ipc_session_congested(struct ipc_session *s);
+/* Bytes queued for the application and not yet written to it. */
+size_t ipc_session_queued(const struct ipc_session *s);
+
+/* Makes on_drained fire once the output falls to drain_bytes. */
+void ipc_session_watch_drain(struct ipc_session *s);
 
 /* Stops reading from s, after the request being handled, until `sink` is
  * unblocked. */

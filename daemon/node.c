@@ -10,7 +10,9 @@
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "config.h"
+#include "control.h"
 #include "ipc.h"
 #include "log.h"
 #include "overlay.h"
@@ -18,7 +20,6 @@
 #include "state.h"
 #include "transport.h"
 
-#define NAME_LIMIT MEMBER_NAME_MAX
 #define STATE_SAVE_DELAY_MS 1000
 
 struct node {
@@ -39,30 +40,11 @@ struct node {
     struct event *save_timer;
     char **seed_texts;
 
-    /* Peers whose messages are not read while a local session they feed
-     * catches up: (session, peer) pairs, few at any time. */
-    struct data_pause { struct ipc_session *s; char peer[MEMBER_NAME_MAX + 1]; } *pauses;
-    size_t n_pauses, cap_pauses;
-
-    uint64_t dropped_no_name;     /* peer messages for names nobody holds */
-    uint64_t dropped_not_ours;    /* peer messages for another node */
+    struct control *control;
+    struct transport_channel channels[CONFIG_CHANNELS_MAX];
 };
 
-/* ---- clock and randomness (the core sees them only through its env) ---- */
-
-static uint64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t realtime_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
+/* ---- randomness (the core sees it only through its env) ---- */
 
 /* splitmix64: the core needs spread, not secrecy. */
 static uint64_t next_random(uint64_t *s)
@@ -77,7 +59,7 @@ static uint64_t next_random(uint64_t *s)
 
 static void arm_tick(struct node *n)
 {
-    uint64_t now = monotonic_ms();
+    uint64_t now = clock_now_ms();
     uint64_t at = n->ops->next_deadline(n->core);
     uint64_t delay = at > now ? at - now : 0;
     if (delay > 1000)
@@ -116,7 +98,7 @@ static void schedule_save(struct node *n)
 
 /* ---- overlay env ---- */
 
-static uint64_t env_now(void *ctx) { (void)ctx; return monotonic_ms(); }
+static uint64_t env_now(void *ctx) { (void)ctx; return clock_now_ms(); }
 static uint64_t env_random(void *ctx) { return next_random(&((struct node *)ctx)->rng); }
 
 static void env_connect(void *ctx, const struct peer_addr *peer)
@@ -129,6 +111,7 @@ static void env_disconnect(void *ctx, const char *node)
 {
     struct node *n = ctx;
     transport_disconnect(n->transport, node);
+    router_peer_gone(n->router, node);
 }
 
 static void env_send(void *ctx, const char *node, const struct overlay_msg *m)
@@ -199,8 +182,8 @@ static void env_down(void *ctx, const char *node)
     struct node *n = ctx;
     log_info("member down: %s", node);
     ipc_broadcast_event(n->ipc, PARTISAN__IPC__MEMBER_EVENT__KIND__DOWN, node, member_address(n, node));
-    /* Senders waiting for that node's queue to drain would wait for ever. */
-    ipc_unblock(n->ipc, n->transport);
+    /* Senders waiting for that node's window would wait for ever. */
+    router_peer_gone(n->router, node);
 }
 
 static void env_log(void *ctx, enum overlay_log_level level, const char *msg)
@@ -239,7 +222,7 @@ static void tp_disconnected(void *ctx, const char *node)
 {
     struct node *n = ctx;
     n->ops->peer_disconnected(n->core, node);
-    ipc_unblock(n->ipc, n->transport);
+    router_peer_gone(n->router, node);
     arm_tick(n);
 }
 
@@ -279,363 +262,69 @@ static void tp_gossip(void *ctx, const char *from, const Partisan__Peer__Gossip 
     arm_tick(n);
 }
 
-static void pause_peer_for(struct node *n, struct ipc_session *s, const char *peer)
+static void tp_data(void *ctx, const char *from, const char *channel, const Partisan__Peer__Data *d)
 {
-    for (size_t i = 0; i < n->n_pauses; i++)
-        if (n->pauses[i].s == s && strcmp(n->pauses[i].peer, peer) == 0) {
-            /* A message still arrived: the peer's data connection is a new
-             * one (it reconnected), which starts unpaused. Idempotent. */
-            transport_pause_data_from(n->transport, peer);
-            return;
-        }
-    if (n->n_pauses == n->cap_pauses) {
-        size_t cap = n->cap_pauses ? n->cap_pauses * 2 : 8;
-        struct data_pause *p = realloc(n->pauses, cap * sizeof *p);
-        if (!p)
-            return; /* the session's own queue bound still holds */
-        n->pauses = p;
-        n->cap_pauses = cap;
-    }
-    n->pauses[n->n_pauses].s = s;
-    snprintf(n->pauses[n->n_pauses].peer, sizeof n->pauses[n->n_pauses].peer, "%s", peer);
-    n->n_pauses++;
-    log_debug("not reading messages from %s until %s catches up", peer, ipc_session_label(s));
-    transport_pause_data_from(n->transport, peer);
+    router_peer_data(((struct node *)ctx)->router, from, channel, d);
 }
 
-static void resume_peers_of(struct node *n, struct ipc_session *s)
+static void tp_credit(void *ctx, const char *from, const Partisan__Peer__Credit *c)
 {
-    for (size_t i = 0; i < n->n_pauses;) {
-        if (n->pauses[i].s != s) {
-            i++;
-            continue;
-        }
-        char peer[MEMBER_NAME_MAX + 1];
-        memcpy(peer, n->pauses[i].peer, sizeof peer);
-        n->pauses[i] = n->pauses[--n->n_pauses];
-        bool still = false;
-        for (size_t k = 0; k < n->n_pauses; k++)
-            still = still || strcmp(n->pauses[k].peer, peer) == 0;
-        if (!still)
-            transport_resume_data_from(n->transport, peer);
-    }
+    router_peer_credit(((struct node *)ctx)->router, from, c);
 }
 
-static void tp_data(void *ctx, const char *from, const Partisan__Peer__Data *d)
+static void tp_lane_drained(void *ctx, const void *lane)
+{
+    router_lane_drained(((struct node *)ctx)->router, lane);
+}
+
+static void tp_data_lost(void *ctx, const char *node, uint64_t lost)
+{
+    router_data_lost(((struct node *)ctx)->router, node, lost);
+}
+
+/* ---- the router's sinks and senders: application sessions ---- */
+
+static int io_deliver(void *sink, const char *from_node, const char *name, const char *channel,
+                      const uint8_t *payload, size_t len)
+{
+    return ipc_deliver(sink, from_node, name, payload, len, channel);
+}
+
+static size_t io_queued(void *sink) { return ipc_session_queued(sink); }
+static void io_watch_drain(void *sink) { ipc_session_watch_drain(sink); }
+static void io_block(void *sender, const void *on) { ipc_session_block(sender, on); }
+static const char *io_label(const void *sink) { return ipc_session_label(sink); }
+
+static void io_unblock(void *ctx, const void *on)
 {
     struct node *n = ctx;
-    if (strcmp(d->to_node, n->cfg.node_name) != 0) {
-        /* Full mesh never relays; an overlay that forwards hands it on here. */
-        n->dropped_not_ours++;
-        log_debug("message from %s for node %s dropped: not this node", from, d->to_node);
-        return;
-    }
-    struct ipc_session *s = router_lookup(n->router, d->name);
-    if (!s) {
-        n->dropped_no_name++;
-        log_debug("message from %s for \"%s\" dropped: nothing registered under that name", from, d->name);
-        return;
-    }
-    if (ipc_deliver(s, d->from_node[0] ? d->from_node : from, d->name, d->payload.data, d->payload.len,
-                    d->channel) == 0 && ipc_session_congested(s))
-        pause_peer_for(n, s, from);
-}
-
-static void tp_drained(void *ctx, const char *node)
-{
-    (void)node;
-    struct node *n = ctx;
-    ipc_unblock(n->ipc, n->transport);
-}
-
-/* ---- IPC requests ---- */
-
-static bool valid_name(const char *s)
-{
-    size_t len = strlen(s);
-    return len > 0 && len <= NAME_LIMIT;
-}
-
-static void handle_status(struct node *n, struct ipc_session *s, uint64_t id)
-{
-    const struct membership *mem = n->ops->members(n->core);
-    uint32_t alive = 0, up = 0;
-    for (size_t i = 0; i < mem->n; i++) {
-        if (mem->v[i].left)
-            continue;
-        alive++;
-        if (n->ops->is_up(n->core, mem->v[i].name))
-            up++;
-    }
-    Partisan__Ipc__Status st = PARTISAN__IPC__STATUS__INIT;
-    st.node = n->cfg.node_name;
-    st.cluster = n->cfg.cluster_name;
-    st.overlay = (char *)config_overlay_name(n->cfg.overlay);
-    st.listen = n->listen_text;
-    st.socket = n->cfg.ipc_socket;
-    st.version = (char *)PARTISAN_VERSION;
-    st.uptime_s = (monotonic_ms() - n->started_ms) / 1000;
-    st.members = alive;
-    st.members_up = up;
-    st.left = n->ops->has_left(n->core);
-    st.undeliverable = n->dropped_no_name + n->dropped_not_ours;
-    const struct transport_stats *ts = transport_get_stats(n->transport);
-    st.peer_bad_frames = ts->bad_checksum + ts->bad_frame + ts->too_large;
-    st.peer_refused = ts->refused_in + ts->refused_out;
-    st.peer_queue_full = ts->queue_overflow;
-    ipc_reply_status(s, id, &st);
-}
-
-static void handle_members(struct node *n, struct ipc_session *s, uint64_t id, bool all)
-{
-    const struct membership *mem = n->ops->members(n->core);
-    Partisan__Ipc__Member *v = calloc(mem->n ? mem->n : 1, sizeof *v);
-    Partisan__Ipc__Member **p = calloc(mem->n ? mem->n : 1, sizeof *p);
-    if (!v || !p) {
-        free(v);
-        free(p);
-        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__INTERNAL, "out of memory");
-        return;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < mem->n; i++) {
-        const struct member *e = &mem->v[i];
-        if (e->left && !all)
-            continue;
-        Partisan__Ipc__Member init = PARTISAN__IPC__MEMBER__INIT;
-        v[k] = init;
-        v[k].name = (char *)e->name;
-        v[k].address = (char *)e->address;
-        v[k].incarnation = e->incarnation;
-        v[k].membership = e->left ? PARTISAN__IPC__MEMBERSHIP__LEFT : PARTISAN__IPC__MEMBERSHIP__ALIVE;
-        v[k].reachability = !e->left && n->ops->is_up(n->core, e->name)
-                                ? PARTISAN__IPC__REACHABILITY__UP : PARTISAN__IPC__REACHABILITY__DOWN;
-        p[k] = &v[k];
-        k++;
-    }
-    Partisan__Ipc__Members m = PARTISAN__IPC__MEMBERS__INIT;
-    m.n_members = k;
-    m.members = p;
-    ipc_reply_members(s, id, &m);
-    free(v);
-    free(p);
-}
-
-static void handle_register(struct node *n, struct ipc_session *s, uint64_t id, const char *name)
-{
-    if (!valid_name(name)) {
-        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__INVALID, "a name must be 1 to 255 bytes");
-        return;
-    }
-    int rc = router_register(n->router, name, s);
-    if (rc == 0) {
-        log_debug("%s registered \"%s\"", ipc_session_label(s), name);
-        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__OK, NULL);
-    } else if (rc == -1) {
-        char msg[400];
-        snprintf(msg, sizeof msg, "name \"%s\" is taken by another client on node %s", name, n->cfg.node_name);
-        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__NAME_TAKEN, msg);
-    } else {
-        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__INTERNAL, "out of memory");
-    }
-}
-
-static void handle_unregister(struct node *n, struct ipc_session *s, uint64_t id, const char *name)
-{
-    int rc = router_unregister(n->router, name, s);
-    char msg[400];
-    if (rc == 0) {
-        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__OK, NULL);
-    } else if (rc == -1) {
-        snprintf(msg, sizeof msg, "nothing registered under \"%s\"", name);
-        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__NO_SUCH_NAME, msg);
-    } else {
-        snprintf(msg, sizeof msg, "name \"%s\" is held by another client", name);
-        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__NOT_OWNER, msg);
-    }
-}
-
-static void send_local(struct node *n, struct ipc_session *s, uint64_t id, const Partisan__Ipc__SendRequest *r)
-{
-    struct ipc_session *to = router_lookup(n->router, r->name);
-    if (!to) {
-        char msg[600];
-        snprintf(msg, sizeof msg, "nothing registered under \"%s\" on node %s", r->name, n->cfg.node_name);
-        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__NO_SUCH_NAME, msg);
-        return;
-    }
-    if (ipc_deliver(to, n->cfg.node_name, r->name, r->payload.data, r->payload.len, r->channel) != 0) {
-        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__BUSY,
-                  "the receiving application's queue overflowed and it was disconnected");
-        return;
-    }
-    ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__OK, NULL);
-    if (ipc_session_congested(to))
-        ipc_session_block(s, to);
-}
-
-static bool refuse_if_left(struct node *n, struct ipc_session *s, uint64_t id)
-{
-    if (!n->ops->has_left(n->core))
-        return false;
-    char msg[700];
-    snprintf(msg, sizeof msg, "node %s has left cluster %s; restart partisand to rejoin",
-             n->cfg.node_name, n->cfg.cluster_name);
-    ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__SELF_LEFT, msg);
-    return true;
-}
-
-static void send_remote(struct node *n, struct ipc_session *s, uint64_t id, const Partisan__Ipc__SendRequest *r)
-{
-    char msg[600];
-    if (refuse_if_left(n, s, id))
-        return;
-    const char *hop = n->ops->next_hop(n->core, r->node);
-    if (!hop) {
-        const struct member *m = membership_find(n->ops->members(n->core), r->node);
-        if (m && !m->left) {
-            snprintf(msg, sizeof msg, "node %s is down (unreachable from %s)", r->node, n->cfg.node_name);
-            ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__NODE_DOWN, msg);
-        } else {
-            snprintf(msg, sizeof msg, "node %s is not a member of cluster %s", r->node, n->cfg.cluster_name);
-            ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__NO_SUCH_NODE, msg);
-        }
-        return;
-    }
-    Partisan__Peer__Data d = PARTISAN__PEER__DATA__INIT;
-    d.from_node = n->cfg.node_name;
-    d.to_node = r->node;
-    d.name = r->name;
-    d.payload = r->payload;
-    d.channel = r->channel;
-    /* The frame's real size: three names and the channel can together
-     * exceed any fixed allowance, and the transport would then drop the
-     * frame and report it as no connection (NODE_DOWN). 6: the PeerFrame
-     * tag and length around the Data. */
-    if (partisan__peer__data__get_packed_size(&d) + 6 > n->cfg.peer_max_frame_bytes) {
-        snprintf(msg, sizeof msg, "payload of %zu bytes is above transport.max_frame_bytes (%" PRIu64 ")",
-                 r->payload.len, n->cfg.peer_max_frame_bytes);
-        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__TOO_LARGE, msg);
-        return;
-    }
-    int rc = transport_send_data(n->transport, hop, &d);
-    if (rc == -1) {
-        snprintf(msg, sizeof msg, "node %s is down (no connection from %s)", r->node, n->cfg.node_name);
-        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__NODE_DOWN, msg);
-        return;
-    }
-    if (rc == -2) {
-        snprintf(msg, sizeof msg, "the queue toward %s is full; retry later", hop);
-        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__BUSY, msg);
-        return;
-    }
-    ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__OK, NULL);
-    if (transport_data_congested(n->transport, hop))
-        ipc_session_block(s, n->transport);
-}
-
-static void handle_send(struct node *n, struct ipc_session *s, uint64_t id, const Partisan__Ipc__SendRequest *r)
-{
-    if (!valid_name(r->node) || !valid_name(r->name)) {
-        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__INVALID, "send needs a node and a name of 1 to 255 bytes");
-        return;
-    }
-    if (r->payload.len > n->cfg.ipc_max_frame_bytes) {
-        char msg[200];
-        snprintf(msg, sizeof msg, "payload of %zu bytes is above ipc.max_frame_bytes (%" PRIu64 ")",
-                 r->payload.len, n->cfg.ipc_max_frame_bytes);
-        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__TOO_LARGE, msg);
-        return;
-    }
-    if (strcmp(r->node, n->cfg.node_name) == 0)
-        send_local(n, s, id, r);
-    else
-        send_remote(n, s, id, r);
-}
-
-static void handle_join(struct node *n, struct ipc_session *s, uint64_t id, const char *address)
-{
-    if (refuse_if_left(n, s, id))
-        return;
-    struct config_addr a;
-    if (config_parse_addr(address, &a) != 0 || a.port == 0) {
-        char msg[400];
-        snprintf(msg, sizeof msg, "\"%s\" is not a host:port address", address);
-        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__BAD_ADDRESS, msg);
-        return;
-    }
-    log_info("%s asked to join through %s", ipc_session_label(s), address);
-    n->ops->join(n->core, address);
-    arm_tick(n);
-    ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__OK, NULL);
-}
-
-static void handle_leave(struct node *n, struct ipc_session *s, uint64_t id, const char *node)
-{
-    if (refuse_if_left(n, s, id))
-        return;
-    bool self = !node[0] || strcmp(node, n->cfg.node_name) == 0;
-    if (n->ops->leave(n->core, self ? NULL : node) != 0) {
-        char msg[400];
-        snprintf(msg, sizeof msg, "%s is not a member of cluster %s (or has left already)", node,
-                 n->cfg.cluster_name);
-        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__NO_SUCH_NODE, msg);
-        return;
-    }
-    log_info("%s: %s leaves the cluster", ipc_session_label(s), self ? n->cfg.node_name : node);
-    save_state_now(n);
-    arm_tick(n);
-    ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__OK, NULL);
+    if (n->ipc)
+        ipc_unblock(n->ipc, on);
 }
 
 static void on_request(void *ctx, struct ipc_session *s, const Partisan__Ipc__IpcRequest *req)
 {
-    struct node *n = ctx;
-    switch (req->body_case) {
-    case PARTISAN__IPC__IPC_REQUEST__BODY_STATUS:
-        handle_status(n, s, req->id);
-        break;
-    case PARTISAN__IPC__IPC_REQUEST__BODY_REGISTER:
-        handle_register(n, s, req->id, req->register_->name);
-        break;
-    case PARTISAN__IPC__IPC_REQUEST__BODY_UNREGISTER:
-        handle_unregister(n, s, req->id, req->unregister->name);
-        break;
-    case PARTISAN__IPC__IPC_REQUEST__BODY_SEND:
-        handle_send(n, s, req->id, req->send);
-        break;
-    case PARTISAN__IPC__IPC_REQUEST__BODY_MEMBERS:
-        handle_members(n, s, req->id, req->members->all);
-        break;
-    case PARTISAN__IPC__IPC_REQUEST__BODY_SUBSCRIBE:
-        ipc_session_set_subscribed(s, req->subscribe->subscribe);
-        ipc_reply(s, req->id, PARTISAN__IPC__ERROR_CODE__OK, NULL);
-        break;
-    case PARTISAN__IPC__IPC_REQUEST__BODY_JOIN:
-        handle_join(n, s, req->id, req->join->address);
-        break;
-    case PARTISAN__IPC__IPC_REQUEST__BODY_LEAVE:
-        handle_leave(n, s, req->id, req->leave->node);
-        break;
-    default:
-        ipc_reply(s, req->id, PARTISAN__IPC__ERROR_CODE__UNSUPPORTED,
-                  "unknown or empty request (is the client newer than this daemon?)");
-        break;
-    }
+    control_handle(((struct node *)ctx)->control, s, req);
 }
 
 static void on_session_close(void *ctx, struct ipc_session *s)
 {
-    struct node *n = ctx;
-    size_t released = router_release(n->router, s);
+    size_t released = router_sink_closed(((struct node *)ctx)->router, s);
     if (released)
         log_debug("%s: released %zu name(s)", ipc_session_label(s), released);
-    resume_peers_of(n, s);
 }
 
 static void on_session_drained(void *ctx, struct ipc_session *s)
 {
-    resume_peers_of(ctx, s);
+    router_sink_drained(((struct node *)ctx)->router, s);
+}
+
+static void control_joined(void *ctx) { arm_tick(ctx); }
+
+static void control_left(void *ctx)
+{
+    save_state_now(ctx);
+    arm_tick(ctx);
 }
 
 /* ---- lifecycle ---- */
@@ -665,7 +354,14 @@ static int start_transport(struct node *n, char *err, size_t errlen)
         .connect_timeout_ms = n->cfg.connect_timeout_ms,
         .max_frame_bytes = n->cfg.peer_max_frame_bytes,
         .max_queue_bytes = n->cfg.peer_max_queue_bytes,
+        .channels = n->channels,
+        .n_channels = n->cfg.n_channels,
     };
+    for (size_t i = 0; i < n->cfg.n_channels; i++) {
+        n->channels[i].name = n->cfg.channels[i].name;
+        n->channels[i].parallelism = n->cfg.channels[i].parallelism;
+        n->channels[i].monotonic = n->cfg.channels[i].monotonic;
+    }
     struct transport_callbacks cb = {
         .ctx = n,
         .on_connected = tp_connected,
@@ -673,7 +369,9 @@ static int start_transport(struct node *n, char *err, size_t errlen)
         .on_disconnected = tp_disconnected,
         .on_gossip = tp_gossip,
         .on_data = tp_data,
-        .on_drained = tp_drained,
+        .on_credit = tp_credit,
+        .on_lane_drained = tp_lane_drained,
+        .on_data_lost = tp_data_lost,
     };
     n->transport = transport_new(n->base, &tc, &cb);
     if (!n->transport) {
@@ -770,15 +468,25 @@ struct node *node_new(struct event_base *base, const struct config *cfg, char *e
         return NULL;
     }
     n->base = base;
-    n->started_ms = monotonic_ms();
+    n->started_ms = clock_now_ms();
     if (getrandom(&n->rng, sizeof n->rng, 0) != sizeof n->rng)
-        n->rng = realtime_ms() ^ ((uint64_t)getpid() << 32);
-    n->incarnation = state_next_incarnation(n->cfg.state_dir, realtime_ms());
+        n->rng = clock_wall_ms() ^ ((uint64_t)getpid() << 32);
+    n->incarnation = state_next_incarnation(n->cfg.state_dir, clock_wall_ms());
     if (n->incarnation == 0) {
         snprintf(err, errlen, "cannot write the state directory %s (node.state_dir)", n->cfg.state_dir);
         goto fail;
     }
-    n->router = router_new();
+    struct router_config rc = {
+        .config = &n->cfg,
+        .self = n->cfg.node_name,
+        .cluster = n->cfg.cluster_name,
+        .window_bytes = n->cfg.flow_window_bytes,
+        .peer_max_frame_bytes = n->cfg.peer_max_frame_bytes,
+        .sink_max_queue_bytes = n->cfg.ipc_max_queue_bytes,
+    };
+    struct router_io io = { .ctx = n, .deliver = io_deliver, .queued = io_queued, .watch_drain = io_watch_drain,
+                            .block = io_block, .unblock = io_unblock, .label = io_label };
+    n->router = router_new(&rc, &io);
     n->tick_timer = evtimer_new(base, on_tick, n);
     n->save_timer = evtimer_new(base, on_save, n);
     if (!n->router || !n->tick_timer || !n->save_timer) {
@@ -792,6 +500,10 @@ struct node *node_new(struct event_base *base, const struct config *cfg, char *e
         .mode = n->cfg.ipc_mode,
         .max_frame_bytes = n->cfg.ipc_max_frame_bytes,
         .max_queue_bytes = n->cfg.ipc_max_queue_bytes,
+        /* Where a receiver that was holding flow-control grants has caught
+         * up enough to release them. */
+        .drain_bytes = (n->cfg.flow_window_bytes < n->cfg.ipc_max_queue_bytes / 4
+                            ? n->cfg.flow_window_bytes : n->cfg.ipc_max_queue_bytes / 4) / 2,
     };
     struct ipc_handlers ih = { .ctx = n, .on_request = on_request, .on_close = on_session_close,
                                .on_drained = on_session_drained };
@@ -800,6 +512,16 @@ struct node *node_new(struct event_base *base, const struct config *cfg, char *e
         goto fail;
     if (start_overlay(n, err, errlen) != 0)
         goto fail;
+    router_attach(n->router, n->transport, n->ops, n->core);
+    struct control_env ce = {
+        .ctx = n, .cfg = &n->cfg, .listen_text = n->listen_text, .started_ms = n->started_ms,
+        .router = n->router, .transport = n->transport, .ops = n->ops, .core = n->core,
+        .joined = control_joined, .left = control_left,
+    };
+    if (!(n->control = control_new(&ce))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     arm_tick(n);
     log_info("node %s (incarnation %" PRIu64 ") in cluster %s: peers on %s (advertised as %s), "
              "applications on %s, overlay %s",
@@ -832,7 +554,7 @@ void node_free(struct node *n)
             free(n->seed_texts[i]);
         free(n->seed_texts);
     }
-    free(n->pauses);
+    control_free(n->control);
     free(n->cfg.seeds);
     free(n);
 }
@@ -843,6 +565,18 @@ static bool same_seeds(const struct config *a, const struct config *b)
         return false;
     for (size_t i = 0; i < a->n_seeds; i++)
         if (a->seeds[i].port != b->seeds[i].port || strcmp(a->seeds[i].host, b->seeds[i].host) != 0)
+            return false;
+    return true;
+}
+
+static bool same_channels(const struct config *a, const struct config *b)
+{
+    if (a->n_channels != b->n_channels)
+        return false;
+    for (size_t i = 0; i < a->n_channels; i++)
+        if (strcmp(a->channels[i].name, b->channels[i].name) != 0 ||
+            a->channels[i].parallelism != b->channels[i].parallelism ||
+            a->channels[i].monotonic != b->channels[i].monotonic)
             return false;
     return true;
 }
@@ -865,7 +599,9 @@ void node_reload(struct node *n, const struct config *fresh)
         { "failure_detector", fresh->ping_interval_ms != n->cfg.ping_interval_ms || fresh->fd_timeout_ms != n->cfg.fd_timeout_ms },
         { "transport", fresh->connect_timeout_ms != n->cfg.connect_timeout_ms ||
               fresh->backoff_initial_ms != n->cfg.backoff_initial_ms || fresh->backoff_max_ms != n->cfg.backoff_max_ms ||
-              fresh->peer_max_frame_bytes != n->cfg.peer_max_frame_bytes || fresh->peer_max_queue_bytes != n->cfg.peer_max_queue_bytes },
+              fresh->peer_max_frame_bytes != n->cfg.peer_max_frame_bytes || fresh->peer_max_queue_bytes != n->cfg.peer_max_queue_bytes ||
+              fresh->flow_window_bytes != n->cfg.flow_window_bytes },
+        { "channels", !same_channels(fresh, &n->cfg) },
         { "ipc", strcmp(fresh->ipc_socket, n->cfg.ipc_socket) != 0 || fresh->ipc_mode != n->cfg.ipc_mode ||
               fresh->ipc_max_frame_bytes != n->cfg.ipc_max_frame_bytes || fresh->ipc_max_queue_bytes != n->cfg.ipc_max_queue_bytes },
     };

@@ -1,43 +1,92 @@
 #include "router.h"
 
-#include <stdint.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
+#include "flow.h"
+#include "hash.h"
+#include "log.h"
+#include "membership.h"
+#include "overlay.h"
+#include "transport.h"
+
 struct route {
     struct route *next;
-    struct ipc_session *owner;
+    void *sink;
     uint64_t hash;
     char name[];
+};
+
+/* A peer whose data connections are not read while a sink it feeds is past
+ * three quarters of its hard bound: the last resort against a peer that
+ * ignores flow control, which keeps its frames bounded without dropping
+ * any. Few at any time. */
+struct peer_pause {
+    void *sink;
+    char peer[MEMBER_NAME_MAX + 1];
 };
 
 struct router {
     struct route **buckets;
     size_t n_buckets;            /* a power of two */
     size_t count;
+    struct router_config cfg;
+    struct router_io io;
+    struct transport *transport;
+    const struct overlay_ops *ops;
+    struct overlay *core;
+    struct flow *flow;
+    struct peer_pause *pauses;
+    size_t n_pauses, cap_pauses;
+    struct router_counters counters;
 };
 
-/* FNV-1a: names are short, and this is cheap and good enough for them. */
-static uint64_t hash_name(const char *s)
+static void flow_grant(void *ctx, const char *node, const char *name, uint64_t bytes)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-    return h;
+    struct router *r = ctx;
+    if (r->transport)
+        transport_send_credit(r->transport, node, name, bytes);
 }
 
-struct router *router_new(void)
+static void flow_reopen(void *ctx, const void *handle)
+{
+    struct router *r = ctx;
+    r->io.unblock(r->io.ctx, handle);
+}
+
+struct router *router_new(const struct router_config *cfg, const struct router_io *io)
 {
     struct router *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
+    r->cfg = *cfg;
+    /* A window larger than a session may queue would get the receiving
+     * application disconnected instead of its senders slowed. */
+    if (r->cfg.window_bytes > r->cfg.sink_max_queue_bytes / 4) {
+        r->cfg.window_bytes = r->cfg.sink_max_queue_bytes / 4;
+        log_warn("transport.window_bytes (%" PRIu64 ") is above a quarter of ipc.max_queue_bytes; using %" PRIu64,
+                 cfg->window_bytes, r->cfg.window_bytes);
+    }
+    r->io = *io;
     r->n_buckets = 64;
     r->buckets = calloc(r->n_buckets, sizeof *r->buckets);
-    if (!r->buckets) {
-        free(r);
+    struct flow_callbacks fc = { .ctx = r, .grant = flow_grant, .reopen = flow_reopen };
+    r->flow = flow_new(cfg->window_bytes, &fc);
+    if (!r->buckets || !r->flow) {
+        router_free(r);
         return NULL;
     }
     return r;
+}
+
+void router_attach(struct router *r, struct transport *t, const struct overlay_ops *ops, struct overlay *core)
+{
+    r->transport = t;
+    r->ops = ops;
+    r->core = core;
 }
 
 void router_free(struct router *r)
@@ -50,6 +99,8 @@ void router_free(struct router *r)
             free(e);
         }
     free(r->buckets);
+    flow_free(r->flow);
+    free(r->pauses);
     free(r);
 }
 
@@ -78,18 +129,18 @@ static void grow(struct router *r)
     r->n_buckets = n;
 }
 
-int router_register(struct router *r, const char *name, struct ipc_session *owner)
+int router_register(struct router *r, const char *name, void *owner)
 {
-    uint64_t h = hash_name(name);
+    uint64_t h = hash_str(name);
     struct route **pp = find_slot(r, name, h);
     if (*pp)
-        return (*pp)->owner == owner ? 0 : -1;
+        return (*pp)->sink == owner ? 0 : -1;
     size_t len = strlen(name);
     struct route *e = malloc(sizeof *e + len + 1);
     if (!e)
         return -2;
     e->next = NULL;
-    e->owner = owner;
+    e->sink = owner;
     e->hash = h;
     memcpy(e->name, name, len + 1);
     *pp = e;
@@ -98,12 +149,12 @@ int router_register(struct router *r, const char *name, struct ipc_session *owne
     return 0;
 }
 
-int router_unregister(struct router *r, const char *name, const struct ipc_session *owner)
+int router_unregister(struct router *r, const char *name, const void *owner)
 {
-    struct route **pp = find_slot(r, name, hash_name(name));
+    struct route **pp = find_slot(r, name, hash_str(name));
     if (!*pp)
         return -1;
-    if ((*pp)->owner != owner)
+    if ((*pp)->sink != owner)
         return -2;
     struct route *e = *pp;
     *pp = e->next;
@@ -112,19 +163,19 @@ int router_unregister(struct router *r, const char *name, const struct ipc_sessi
     return 0;
 }
 
-struct ipc_session *router_lookup(const struct router *r, const char *name)
+void *router_lookup(const struct router *r, const char *name)
 {
-    struct route **pp = find_slot(r, name, hash_name(name));
-    return *pp ? (*pp)->owner : NULL;
+    struct route **pp = find_slot(r, name, hash_str(name));
+    return *pp ? (*pp)->sink : NULL;
 }
 
-size_t router_release(struct router *r, const struct ipc_session *owner)
+static size_t release_names(struct router *r, const void *owner)
 {
     size_t n = 0;
     for (size_t i = 0; i < r->n_buckets; i++) {
         struct route **pp = &r->buckets[i];
         while (*pp) {
-            if ((*pp)->owner == owner) {
+            if ((*pp)->sink == owner) {
                 struct route *e = *pp;
                 *pp = e->next;
                 free(e);
@@ -139,3 +190,226 @@ size_t router_release(struct router *r, const struct ipc_session *owner)
 }
 
 size_t router_count(const struct router *r) { return r->count; }
+
+size_t router_sink_closed(struct router *r, void *sink)
+{
+    size_t n = release_names(r, sink);
+    flow_release(r->flow, sink);
+    router_sink_drained(r, sink);
+    return n;
+}
+
+const struct router_counters *router_get_counters(const struct router *r) { return &r->counters; }
+
+/* ------------------------------------------------------------ sending -- */
+
+static void channel_list(const struct router *r, char *buf, size_t len)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < r->cfg.config->n_channels && n < len; i++) {
+        int w = snprintf(buf + n, len - n, "%s%s", i ? ", " : "", r->cfg.config->channels[i].name);
+        if (w < 0)
+            break;
+        n += (size_t)w;
+    }
+}
+
+static Partisan__Ipc__ErrorCode send_local(struct router *r, void *sender, const Partisan__Ipc__SendRequest *q,
+                                           const char *channel, char *msg, size_t msglen)
+{
+    void *to = router_lookup(r, q->name);
+    if (!to) {
+        snprintf(msg, msglen, "nothing registered under \"%s\" on node %s", q->name, r->cfg.self);
+        return PARTISAN__IPC__ERROR_CODE__NO_SUCH_NAME;
+    }
+    if (r->io.deliver(to, r->cfg.self, q->name, channel, q->payload.data, q->payload.len) != 0) {
+        snprintf(msg, msglen, "the receiving application's queue overflowed and it was disconnected");
+        return PARTISAN__IPC__ERROR_CODE__BUSY;
+    }
+    if (to != sender && r->io.queued(to) > r->cfg.sink_max_queue_bytes / 2) {
+        r->io.watch_drain(to);
+        r->io.block(sender, to);
+    }
+    return PARTISAN__IPC__ERROR_CODE__OK;
+}
+
+static Partisan__Ipc__ErrorCode send_remote(struct router *r, void *sender, const Partisan__Ipc__SendRequest *q,
+                                            int ch, char *msg, size_t msglen)
+{
+    const char *hop = r->ops->next_hop(r->core, q->node);
+    if (!hop) {
+        const struct member *m = membership_find(r->ops->members(r->core), q->node);
+        if (m && !m->left) {
+            snprintf(msg, msglen, "node %s is down (unreachable from %s)", q->node, r->cfg.self);
+            return PARTISAN__IPC__ERROR_CODE__NODE_DOWN;
+        }
+        snprintf(msg, msglen, "node %s is not a member of cluster %s", q->node, r->cfg.cluster);
+        return PARTISAN__IPC__ERROR_CODE__NO_SUCH_NODE;
+    }
+    Partisan__Peer__Data d = PARTISAN__PEER__DATA__INIT;
+    d.to_node = q->node;
+    d.name = q->name;
+    d.payload = q->payload;
+    d.channel = (char *)r->cfg.config->channels[ch].name;
+    d.partition_key = q->partition_key;
+    /* The frame's real size: the names and the key together can exceed any
+     * fixed allowance, and the transport would then refuse the frame and
+     * it would be reported as no connection. 6: the PeerFrame tag and
+     * length around the Data. */
+    if (partisan__peer__data__get_packed_size(&d) + 6 > r->cfg.peer_max_frame_bytes) {
+        snprintf(msg, msglen, "payload of %zu bytes is above transport.max_frame_bytes (%" PRIu64 ")",
+                 q->payload.len, r->cfg.peer_max_frame_bytes);
+        return PARTISAN__IPC__ERROR_CODE__TOO_LARGE;
+    }
+    const void *lane = NULL;
+    int rc = transport_send_data(r->transport, hop, (unsigned)ch, q->partition_key.data, q->partition_key.len,
+                                 &d, &lane);
+    if (rc == -1) {
+        snprintf(msg, msglen, "node %s is down (no connection from %s)", q->node, r->cfg.self);
+        return PARTISAN__IPC__ERROR_CODE__NODE_DOWN;
+    }
+    if (rc == -2) {
+        snprintf(msg, msglen, "the %s queue toward %s is full; retry later", r->cfg.config->channels[ch].name, hop);
+        return PARTISAN__IPC__ERROR_CODE__BUSY;
+    }
+    const void *window = flow_sent(r->flow, q->node, q->name, flow_cost(q->payload.len));
+    if (lane) {
+        r->io.block(sender, lane);
+    } else if (window) {
+        r->counters.flow_waits++;
+        r->io.block(sender, window);
+    }
+    return PARTISAN__IPC__ERROR_CODE__OK;
+}
+
+Partisan__Ipc__ErrorCode router_send(struct router *r, void *sender, const Partisan__Ipc__SendRequest *q,
+                                     char *msg, size_t msglen)
+{
+    if (!q->node[0] || strlen(q->node) > MEMBER_NAME_MAX || !q->name[0] || strlen(q->name) > MEMBER_NAME_MAX) {
+        snprintf(msg, msglen, "send needs a node and a name of 1 to %d bytes", MEMBER_NAME_MAX);
+        return PARTISAN__IPC__ERROR_CODE__INVALID;
+    }
+    if (q->partition_key.len > MEMBER_NAME_MAX) {
+        snprintf(msg, msglen, "a partition key is at most %d bytes (got %zu)", MEMBER_NAME_MAX,
+                 q->partition_key.len);
+        return PARTISAN__IPC__ERROR_CODE__INVALID;
+    }
+    int ch = config_channel_index(r->cfg.config, q->channel);
+    if (ch < 0) {
+        char list[512];
+        channel_list(r, list, sizeof list);
+        snprintf(msg, msglen, "no channel \"%.64s\" on node %s (channels: %s)", q->channel, r->cfg.self, list);
+        return PARTISAN__IPC__ERROR_CODE__NO_SUCH_CHANNEL;
+    }
+    if (strcmp(q->node, r->cfg.self) == 0)
+        return send_local(r, sender, q, r->cfg.config->channels[ch].name, msg, msglen);
+    return send_remote(r, sender, q, ch, msg, msglen);
+}
+
+/* ------------------------------------------------------ from the peers -- */
+
+static void pause_peer_for(struct router *r, void *sink, const char *peer)
+{
+    for (size_t i = 0; i < r->n_pauses; i++)
+        if (r->pauses[i].sink == sink && strcmp(r->pauses[i].peer, peer) == 0) {
+            /* A frame still arrived: the peer's connection is a new one (it
+             * reconnected), which starts unpaused. Idempotent. */
+            transport_pause_data_from(r->transport, peer);
+            return;
+        }
+    if (r->n_pauses == r->cap_pauses) {
+        size_t cap = r->cap_pauses ? r->cap_pauses * 2 : 8;
+        struct peer_pause *p = realloc(r->pauses, cap * sizeof *p);
+        if (!p)
+            return; /* the sink's own hard bound still holds */
+        r->pauses = p;
+        r->cap_pauses = cap;
+    }
+    r->pauses[r->n_pauses].sink = sink;
+    snprintf(r->pauses[r->n_pauses].peer, sizeof r->pauses[r->n_pauses].peer, "%s", peer);
+    r->n_pauses++;
+    log_warn("not reading messages from %s until %s catches up: it has more in flight than this node's "
+             "applications may queue (its transport.window_bytes above this node's ipc.max_queue_bytes / 4?)",
+             peer, r->io.label(sink));
+    transport_pause_data_from(r->transport, peer);
+}
+
+void router_sink_drained(struct router *r, void *sink)
+{
+    flow_release(r->flow, sink);
+    r->io.unblock(r->io.ctx, sink);
+    for (size_t i = 0; i < r->n_pauses;) {
+        if (r->pauses[i].sink != sink) {
+            i++;
+            continue;
+        }
+        char peer[MEMBER_NAME_MAX + 1];
+        memcpy(peer, r->pauses[i].peer, sizeof peer);
+        r->pauses[i] = r->pauses[--r->n_pauses];
+        bool still = false;
+        for (size_t k = 0; k < r->n_pauses; k++)
+            still = still || strcmp(r->pauses[k].peer, peer) == 0;
+        if (!still && r->transport)
+            transport_resume_data_from(r->transport, peer);
+    }
+}
+
+void router_peer_data(struct router *r, const char *from, const char *channel, const Partisan__Peer__Data *d)
+{
+    uint64_t cost = flow_cost(d->payload.len);
+    if (strcmp(d->to_node, r->cfg.self) != 0) {
+        /* Full mesh never relays; an overlay that forwards hands it on here. */
+        r->counters.not_ours++;
+        flow_received(r->flow, from, d->name, cost, NULL);
+        log_debug("message from %s for node %s dropped: not this node", from, d->to_node);
+        return;
+    }
+    void *sink = router_lookup(r, d->name);
+    if (!sink) {
+        r->counters.no_name++;
+        flow_received(r->flow, from, d->name, cost, NULL);
+        log_debug("message from %s for \"%s\" dropped: nothing registered under that name", from, d->name);
+        return;
+    }
+    if (r->io.deliver(sink, from, d->name, channel, d->payload.data, d->payload.len) != 0) {
+        flow_received(r->flow, from, d->name, cost, NULL);
+        return;
+    }
+    size_t queued = r->io.queued(sink);
+    if (queued > r->cfg.window_bytes) {
+        /* Past a window unread: its senders wait until it catches up. */
+        flow_received(r->flow, from, d->name, cost, sink);
+        r->io.watch_drain(sink);
+        if (queued > r->cfg.sink_max_queue_bytes / 4 * 3)
+            pause_peer_for(r, sink, from);
+    } else {
+        flow_received(r->flow, from, d->name, cost, NULL);
+    }
+}
+
+void router_peer_credit(struct router *r, const char *from, const Partisan__Peer__Credit *c)
+{
+    for (size_t i = 0; i < c->n_grants; i++)
+        if (c->grants[i]->name)
+            flow_granted(r->flow, from, c->grants[i]->name, c->grants[i]->bytes);
+}
+
+void router_lane_drained(struct router *r, const void *lane)
+{
+    r->io.unblock(r->io.ctx, lane);
+}
+
+void router_data_lost(struct router *r, const char *node, uint64_t lost)
+{
+    log_warn("%" PRIu64 " message(s) to node %s may be lost: its data connection dropped while they were "
+             "in the kernel's send queue", lost, node);
+    /* Their grants will never come: without this the windows toward node
+     * would shrink for good. */
+    flow_forget_node(r->flow, node);
+}
+
+void router_peer_gone(struct router *r, const char *node)
+{
+    flow_forget_node(r->flow, node);
+}

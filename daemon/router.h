@@ -1,32 +1,104 @@
-/* router: the names registered on this node, and local delivery.
+/* router: the data plane. It owns the names registered on this node,
+ * sending (local delivery, or a lane toward the next hop the overlay
+ * names), delivery of what peers send, flow control per destination and
+ * the counters of what was refused or dropped. Nothing else decides where a
+ * message goes.
  *
- * A name is held by at most one session; a session's names are released
- * when it closes. Lookups are hash-table probes, on the hot path of every
- * delivered message. */
+ * A route is a sink: the router hands a message to it through the
+ * router_io operations and never looks inside. Today every sink is an
+ * application's IPC session, and so is every sender; the router blocks and
+ * resumes them through the same operations.
+ *
+ * Flow control (flow.h): a sender to a remote name waits once a window of
+ * its messages is unacknowledged; the receiving node grants the window
+ * back as it hands messages to the application, and holds the grants
+ * while that application has more than a window unread. So an
+ * application that stops reading stalls only the senders writing to it;
+ * every other name on its node and every channel keep flowing. A sender
+ * also waits while the lane its message took is past its high mark, and
+ * for a local receiver past half its queue bound. Nothing accepted with ok
+ * is dropped for flow control.
+ */
 #ifndef PARTISAN_ROUTER_H
 #define PARTISAN_ROUTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
-struct ipc_session;
+#include "ipc.pb-c.h"
+#include "peer.pb-c.h"
+
+struct config;
+struct overlay;
+struct overlay_ops;
 struct router;
+struct transport;
 
-struct router *router_new(void);
+struct router_io {
+    void *ctx;
+    /* Hands a message to a local sink. 0, or -1 if the sink had to be
+     * closed (its queue bound passed): the message is lost with it. */
+    int (*deliver)(void *sink, const char *from_node, const char *name, const char *channel,
+                   const uint8_t *payload, size_t len);
+    /* Bytes the sink has not yet taken. */
+    size_t (*queued)(void *sink);
+    /* Asks for router_sink_drained(sink) once its queue has fallen low. */
+    void (*watch_drain)(void *sink);
+    /* Stop reading requests from sender until unblock(on). */
+    void (*block)(void *sender, const void *on);
+    void (*unblock)(void *ctx, const void *on);
+    const char *(*label)(const void *sink);
+};
+
+struct router_config {
+    const struct config *config;            /* channels; outlives the router */
+    const char *self;                       /* this node's name */
+    const char *cluster;
+    uint64_t window_bytes;                  /* flow-control window per destination */
+    uint64_t peer_max_frame_bytes;
+    uint64_t sink_max_queue_bytes;          /* a sink's hard bound (ipc.max_queue_bytes) */
+};
+
+struct router_counters {
+    uint64_t no_name;          /* from peers, for names nobody holds here */
+    uint64_t not_ours;         /* from peers, for another node */
+    uint64_t flow_waits;       /* sends after which the sender waited for a window */
+};
+
+struct router *router_new(const struct router_config *cfg, const struct router_io *io);
 void router_free(struct router *r);
 
-/* Returns 0; -1 if another session holds the name; -2 out of memory.
- * Registering a name the same session already holds succeeds. */
-int router_register(struct router *r, const char *name, struct ipc_session *owner);
+/* Where messages go: set once both exist, before any traffic. */
+void router_attach(struct router *r, struct transport *t, const struct overlay_ops *ops,
+                   struct overlay *core);
 
-/* Returns 0; -1 if nothing holds the name; -2 if another session does. */
-int router_unregister(struct router *r, const char *name, const struct ipc_session *owner);
-
-/* The session holding name, or NULL. */
-struct ipc_session *router_lookup(const struct router *r, const char *name);
-
-/* Releases every name owner holds; returns how many. */
-size_t router_release(struct router *r, const struct ipc_session *owner);
-
+/* Names. register: 0; -1 another sink holds it; -2 out of memory (holding
+ * it already succeeds). unregister: 0; -1 nobody holds it; -2 another does. */
+int router_register(struct router *r, const char *name, void *sink);
+int router_unregister(struct router *r, const char *name, const void *sink);
+void *router_lookup(const struct router *r, const char *name);
 size_t router_count(const struct router *r);
+
+/* Sends one application message from `sender`. Returns the code to reply
+ * with, and the reason in msg when it is not OK. On OK the sender may have
+ * been blocked (flow control); its reply is still owed by the caller. */
+Partisan__Ipc__ErrorCode router_send(struct router *r, void *sender, const Partisan__Ipc__SendRequest *req,
+                                     char *msg, size_t msglen);
+
+/* From the transport. */
+void router_peer_data(struct router *r, const char *from, const char *channel, const Partisan__Peer__Data *d);
+void router_peer_credit(struct router *r, const char *from, const Partisan__Peer__Credit *c);
+void router_lane_drained(struct router *r, const void *lane);
+void router_data_lost(struct router *r, const char *node, uint64_t lost);
+/* The node is down or gone: its windows are forgotten and its senders resume. */
+void router_peer_gone(struct router *r, const char *node);
+
+/* From the sinks. */
+void router_sink_drained(struct router *r, void *sink);
+/* The sink is going away: its names are released; returns how many. */
+size_t router_sink_closed(struct router *r, void *sink);
+
+const struct router_counters *router_get_counters(const struct router *r);
 
 #endif

@@ -1,8 +1,11 @@
 /* transport: peer TCP connections over libevent. The contract is transport.h.
  *
  * Structure. Each transport_connect() creates a `struct peer` (one dial: its
- * control and data connection); each TCP connection is a `struct conn`.
- * Accepted connections are conns of kind CONN_IN with no peer.
+ * control connection and its lanes); each TCP connection is a `struct
+ * conn`. A lane (channel, index) holds its queue and at most one data conn
+ * at a time. Accepted connections are conns of kind CONN_IN with no peer.
+ * Traffic counters live in `struct chan_stats`, one per (node, channel),
+ * which outlive peers and conns so that a redial does not reset them.
  *
  * Re-entrancy. Callbacks may call back into the transport (connect,
  * disconnect, send) and so free the very conn or peer whose event is being
@@ -30,8 +33,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <linux/sockios.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -41,6 +46,9 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include "channel.h"
+#include "clock.h"
+#include "config.h"
 #include "frame.h"
 #include "membership.h"
 #include "pbarena.h"
@@ -48,17 +56,37 @@
 
 #define TP_NAME_MAX 256
 #define TP_ADDR_MAX 320
-#define TP_CHANNEL_MAX 64
+#define TP_CHANNEL_MAX (CONFIG_CHANNEL_NAME_MAX + 1)
 #define TP_REASON_MAX 1024
 #define TP_DATA_REDIAL_MS 1000
 #define TP_DEFAULT_MAX_FRAME (4u << 20)
 #define TP_DEFAULT_MAX_QUEUE (16u << 20)
 #define TP_DEFAULT_TIMEOUT_MS 5000u
 #define TP_FRAMES_PER_READ 256
+/* Nor more bytes than this: a connection carrying 1 MiB messages would
+ * otherwise keep the loop for milliseconds while a ping waits on another. */
+#define TP_BYTES_PER_READ (256u * 1024)
+/* A data connection's socket buffer is refilled from its lane's queue when
+ * it falls to HANDOVER_LOW, up to HANDOVER_FILL: enough to keep the kernel
+ * busy, little enough that most of a backlog stays in the queue, where a
+ * monotonic channel can still replace it and a reset cannot lose it. */
+#define HANDOVER_LOW (128u * 1024)
+#define HANDOVER_FILL (256u * 1024)
+#define TP_MAX_CHAN_STATS 4096
 
 enum conn_kind { CONN_OUT_CONTROL, CONN_OUT_DATA, CONN_IN };
 
 struct peer;
+struct lane;
+
+/* Counters of one (node, channel); never freed before the transport. */
+struct chan_stats {
+    struct chan_stats *next;
+    char node[TP_NAME_MAX];
+    char channel[TP_CHANNEL_MAX];
+    uint64_t msgs_in, bytes_in, paused, reconnects, lost_down;
+    struct channel_queue_stats gone;    /* of queues whose peer died */
+};
 
 struct conn {
     struct transport *t;
@@ -66,14 +94,16 @@ struct conn {
     struct bufferevent *bev;
     struct event *timer;            /* handshake deadline, refusal drain bound, doom */
     struct peer *peer;              /* outbound only; NULL once closed */
+    struct lane *lane;              /* outbound data only; NULL once closed */
+    struct chan_stats *cstats;      /* inbound, once its Hello is accepted */
     enum conn_kind kind;
     bool tcp_up;                    /* outbound: the TCP connect completed */
     bool established;               /* handshake completed */
     bool refusing;                  /* inbound: Refuse queued; waiting for flush, then EOF */
     bool shut;                      /* refusing and our write side is shut down */
     bool closed;
-    bool congested;                 /* data: went past the high mark; on_drained owed */
     bool paused;                    /* inbound data: not read until transport_resume_data_from() */
+    bool draining;                  /* inbound, disconnected: deliver what was read, then close */
     char doom[TP_REASON_MAX];       /* non-empty: fail from the loop with this reason */
     char remote[TP_ADDR_MAX];       /* the other end, for logs */
     char node[TP_NAME_MAX];         /* inbound: the dialler's name once its Hello is accepted */
@@ -98,11 +128,35 @@ struct peer {
     struct dns_lookup *lookup;      /* non-NULL while the host name is being resolved */
     struct sockaddr_storage sa;
     socklen_t salen;
-    struct conn *ctrl, *data;
-    struct event *redial;           /* data connection redial */
-    uint64_t data_dialled_ms;
+    struct conn *ctrl;
+    struct lane *lanes;             /* t->n_lanes, channel by channel */
     bool connected;                 /* control connection welcomed */
     bool dead;
+};
+
+struct lane {
+    struct peer *p;
+    unsigned ch, idx;
+    struct channel_queue *q;        /* created at the first message */
+    struct conn *conn;              /* the data connection now, if any */
+    struct event *redial;
+    uint64_t dialled_ms;
+    bool congested;                 /* reported congested; on_lane_drained owed */
+    bool dropped;                   /* a connection dropped: the next Welcome is a reconnect */
+    struct chan_stats *cstats;
+    /* The kernel's unacknowledged bytes at the last refill, and how much
+     * had been written then: a reset purges the kernel's queue before we
+     * can ask, so what it may have lost is estimated from these. */
+    uint64_t unacked_sample, written_at_sample;
+    uint64_t bytes_sent_at_dial;    /* the queue's bytes_sent when this connection began */
+};
+
+struct tp_channel {
+    char name[TP_CHANNEL_MAX];
+    unsigned parallelism;
+    bool monotonic;
+    unsigned first_lane;
+    unsigned rr;                    /* rotates ties among equally loaded lanes */
 };
 
 struct transport {
@@ -125,16 +179,15 @@ struct transport {
     struct pbarena arena;           /* decoded frames live here until handled */
     struct evdns_base *dns;         /* created at the first non-numeric host */
     struct transport_stats stats;
+    struct tp_channel *chans;
+    size_t n_chans, n_lanes;
+    struct chan_stats *cstats;
+    size_t n_cstats;
+    struct chan_stats overflow_stats;   /* past TP_MAX_CHAN_STATS entries */
 };
 
 /* ------------------------------------------------------------ helpers -- */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static struct timeval ms_tv(uint64_t ms)
 {
@@ -248,7 +301,10 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
     while (t->dead_peers) {
         struct peer *p = t->dead_peers;
         t->dead_peers = p->next;
-        event_free(p->redial);
+        for (size_t i = 0; i < t->n_lanes; i++)
+            if (p->lanes[i].redial)
+                event_free(p->lanes[i].redial);
+        free(p->lanes);
         free(p);
     }
 }
@@ -366,14 +422,53 @@ static void conn_close(struct conn *c)
     if (c->peer) {
         if (c->peer->ctrl == c)
             c->peer->ctrl = NULL;
-        if (c->peer->data == c)
-            c->peer->data = NULL;
         c->peer = NULL;
+    }
+    if (c->lane) {
+        if (c->lane->conn == c)
+            c->lane->conn = NULL;
+        c->lane = NULL;
     }
     c->prev = NULL;
     c->next = t->dead_conns;
     t->dead_conns = c;
     event_active(t->reaper, EV_TIMEOUT, 1);
+}
+
+static void add_queue_stats(struct channel_queue_stats *into, const struct channel_queue_stats *s)
+{
+    into->msgs_sent += s->msgs_sent;
+    into->bytes_sent += s->bytes_sent;
+    into->superseded += s->superseded;
+    into->requeued += s->requeued;
+    into->lost += s->lost;
+}
+
+/* The lane's peer is gone. Frames already in a socket that lingers are
+ * taken as sent; what still waited is lost with the peer, and counted. Its
+ * waiting senders are released: the queue they waited for is no more. */
+static void lane_end(struct lane *l)
+{
+    struct transport *t = l->p->t;
+    if (l->redial)
+        event_del(l->redial);
+    if (l->conn)
+        conn_close(l->conn);
+    if (l->q) {
+        channel_queue_detach(l->q);
+        size_t dropped = channel_queue_clear(l->q);
+        if (l->cstats) {
+            l->cstats->lost_down += dropped;
+            add_queue_stats(&l->cstats->gone, channel_queue_stats(l->q));
+        }
+        channel_queue_free(l->q);
+        l->q = NULL;
+    }
+    if (l->congested) {
+        l->congested = false;
+        if (t->cb.on_lane_drained)
+            t->cb.on_lane_drained(t->cb.ctx, l);
+    }
 }
 
 /* Ends a dial without any callback; the struct stays readable until the reaper. */
@@ -392,9 +487,8 @@ static void peer_kill(struct peer *p)
     }
     if (p->ctrl)
         conn_close(p->ctrl);
-    if (p->data)
-        conn_close(p->data);
-    event_del(p->redial);
+    for (size_t i = 0; i < t->n_lanes; i++)
+        lane_end(&p->lanes[i]);
     if (t->cache == p)
         t->cache = NULL;
     if (p->prev)
@@ -452,6 +546,26 @@ static void peer_desc(const struct peer *p, const char *address, char *buf, size
         snprintf(buf, len, "%s", address);
 }
 
+/* The counters of (node, channel), created on first use; past
+ * TP_MAX_CHAN_STATS pairs (names come from peers) one shared entry. */
+static struct chan_stats *chan_stats_get(struct transport *t, const char *node, const char *channel)
+{
+    for (struct chan_stats *e = t->cstats; e; e = e->next)
+        if (strcmp(e->node, node) == 0 && strcmp(e->channel, channel) == 0)
+            return e;
+    if (t->n_cstats >= TP_MAX_CHAN_STATS)
+        return &t->overflow_stats;
+    struct chan_stats *e = calloc(1, sizeof *e);
+    if (!e)
+        return &t->overflow_stats;
+    snprintf(e->node, sizeof e->node, "%s", node);
+    snprintf(e->channel, sizeof e->channel, "%s", channel);
+    e->next = t->cstats;
+    t->cstats = e;
+    t->n_cstats++;
+    return e;
+}
+
 /* ---------------------------------------------------------- writing -- */
 
 /* Packs f straight into the output buffer: one copy, no allocation of our
@@ -493,8 +607,8 @@ static void send_hello(struct conn *c)
     h.cluster = t->cluster;
     h.node = t->node;
     h.address = t->advertise;
-    h.channel = (char *)(c->kind == CONN_OUT_CONTROL ? "control" : "data");
-    h.conn_index = 0;
+    h.channel = (char *)(c->lane ? t->chans[c->lane->ch].name : CONFIG_CONTROL_CHANNEL);
+    h.conn_index = c->lane ? c->lane->idx : 0;
     h.incarnation = t->incarnation;
     h.expect_node = c->peer->node;
     Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
@@ -523,13 +637,98 @@ static void ctrl_lost(struct peer *p)
         t->cb.on_disconnected(t->cb.ctx, p->node);
 }
 
-static void redial_data(struct peer *p)
+/* Dials the lane's connection again, at most once a TP_DATA_REDIAL_MS, so
+ * a peer that refuses data connections is not hammered. */
+static void lane_redial(struct lane *l)
 {
-    if (p->dead || evtimer_pending(p->redial, NULL))
+    if (l->p->dead || l->conn || evtimer_pending(l->redial, NULL))
         return;
-    uint64_t now = now_ms(), due = p->data_dialled_ms + TP_DATA_REDIAL_MS;
+    uint64_t now = clock_now_ms(), due = l->dialled_ms + TP_DATA_REDIAL_MS;
     struct timeval tv = ms_tv(due > now ? due - now : 0);
-    evtimer_add(p->redial, &tv);
+    evtimer_add(l->redial, &tv);
+}
+
+static size_t lane_load(const struct lane *l)
+{
+    size_t n = l->q ? channel_queue_bytes(l->q) : 0;
+    if (l->conn && l->conn->bev)
+        n += evbuffer_get_length(bufferevent_get_output(l->conn->bev));
+    return n;
+}
+
+static size_t lane_limit(const struct transport *t, const struct lane *l)
+{
+    size_t per = t->max_queue / t->chans[l->ch].parallelism;
+    size_t least = t->max_frame + FRAME_PEER_HEADER;
+    return per > least ? per : least;
+}
+
+/* Bytes of this lane's frames that left the current socket's buffer. */
+static uint64_t lane_written(const struct lane *l, struct evbuffer *out)
+{
+    return channel_queue_stats(l->q)->bytes_sent - l->bytes_sent_at_dial - evbuffer_get_length(out);
+}
+
+/* Refills the socket from the queue, and releases the lane's waiting
+ * senders once it has drained to a quarter of its bound. */
+static void lane_pump(struct lane *l)
+{
+    struct transport *t = l->p->t;
+    struct conn *c = l->conn;
+    if (c && c->established && !c->closed && c->bev && l->q) {
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        if (evbuffer_get_length(out) <= HANDOVER_LOW) {
+            int unacked = 0;
+            if (ioctl(bufferevent_getfd(c->bev), SIOCOUTQ, &unacked) == 0 && unacked >= 0) {
+                l->unacked_sample = (uint64_t)unacked;
+                l->written_at_sample = lane_written(l, out);
+            }
+            size_t before = channel_queue_stats(l->q)->msgs_sent;
+            channel_queue_handover(l->q, out, HANDOVER_FILL);
+            t->stats.frames_out += channel_queue_stats(l->q)->msgs_sent - before;
+        }
+    }
+    if (l->congested && lane_load(l) <= lane_limit(t, l) / 4) {
+        l->congested = false;
+        if (t->cb.on_lane_drained)
+            t->cb.on_lane_drained(t->cb.ctx, l);
+    }
+}
+
+/* The lane's connection failed: take back what the socket had not begun
+ * to write, so the next connection sends it first. */
+static void lane_conn_failed(struct conn *c)
+{
+    struct lane *l = c->lane;
+    struct transport *t = l->p->t;
+    uint64_t lost_before = l->q ? channel_queue_stats(l->q)->lost : 0;
+    if (c->bev) {
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        if (c->established && l->q) {
+            int unacked = 0;
+            if (ioctl(bufferevent_getfd(c->bev), SIOCOUTQ, &unacked) != 0 || unacked < 0)
+                unacked = 0;
+            /* At most everything written since the last sample is unacked
+             * on top of what was then: an estimate that errs towards
+             * counting a message lost, never towards hiding one. */
+            uint64_t est = l->unacked_sample + (lane_written(l, out) - l->written_at_sample);
+            if ((uint64_t)unacked > est)
+                est = (uint64_t)unacked;
+            channel_queue_recover(l->q, out, (size_t)est);
+        } else {
+            /* Only our Hello was there: no message is handed over before
+             * the Welcome. */
+            evbuffer_drain(out, evbuffer_get_length(out));
+        }
+    }
+    if (c->established)
+        l->dropped = true;
+    uint64_t lost = l->q ? channel_queue_stats(l->q)->lost - lost_before : 0;
+    conn_close(c);
+    if (l->q && channel_queue_msgs(l->q))
+        lane_redial(l);
+    if (lost && t->cb.on_data_lost)
+        t->cb.on_data_lost(t->cb.ctx, l->p->node, lost);
 }
 
 /* The end of any conn for any reason other than a deliberate close. Runs
@@ -564,18 +763,14 @@ static void conn_fail(struct conn *c, const char *reason, bool logged)
         }
         return;
     case CONN_OUT_DATA: {
-        bool owed = c->congested;
+        struct lane *l = c->lane;
         peer_desc(p, p->address, desc, sizeof desc);
-        if (!logged && p->connected)
-            log_warn("data connection to node %s lost: %s; redialling it", desc, reason);
+        if (!logged && c->established)
+            log_warn("%s connection %u to node %s lost: %s; redialling it", c->t->chans[l->ch].name,
+                     l->idx, desc, reason);
         else if (!logged)
-            log_debug("data connection to %s failed: %s", desc, reason);
-        conn_close(c);
-        redial_data(p);
-        /* Senders waiting for this queue to drain would otherwise wait for a
-         * queue that no longer exists. */
-        if (owed && p->node[0] && p->t->cb.on_drained)
-            p->t->cb.on_drained(p->t->cb.ctx, p->node);
+            log_debug("%s connection %u to %s failed: %s", c->t->chans[l->ch].name, l->idx, desc, reason);
+        lane_conn_failed(c);
         return;
     }
     }
@@ -646,6 +841,13 @@ static void handle_hello(struct conn *c, const Partisan__Peer__Hello *h)
         refuse(c, PARTISAN__PEER__REFUSE__REASON__OTHER, name, msg);
         return;
     }
+    if (h->conn_index >= CONFIG_PARALLELISM_MAX ||
+        (strcmp(h->channel, CONFIG_CONTROL_CHANNEL) == 0 && h->conn_index != 0)) {
+        snprintf(msg, sizeof msg, "connection index %" PRIu32 " is out of range (0..%d)", h->conn_index,
+                 CONFIG_PARALLELISM_MAX - 1);
+        refuse(c, PARTISAN__PEER__REFUSE__REASON__OTHER, name, msg);
+        return;
+    }
 
     /* The same node dialling the same connection again has restarted or
      * given up on the old one; the old one is dead weight. */
@@ -663,6 +865,8 @@ static void handle_hello(struct conn *c, const Partisan__Peer__Hello *h)
     snprintf(c->node, sizeof c->node, "%s", h->node);
     snprintf(c->channel, sizeof c->channel, "%s", h->channel);
     c->conn_index = h->conn_index;
+    if (strcmp(c->channel, CONFIG_CONTROL_CHANNEL) != 0)
+        c->cstats = chan_stats_get(t, c->node, c->channel);
 
     Partisan__Peer__Welcome w = PARTISAN__PEER__WELCOME__INIT;
     w.node = t->node;
@@ -693,9 +897,22 @@ static void handle_welcome(struct conn *c, const Partisan__Peer__Welcome *w)
         return;
     }
     if (c->kind == CONN_OUT_DATA) {
+        struct lane *l = c->lane;
         c->established = true;
         event_del(c->timer);
-        log_debug("data connection to node \"%s\" at %s established", name, p->address);
+        l->bytes_sent_at_dial = l->q ? channel_queue_stats(l->q)->bytes_sent : 0;
+        l->unacked_sample = l->written_at_sample = 0;
+        if (l->dropped) {
+            l->dropped = false;
+            if (l->cstats)
+                l->cstats->reconnects++;
+            log_info("%s connection %u to node \"%s\" at %s re-established; %zu queued message(s) follow",
+                     t->chans[l->ch].name, l->idx, name, p->address, l->q ? channel_queue_msgs(l->q) : 0);
+        } else {
+            log_debug("%s connection %u to node \"%s\" at %s established", t->chans[l->ch].name, l->idx,
+                      name, p->address);
+        }
+        lane_pump(l);
         return;
     }
     struct peer *other = peer_by_node(t, w->node);
@@ -710,8 +927,6 @@ static void handle_welcome(struct conn *c, const Partisan__Peer__Welcome *w)
     snprintf(p->node, sizeof p->node, "%s", w->node);
     p->connected = true;
     t->cache = p;
-    if (!p->data)
-        redial_data(p);
     log_info("connected to node \"%s\" at %s (incarnation %" PRIu64 ")", p->node, p->address,
              w->incarnation);
     if (t->cb.on_connected)
@@ -746,6 +961,7 @@ static const char *body_name(int body_case)
     case PARTISAN__PEER__PEER_FRAME__BODY_REFUSE: return "Refuse";
     case PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP: return "Gossip";
     case PARTISAN__PEER__PEER_FRAME__BODY_DATA: return "Data";
+    case PARTISAN__PEER__PEER_FRAME__BODY_CREDIT: return "Credit";
     default: return "empty or unknown";
     }
 }
@@ -784,8 +1000,25 @@ static void handle_frame(struct conn *c, const Partisan__Peer__PeerFrame *f)
             t->cb.on_gossip(t->cb.ctx, from, f->gossip);
         break;
     case PARTISAN__PEER__PEER_FRAME__BODY_DATA:
+        if (c->kind != CONN_IN) {
+            protocol_error(c, "on a connection we dialled", f->body_case);
+            break;
+        }
+        if (f->data->from_node[0] && strcmp(f->data->from_node, from) != 0) {
+            t->stats.spoofed++;
+            log_debug("Data frame from node \"%s\" at %s claims another sender; dropped", from, c->remote);
+            break;
+        }
+        if (c->cstats) {
+            c->cstats->msgs_in++;
+            c->cstats->bytes_in += f->data->payload.len;
+        }
         if (t->cb.on_data)
-            t->cb.on_data(t->cb.ctx, from, f->data);
+            t->cb.on_data(t->cb.ctx, from, c->channel, f->data);
+        break;
+    case PARTISAN__PEER__PEER_FRAME__BODY_CREDIT:
+        if (t->cb.on_credit)
+            t->cb.on_credit(t->cb.ctx, from, f->credit);
         break;
     case PARTISAN__PEER__PEER_FRAME__BODY_HELLO:
     case PARTISAN__PEER__PEER_FRAME__BODY_WELCOME:
@@ -799,24 +1032,28 @@ static void handle_frame(struct conn *c, const Partisan__Peer__PeerFrame *f)
     }
 }
 
-static void conn_read_cb(struct bufferevent *bev, void *arg)
+/* Decodes the whole frames in c's input; a callback may close or pause c.
+ * Bounded, it yields to the loop after a batch; unbounded (a connection
+ * about to close), it handles every whole frame left, so that messages the
+ * daemon had already read are delivered, not dropped with the socket. */
+static void read_frames(struct conn *c, bool bounded)
 {
-    struct conn *c = arg;
     struct transport *t = c->t;
+    struct bufferevent *bev = c->bev;
     struct evbuffer *in = bufferevent_get_input(bev);
     if (c->refusing) {
         evbuffer_drain(in, evbuffer_get_length(in));
         return;
     }
-    /* Decode every whole frame there is; a callback may close or pause c.
-     * Once a Hello is refused, frames the dialler sent behind it are not
+    /* Once a Hello is refused, frames the dialler sent behind it are not
      * read: they would be counted as protocol errors or refused again. */
-    for (int done = 0; !c->closed && !c->paused && !c->refusing; done++) {
+    size_t handled = 0;
+    for (int done = 0; !c->closed && (!c->paused || !bounded) && !c->refusing; done++) {
         size_t avail = evbuffer_get_length(in), body = 0;
         uint8_t hdr[FRAME_PEER_HEADER];
         if (avail < FRAME_PEER_HEADER)
             return;
-        if (done == TP_FRAMES_PER_READ) {
+        if (bounded && (done == TP_FRAMES_PER_READ || handled >= TP_BYTES_PER_READ)) {
             /* Let other connections' ready events run first, so one busy
              * peer cannot starve the rest; we come back from the loop. */
             bufferevent_trigger(bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
@@ -863,9 +1100,16 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
             return;
         }
         t->stats.frames_in++;
+        handled += FRAME_PEER_HEADER + body;
         handle_frame(c, f);
         pbarena_reset(&t->arena);
     }
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    read_frames(arg, true);
 }
 
 static void conn_write_cb(struct bufferevent *bev, void *arg)
@@ -880,12 +1124,9 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
         }
         return;
     }
-    if (c->kind == CONN_OUT_DATA && c->congested && queued <= t->max_queue / 4) {
-        c->congested = false;
-        struct peer *p = c->peer;
-        if (p && p->node[0] && t->cb.on_drained)
-            t->cb.on_drained(t->cb.ctx, p->node);
-    }
+    (void)t;
+    if (c->kind == CONN_OUT_DATA && c->lane)
+        lane_pump(c->lane);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -901,6 +1142,11 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
     if (c->refusing) {
         conn_close(c);
         return;
+    }
+    if (c->kind == CONN_IN && c->established) {
+        read_frames(c, false);
+        if (c->closed)
+            return;
     }
     char reason[TP_REASON_MAX];
     if (what & BEV_EVENT_EOF)
@@ -923,6 +1169,11 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         conn_fail(c, c->doom, false);
         return;
     }
+    if (c->draining) {
+        read_frames(c, false);
+        conn_close(c);
+        return;
+    }
     if (c->refusing) {
         conn_close(c);
         return;
@@ -943,7 +1194,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Always returns a conn (or NULL when out of memory): a dial that fails at
  * once is reported from the loop, like every other failure. */
-static struct conn *dial(struct peer *p, enum conn_kind kind)
+static struct conn *dial(struct peer *p, enum conn_kind kind, struct lane *lane)
 {
     struct transport *t = p->t;
     struct conn *c = conn_new(t, kind);
@@ -952,10 +1203,13 @@ static struct conn *dial(struct peer *p, enum conn_kind kind)
         return NULL;
     }
     c->peer = p;
-    if (kind == CONN_OUT_CONTROL)
+    if (kind == CONN_OUT_CONTROL) {
         p->ctrl = c;
-    else
-        p->data = c;
+    } else {
+        c->lane = lane;
+        lane->conn = c;
+        lane->dialled_ms = clock_now_ms();
+    }
     snprintf(c->remote, sizeof c->remote, "%s", p->address);
     if (p->resolve_error[0]) {
         conn_doom(c, p->resolve_error);
@@ -969,6 +1223,14 @@ static struct conn *dial(struct peer *p, enum conn_kind kind)
         return c;
     }
     set_nodelay(fd);
+    if (kind == CONN_OUT_DATA) {
+        /* Keep the backlog in the lane's queue, where a reset cannot lose
+         * it, rather than unsent in the kernel's: the socket reports
+         * writable only while it holds less than this not yet sent. */
+        int lowat = HANDOVER_FILL;
+        if (setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat) != 0)
+            log_debug("TCP_NOTSENT_LOWAT: %s", strerror(errno));
+    }
     c->bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev) {
         close(fd);
@@ -988,7 +1250,7 @@ static struct conn *dial(struct peer *p, enum conn_kind kind)
     }
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     if (kind == CONN_OUT_DATA)
-        bufferevent_setwatermark(c->bev, EV_WRITE, t->max_queue / 4, 0);
+        bufferevent_setwatermark(c->bev, EV_WRITE, HANDOVER_LOW, 0);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     send_hello(c);
     struct timeval tv = ms_tv(t->timeout_ms);
@@ -996,32 +1258,24 @@ static struct conn *dial(struct peer *p, enum conn_kind kind)
     return c;
 }
 
-static void redial_cb(evutil_socket_t fd, short what, void *arg)
+static void lane_redial_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd; (void)what;
-    struct peer *p = arg;
-    if (p->dead || p->data)
+    struct lane *l = arg;
+    if (l->p->dead || l->conn || !l->p->connected)
         return;
-    p->data_dialled_ms = now_ms();
-    if (p->connected)
-        log_info("redialling the data connection to node \"%s\" at %s", p->node, p->address);
-    dial(p, CONN_OUT_DATA);
+    log_debug("dialling %s connection %u to node \"%s\" at %s", l->p->t->chans[l->ch].name, l->idx,
+              l->p->node, l->p->address);
+    dial(l->p, CONN_OUT_DATA, l);
 }
 
-/* Dials the control connection, and the data connection behind it. A
- * failure (including p->resolve_error) is reported from the loop. */
+/* Dials the control connection; data connections follow lazily, when their
+ * lane first has a message. A failure (including p->resolve_error) is
+ * reported from the loop. */
 static void start_dials(struct peer *p)
 {
-    p->data_dialled_ms = now_ms();
-    struct conn *c = dial(p, CONN_OUT_CONTROL);
-    if (!c) {
-        /* Nothing to report the failure from; give up quietly. */
-        peer_kill(p);
-        return;
-    }
-    /* The data connection's frames may follow its Hello at once. */
-    if (!c->doom[0])
-        dial(p, CONN_OUT_DATA);
+    if (!dial(p, CONN_OUT_CONTROL, NULL))
+        peer_kill(p); /* nothing to report the failure from; give up quietly */
 }
 
 static void lookup_done(int err, struct evutil_addrinfo *res, void *arg)
@@ -1089,8 +1343,23 @@ void transport_connect(struct transport *t, const char *expect_node, const char 
                 return;
     }
     struct peer *p = calloc(1, sizeof *p);
-    if (!p || !(p->redial = evtimer_new(t->base, redial_cb, p))) {
+    bool ok = p && (p->lanes = calloc(t->n_lanes, sizeof *p->lanes));
+    for (unsigned ch = 0; ok && ch < t->n_chans; ch++)
+        for (unsigned i = 0; ok && i < t->chans[ch].parallelism; i++) {
+            struct lane *l = &p->lanes[t->chans[ch].first_lane + i];
+            l->p = p;
+            l->ch = ch;
+            l->idx = i;
+            ok = (l->redial = evtimer_new(t->base, lane_redial_cb, l)) != NULL;
+        }
+    if (!ok) {
         log_error("out of memory dialling %s", address);
+        if (p && p->lanes)
+            for (size_t i = 0; i < t->n_lanes; i++)
+                if (p->lanes[i].redial)
+                    event_free(p->lanes[i].redial);
+        if (p)
+            free(p->lanes);
         free(p);
         return;
     }
@@ -1126,9 +1395,17 @@ void transport_disconnect(struct transport *t, const char *node)
     }
     for (struct conn *c = t->conns, *next; c; c = next) {
         next = c->next;
-        if (c->kind == CONN_IN && c->established && strcmp(c->node, node) == 0) {
-            conn_close(c);
+        if (c->kind == CONN_IN && c->established && !c->draining && strcmp(c->node, node) == 0) {
             any = true;
+            if (!c->bev || evbuffer_get_length(bufferevent_get_input(c->bev)) < FRAME_PEER_HEADER) {
+                conn_close(c);
+                continue;
+            }
+            /* Frames already read are delivered from the loop (not from
+             * inside this call), then the connection closes. */
+            c->draining = true;
+            bufferevent_disable(c->bev, EV_READ);
+            event_active(c->timer, EV_TIMEOUT, 1);
         }
     }
     if (any)
@@ -1139,7 +1416,7 @@ static void set_data_paused(struct transport *t, const char *node, bool pause)
 {
     for (struct conn *c = t->conns; c; c = c->next) {
         if (c->kind != CONN_IN || !c->established || c->closed || !c->bev ||
-            strcmp(c->channel, "data") != 0 || strcmp(c->node, node) != 0 || c->paused == pause)
+            strcmp(c->channel, CONFIG_CONTROL_CHANNEL) == 0 || strcmp(c->node, node) != 0 || c->paused == pause)
             continue;
         c->paused = pause;
         if (pause) {
@@ -1164,15 +1441,12 @@ void transport_resume_data_from(struct transport *t, const char *node)
 
 /* ----------------------------------------------------------- sending -- */
 
-int transport_send_gossip(struct transport *t, const char *node, const Partisan__Peer__Gossip *g)
+static int send_control(struct transport *t, const char *node, const Partisan__Peer__PeerFrame *f)
 {
     struct peer *p = peer_by_node(t, node);
     if (!p || !p->connected || !p->ctrl)
         return -1;
-    Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
-    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP;
-    f.gossip = (Partisan__Peer__Gossip *)g;
-    int rc = conn_send(p->ctrl, &f, t->max_queue);
+    int rc = conn_send(p->ctrl, f, t->max_queue);
     if (rc == -2) {
         /* Control traffic is small; a peer that cannot take it is broken.
          * on_disconnected follows from the loop. */
@@ -1184,33 +1458,109 @@ int transport_send_gossip(struct transport *t, const char *node, const Partisan_
     return rc;
 }
 
-int transport_send_data(struct transport *t, const char *node, const Partisan__Peer__Data *d)
+int transport_send_gossip(struct transport *t, const char *node, const Partisan__Peer__Gossip *g)
 {
+    Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP;
+    f.gossip = (Partisan__Peer__Gossip *)g;
+    return send_control(t, node, &f);
+}
+
+int transport_send_credit(struct transport *t, const char *node, const char *name, uint64_t bytes)
+{
+    Partisan__Peer__CreditGrant g = PARTISAN__PEER__CREDIT_GRANT__INIT;
+    g.name = (char *)name;
+    g.bytes = bytes;
+    Partisan__Peer__CreditGrant *gp = &g;
+    Partisan__Peer__Credit cr = PARTISAN__PEER__CREDIT__INIT;
+    cr.n_grants = 1;
+    cr.grants = &gp;
+    Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_CREDIT;
+    f.credit = &cr;
+    return send_control(t, node, &f);
+}
+
+/* The replacement key of a monotonic channel: destination node, name and
+ * partition key, each length-prefixed so that no two triples collide. */
+static size_t monotonic_key(uint8_t *buf, size_t cap, const Partisan__Peer__Data *d, const void *key,
+                            size_t key_len)
+{
+    const char *parts[2] = { d->to_node, d->name };
+    size_t n = 0;
+    for (int i = 0; i < 3; i++) {
+        const void *src = i < 2 ? parts[i] : key;
+        size_t len = i < 2 ? strlen(parts[i]) : key_len;
+        if (n + 2 + len > cap)
+            return 0;
+        buf[n++] = (uint8_t)(len >> 8);
+        buf[n++] = (uint8_t)len;
+        memcpy(buf + n, src, len);
+        n += len;
+    }
+    return n;
+}
+
+int transport_send_data(struct transport *t, const char *node, unsigned channel, const void *key,
+                        size_t key_len, const Partisan__Peer__Data *d, const void **congested)
+{
+    *congested = NULL;
     struct peer *p = peer_by_node(t, node);
-    if (!p || !p->data)
+    if (!p || !p->connected || channel >= t->n_chans)
         return -1;
-    struct conn *c = p->data;
+    struct tp_channel *ch = &t->chans[channel];
+    struct lane *lanes = &p->lanes[ch->first_lane];
+    size_t loads[CONFIG_PARALLELISM_MAX];
+    for (unsigned i = 0; i < ch->parallelism; i++)
+        loads[i] = lane_load(&lanes[i]);
+    unsigned pick = channel_pick_lane(key, key_len, loads, ch->parallelism, &ch->rr);
+    struct lane *l = &lanes[pick];
+
     Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
     f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_DATA;
     f.data = (Partisan__Peer__Data *)d;
-    int rc = conn_send(c, &f, t->max_queue);
-    if (rc == -2) {
+    size_t len = partisan__peer__peer_frame__get_packed_size(&f);
+    if (len > t->max_frame) {
+        log_warn("frame of %zu bytes to node \"%s\" is above max_frame_bytes (%zu); not sent", len, node,
+                 t->max_frame);
+        return -1;
+    }
+    if (!l->cstats)
+        l->cstats = chan_stats_get(t, p->node, ch->name);
+    size_t limit = lane_limit(t, l);
+    if (loads[pick] + FRAME_PEER_HEADER + len > limit) {
         t->stats.queue_overflow++;
-        c->congested = true;
+        l->cstats->paused++;
         return -2;
     }
-    if (rc == 0 && evbuffer_get_length(bufferevent_get_output(c->bev)) > t->max_queue / 2)
-        c->congested = true;
-    return rc;
-}
-
-bool transport_data_congested(const struct transport *t, const char *node)
-{
-    for (const struct peer *p = t->peers; p; p = p->next)
-        if (p->node[0] && strcmp(p->node, node) == 0)
-            return p->data && p->data->bev &&
-                   evbuffer_get_length(bufferevent_get_output(p->data->bev)) > t->max_queue / 2;
-    return false;
+    if (!l->q && !(l->q = channel_queue_new(ch->monotonic))) {
+        log_error("out of memory queueing a message to node \"%s\"", node);
+        return -1;
+    }
+    uint8_t *frame = channel_queue_reserve(l->q, FRAME_PEER_HEADER + len);
+    if (!frame) {
+        log_error("out of memory queueing a message to node \"%s\"", node);
+        return -1;
+    }
+    partisan__peer__peer_frame__pack(&f, frame + FRAME_PEER_HEADER);
+    frame_peer_header(frame, frame + FRAME_PEER_HEADER, len);
+    uint8_t keybuf[2 * TP_NAME_MAX + 2 * TP_NAME_MAX + 8];
+    size_t keyn = ch->monotonic ? monotonic_key(keybuf, sizeof keybuf, d, key, key_len) : 0;
+    if (channel_queue_commit(l->q, keybuf, keyn) != 0) {
+        log_error("out of memory queueing a message to node \"%s\"", node);
+        return -1;
+    }
+    if (l->conn)
+        lane_pump(l);
+    else
+        lane_redial(l);
+    if (lane_load(l) > limit / 2) {
+        if (!l->congested)
+            l->cstats->paused++;
+        l->congested = true;
+        *congested = l;
+    }
+    return 0;
 }
 
 /* --------------------------------------------------------- listening -- */
@@ -1287,6 +1637,25 @@ struct transport *transport_new(struct event_base *base, const struct transport_
         t->max_frame = UINT32_MAX;
     t->max_queue = cfg->max_queue_bytes ? (size_t)cfg->max_queue_bytes : TP_DEFAULT_MAX_QUEUE;
     t->reaper = event_new(base, -1, 0, reap_cb, t);
+    static const struct transport_channel only_default = { CONFIG_DEFAULT_CHANNEL, 1, false };
+    const struct transport_channel *chans = cfg->n_channels ? cfg->channels : &only_default;
+    size_t n_chans = cfg->n_channels ? cfg->n_channels : 1;
+    t->chans = calloc(n_chans, sizeof *t->chans);
+    if (!t->chans) {
+        log_error("transport: out of memory");
+        transport_free(t);
+        return NULL;
+    }
+    t->n_chans = n_chans;
+    for (size_t i = 0; i < n_chans; i++) {
+        snprintf(t->chans[i].name, sizeof t->chans[i].name, "%s", chans[i].name);
+        t->chans[i].parallelism = chans[i].parallelism < 1 ? 1
+                                  : chans[i].parallelism > CONFIG_PARALLELISM_MAX ? CONFIG_PARALLELISM_MAX
+                                                                                 : chans[i].parallelism;
+        t->chans[i].monotonic = chans[i].monotonic;
+        t->chans[i].first_lane = (unsigned)t->n_lanes;
+        t->n_lanes += t->chans[i].parallelism;
+    }
     if (pbarena_init(&t->arena, 64 * 1024) != 0) {
         log_error("transport: out of memory");
         transport_free(t);
@@ -1340,6 +1709,7 @@ void transport_free(struct transport *t)
 {
     if (!t)
         return;
+    memset(&t->cb, 0, sizeof t->cb);    /* closing everything reports nothing */
     while (t->peers)
         peer_kill(t->peers);
     while (t->conns)
@@ -1357,6 +1727,12 @@ void transport_free(struct transport *t)
     if (t->listener)
         evconnlistener_free(t->listener);
     pbarena_free(&t->arena);
+    while (t->cstats) {
+        struct chan_stats *e = t->cstats;
+        t->cstats = e->next;
+        free(e);
+    }
+    free(t->chans);
     free(t->cluster);
     free(t->node);
     free(t->advertise);
@@ -1382,4 +1758,37 @@ void transport_set_advertise(struct transport *t, const char *advertise)
 const struct transport_stats *transport_get_stats(const struct transport *t)
 {
     return &t->stats;
+}
+
+void transport_foreach_channel_stats(const struct transport *t,
+                                     void (*fn)(void *ctx, const struct transport_channel_stats *row),
+                                     void *ctx)
+{
+    for (const struct chan_stats *e = t->cstats; e; e = e->next) {
+        struct transport_channel_stats row = {
+            .peer = e->node, .channel = e->channel,
+            .msgs_received = e->msgs_in, .bytes_received = e->bytes_in,
+            .paused = e->paused, .reconnects = e->reconnects,
+            .msgs_sent = e->gone.msgs_sent, .bytes_sent = e->gone.bytes_sent,
+            .superseded = e->gone.superseded, .requeued = e->gone.requeued,
+            .lost = e->gone.lost + e->lost_down,
+        };
+        for (const struct peer *p = t->peers; p; p = p->next)
+            for (size_t i = 0; i < t->n_lanes; i++) {
+                const struct lane *l = &p->lanes[i];
+                if (l->cstats != e || !l->q)
+                    continue;
+                const struct channel_queue_stats *qs = channel_queue_stats(l->q);
+                row.msgs_sent += qs->msgs_sent;
+                row.bytes_sent += qs->bytes_sent;
+                row.superseded += qs->superseded;
+                row.requeued += qs->requeued;
+                row.lost += qs->lost;
+                row.queued_msgs += channel_queue_msgs(l->q);
+                row.queued_bytes += channel_queue_bytes(l->q);
+                if (l->conn && l->conn->established)
+                    row.connections++;
+            }
+        fn(ctx, &row);
+    }
 }

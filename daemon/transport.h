@@ -1,25 +1,36 @@
-/* transport: peer TCP connections — listen, dial, handshake, framing.
+/* transport: peer TCP connections — listen, dial, handshake, framing, and
+ * the lanes that carry each channel's messages.
  *
  * Connections are directional: a node sends only on connections it dialled
  * and receives only on connections it accepted (Partisan does the same), so
  * two nodes never race over which of two crossing connections to keep.
- * Toward each peer this node dials one control connection (overlay gossip and
- * pings) and one data connection (application messages), so bulk data never
- * delays failure detection.
+ * Toward each peer this node dials one control connection (overlay gossip,
+ * pings, flow-control credit) and, per configured channel, `parallelism`
+ * data connections, one per lane. A lane is (peer, channel, index); its
+ * queue (channel.h) belongs to the lane, not to a socket, so a data
+ * connection that drops while its peer stays connected is redialled and
+ * what was still queued goes out on the new one, in order. Data
+ * connections are dialled lazily, when their lane first has a message, so
+ * channels that are not used cost no descriptors.
  *
  * Frames: u32 length | u32 crc32c | protobuf PeerFrame (proto/peer.proto).
  * The dialler writes Hello; the acceptor answers Welcome or Refuse (another
  * cluster, another protocol version, the acceptor's own name, not the node
- * the dialler expected) and logs why on both sides. A bad checksum, garbage,
- * an oversized length (checked before any allocation) or a write queue past
- * transport.max_queue_bytes closes that one connection, logged and counted.
+ * the dialler expected, a bad channel or connection index) and logs why on
+ * both sides. A bad checksum, garbage, an oversized length (checked before
+ * any allocation) or a control queue past transport.max_queue_bytes closes
+ * that one connection, logged and counted.
  *
- * Backpressure: transport_data_congested() says when a peer's data
- * connection's queue is past its high mark (half of max_queue_bytes); the
- * on_drained callback fires when it falls below the low mark again, so the
- * IPC layer can stop and resume reading from the applications that feed it.
- * The other way round, transport_pause_data_from() stops reading a peer's
- * messages while the local application they go to is not keeping up.
+ * The sender of a Data frame is the node the connection's handshake named;
+ * a frame whose from_node claims another is dropped and counted (spoofed).
+ *
+ * Backpressure: transport_send_data() says when the lane it used is past
+ * its high mark (half its bound), and on_lane_drained fires when that lane
+ * falls below a quarter again, so the caller can stop and resume reading
+ * from the applications that feed it. A lane's bound is
+ * max_queue_bytes / parallelism (at least one largest frame).
+ * transport_pause_data_from() is the last resort against a peer that
+ * ignores flow control: it stops reading that peer's data connections.
  */
 #ifndef PARTISAN_TRANSPORT_H
 #define PARTISAN_TRANSPORT_H
@@ -33,6 +44,13 @@
 struct event_base;
 struct transport;
 
+/* One configured channel; index 0 is "default". */
+struct transport_channel {
+    const char *name;
+    unsigned parallelism;           /* 1..CONFIG_PARALLELISM_MAX */
+    bool monotonic;
+};
+
 #define TRANSPORT_PROTOCOL_VERSION 1
 
 struct transport_config {
@@ -44,7 +62,9 @@ struct transport_config {
     uint16_t listen_port;           /* 0: ephemeral */
     uint32_t connect_timeout_ms;    /* TCP connect + handshake */
     uint64_t max_frame_bytes;
-    uint64_t max_queue_bytes;
+    uint64_t max_queue_bytes;       /* per peer and channel, shared by its lanes */
+    const struct transport_channel *channels;   /* NULL/0: one "default" channel */
+    size_t n_channels;
 };
 
 struct transport_callbacks {
@@ -60,10 +80,18 @@ struct transport_callbacks {
     void (*on_disconnected)(void *ctx, const char *node);
     /* A gossip frame from `from`, on one of its connections to us. */
     void (*on_gossip)(void *ctx, const char *from, const Partisan__Peer__Gossip *g);
-    /* An application message from `from`. Pointers valid during the call. */
-    void (*on_data)(void *ctx, const char *from, const Partisan__Peer__Data *d);
-    /* The data queue toward `node` fell below its low mark. */
-    void (*on_drained)(void *ctx, const char *node);
+    /* An application message from `from` (the connection's node) on
+     * `channel` (the connection's). Pointers valid during the call. */
+    void (*on_data)(void *ctx, const char *from, const char *channel, const Partisan__Peer__Data *d);
+    /* Flow-control credit from `from`. */
+    void (*on_credit)(void *ctx, const char *from, const Partisan__Peer__Credit *c);
+    /* A lane that transport_send_data() reported congested fell below its
+     * low mark, or went away with its peer. May be called from inside
+     * transport_disconnect(). */
+    void (*on_lane_drained)(void *ctx, const void *lane);
+    /* A data connection to node dropped while messages had reached its
+     * kernel: `lost` of them may never arrive. */
+    void (*on_data_lost)(void *ctx, const char *node, uint64_t lost);
 };
 
 struct transport_stats {
@@ -71,6 +99,17 @@ struct transport_stats {
     uint64_t refused_in, refused_out;       /* handshakes refused, by us / by the peer */
     uint64_t bad_checksum, bad_frame, too_large, queue_overflow;
     uint64_t frames_in, frames_out;
+    uint64_t spoofed;                       /* Data frames claiming another sender */
+};
+
+/* Traffic of one (peer, channel); sent = this node toward the peer. */
+struct transport_channel_stats {
+    const char *peer;
+    const char *channel;
+    uint32_t connections;
+    uint64_t msgs_sent, bytes_sent, msgs_received, bytes_received;
+    uint64_t queued_msgs, queued_bytes;
+    uint64_t superseded, paused, requeued, lost, reconnects;
 };
 
 /* Creates the transport and binds the listener. Returns NULL after logging
@@ -87,7 +126,7 @@ uint16_t transport_listen_port(const struct transport *t);
 /* Sets the advertised address sent in handshakes (once the port is known). */
 void transport_set_advertise(struct transport *t, const char *advertise);
 
-/* Dials the control and data connections to address. expect_node "" for a
+/* Dials the control connection to address. expect_node "" for a
  * seed whose name is unknown. A dial to a node already connected or being
  * dialled is ignored. Completion is reported through the callbacks, never
  * from inside this call. */
@@ -102,13 +141,18 @@ void transport_disconnect(struct transport *t, const char *node);
  * if there is no established connection to node. */
 int transport_send_gossip(struct transport *t, const char *node, const Partisan__Peer__Gossip *g);
 
-/* Queues an application message on the data connection to node.
- * Returns 0; -1 if not connected; -2 if the queue is at its hard limit (the
- * message is not queued: the caller reports a retryable error). */
-int transport_send_data(struct transport *t, const char *node, const Partisan__Peer__Data *d);
+/* Flow-control credit to node, on the control connection. 0, or -1. */
+int transport_send_credit(struct transport *t, const char *node, const char *name, uint64_t bytes);
 
-/* True while the data queue toward node is above its high mark. */
-bool transport_data_congested(const struct transport *t, const char *node);
+/* Queues an application message toward node on channel (an index into the
+ * configured channels). The lane: with a partition key (key_len > 0)
+ * always the same of the channel's connections; without, the least
+ * loaded. Returns 0 — *congested is then the lane if it is past its high
+ * mark (on_lane_drained follows), else NULL; -1 if node is not connected
+ * or the channel does not exist; -2 if the lane is at its bound (nothing
+ * queued: the caller reports a retryable error). */
+int transport_send_data(struct transport *t, const char *node, unsigned channel, const void *key,
+                        size_t key_len, const Partisan__Peer__Data *d, const void **congested);
 
 /* Stops reading application messages from node (its data connections to
  * us), so that TCP flow control carries a slow local receiver's pace back to
@@ -118,5 +162,10 @@ void transport_pause_data_from(struct transport *t, const char *node);
 void transport_resume_data_from(struct transport *t, const char *node);
 
 const struct transport_stats *transport_get_stats(const struct transport *t);
+
+/* Calls fn once per (peer, channel) that has carried or queued anything. */
+void transport_foreach_channel_stats(const struct transport *t,
+                                     void (*fn)(void *ctx, const struct transport_channel_stats *row),
+                                     void *ctx);
 
 #endif

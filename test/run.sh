@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Runs every test binary in BUILD_DIR/test (unit, simulation, integration),
-# two at a time, each bounded by a timeout; prints each one's output and a
-# closing "N passed, N failed" line summed over all of them.
+# Usage: test/run.sh [BUILD_DIR [NAME...]]
+# Runs every expected test (unit, simulation, integration), two at a time,
+# each bounded by a timeout; prints each one's output and a closing
+# "N passed, N failed" line summed over all of them.
+#
+# The expected tests are explicit, never whatever happens to be on disk: the
+# NAMEs given (the Makefile's `test` target passes TEST_NAMES), else the list
+# the Makefile wrote to BUILD_DIR/test/tests.list. A NAME is a binary in
+# BUILD_DIR/test, or a script (NAME.sh) in test/integration. An expected test
+# that is missing counts as failed, and so does a missing list.
 set -u
 build=${1:-build/san}
+shift $(( $# > 0 ? 1 : 0 ))
 export PARTISAN_BIN_DIR=$build
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
@@ -12,10 +20,33 @@ jobs=${TEST_JOBS:-2}
 logs=$(mktemp -d "${TMPDIR:-/tmp}/partisan-run-XXXXXX")
 trap 'rm -rf "$logs"' EXIT
 
-tests=()
-for t in "$build"/test/check_* "$build"/test/sim "$build"/test/ipc_test "$build"/test/cluster_test \
-         test/integration/*.sh; do
-    [ -x "$t" ] && tests+=("$t")
+names=("$@")
+list=$build/test/tests.list
+if [ ${#names[@]} -eq 0 ]; then
+    if [ ! -r "$list" ]; then
+        echo "*** no test list: $list is missing (run make BUILD=$build tests-build, or name the tests)"
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+    mapfile -t names < <(grep -v '^[[:space:]]*$' "$list")
+    if [ ${#names[@]} -eq 0 ]; then
+        echo "*** no test list: $list names no tests"
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+fi
+
+tests=() missing=()
+for n in "${names[@]}"; do
+    case $n in
+    *.sh) t=test/integration/$n ;;
+    *)    t=$build/test/$n ;;
+    esac
+    if [ -f "$t" ] && [ -x "$t" ]; then
+        tests+=("$t")
+    else
+        missing+=("$n")
+    fi
 done
 start=$(date +%s)
 
@@ -27,10 +58,10 @@ run_one() {
 }
 export -f run_one
 export logs
-printf '%s\n' "${tests[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ {}
+[ ${#tests[@]} -gt 0 ] && printf '%s\n' "${tests[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ {}
 
 passed=0 failed=0
-for t in "${tests[@]}"; do
+for t in ${tests[@]+"${tests[@]}"}; do
     name=$(basename "$t")
     rc=$(cat "$logs/$name.rc" 2>/dev/null || echo 99)
     echo "=== $name (exit $rc)"
@@ -47,8 +78,15 @@ for t in "${tests[@]}"; do
     if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
         echo "*** $name exited $rc (timeout, crash or sanitizer report)"
         f=1
+    elif [ -z "$line" ] && [ "$f" = 0 ]; then
+        echo "*** $name printed no result line (\"N passed, N failed\" or Check's summary)"
+        f=1
     fi
     passed=$((passed + p)); failed=$((failed + f))
+done
+for n in ${missing[@]+"${missing[@]}"}; do
+    echo "*** $n: test binary missing"
+    failed=$((failed + 1))
 done
 echo "=== all tests: $(( $(date +%s) - start )) s"
 echo "$passed passed, $failed failed"

@@ -40,17 +40,26 @@ static void track_pid(pid_t pid)
         }
 }
 
-/* A sanitizer report in any daemon's log fails the test that ran it. */
+/* A sanitizer report anywhere in a daemon's log (the whole file, however
+ * long it grew) fails the test that ran it; so does a log that cannot be
+ * read, since then nothing was looked at. */
 static void scan_for_sanitizer_reports(const struct daemon_proc *d)
 {
-    static char buf[1 << 20];
-    if (harness_read_file(d->log, buf, sizeof buf) <= 0)
+    size_t len = 0;
+    char *buf = harness_slurp(d->log, &len);
+    if (!buf) {
+        harness_fail(__FILE__, __LINE__, "cannot read %s to scan it for sanitizer reports: %s", d->log,
+                     strerror(errno));
         return;
-    const char *hit = strstr(buf, "Sanitizer");
-    if (!hit)
-        hit = strstr(buf, "runtime error:");
+    }
+    const char *hit = NULL;
+    static const char *const marks[] = { "Sanitizer", "runtime error:" };
+    for (size_t i = 0; i < sizeof marks / sizeof marks[0] && !hit; i++)
+        hit = memmem(buf, len, marks[i], strlen(marks[i]));
     if (hit)
-        harness_fail(__FILE__, __LINE__, "sanitizer report in %s: %.300s", d->log, hit);
+        harness_fail(__FILE__, __LINE__, "sanitizer report in %s at byte %zu: %.300s", d->log,
+                     (size_t)(hit - buf), hit);
+    free(buf);
 }
 
 static void end_everything(void)
@@ -164,12 +173,9 @@ void harness_daemon_init(struct daemon_proc *d, const char *name, const char *ex
 
 static void print_log_tail(const struct daemon_proc *d)
 {
-    char buf[4096];
-    long n = harness_read_file(d->log, buf, sizeof buf);
-    if (n > 0) {
-        const char *tail = n > 2000 ? buf + n - 2000 : buf;
-        fprintf(stderr, "--- last lines of %s ---\n%s\n---\n", d->log, tail);
-    }
+    char buf[2048];
+    if (harness_read_tail(d->log, buf, sizeof buf) > 0)
+        fprintf(stderr, "--- last lines of %s ---\n%s\n---\n", d->log, buf);
 }
 
 int harness_daemon_start(struct daemon_proc *d, int timeout_ms)
@@ -222,17 +228,15 @@ int harness_daemon_start(struct daemon_proc *d, int timeout_ms)
 
 void harness_daemon_pin_port(struct daemon_proc *d)
 {
-    char buf[8192], out[8400];
-    long n = harness_read_file(d->config, buf, sizeof buf);
-    const char *at = n > 0 ? strstr(buf, "\"127.0.0.1:0\"") : NULL;
-    if (!at || !d->listen[0])
-        return;
-    snprintf(out, sizeof out, "%.*s\"%s\"%s", (int)(at - buf), buf, d->listen, at + strlen("\"127.0.0.1:0\""));
-    FILE *f = fopen(d->config, "w");
+    /* The whole config: a bounded read would rewrite a long one truncated. */
+    char *buf = harness_slurp(d->config, NULL);
+    const char *at = buf ? strstr(buf, "\"127.0.0.1:0\"") : NULL;
+    FILE *f = at && d->listen[0] ? fopen(d->config, "w") : NULL;
     if (f) {
-        fputs(out, f);
+        fprintf(f, "%.*s\"%s\"%s", (int)(at - buf), buf, d->listen, at + strlen("\"127.0.0.1:0\""));
         fclose(f);
     }
+    free(buf);
 }
 
 static int wait_pid(pid_t pid, int timeout_ms, int *status)
@@ -333,27 +337,34 @@ static void drain_pipes(int ofd, int efd, char *out, size_t outlen, char *err, s
         err[en] = '\0';
 }
 
-int harness_ctl(const struct daemon_proc *d, const char *input, char *out, size_t outlen,
-                char *err, size_t errlen, int timeout_ms, ...)
+int harness_exec(char *const argv[], const char *input, char *out, size_t outlen, char *err, size_t errlen,
+                 int timeout_ms)
 {
-    char *argv[32];
-    va_list ap;
-    va_start(ap, timeout_ms);
-    build_argv(d, ap, argv, 32);
-    va_end(ap);
     int inp[2], op[2], ep[2];
-    if (pipe(inp) || pipe(op) || pipe(ep))
+    if (pipe(inp))
         return -1;
+    if (pipe(op)) {
+        close(inp[0]); close(inp[1]);
+        return -1;
+    }
+    if (pipe(ep)) {
+        close(inp[0]); close(inp[1]); close(op[0]); close(op[1]);
+        return -1;
+    }
     pid_t pid = fork();
     if (pid == 0) {
         dup2(inp[0], 0);
         dup2(op[1], 1);
         dup2(ep[1], 2);
         close(inp[1]); close(op[0]); close(ep[0]);
-        execv(argv[0], argv);
+        execvp(argv[0], argv);
         _exit(127);
     }
     close(inp[0]); close(op[1]); close(ep[1]);
+    if (pid < 0) {
+        close(inp[1]); close(op[0]); close(ep[0]);
+        return -1;
+    }
     if (input) {
         size_t len = strlen(input);
         ssize_t w = write(inp[1], input, len);
@@ -371,6 +382,17 @@ int harness_ctl(const struct daemon_proc *d, const char *input, char *out, size_
         return -1;
     }
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int harness_ctl(const struct daemon_proc *d, const char *input, char *out, size_t outlen,
+                char *err, size_t errlen, int timeout_ms, ...)
+{
+    char *argv[32];
+    va_list ap;
+    va_start(ap, timeout_ms);
+    build_argv(d, ap, argv, 32);
+    va_end(ap);
+    return harness_exec(argv, input, out, outlen, err, errlen, timeout_ms);
 }
 
 pid_t harness_ctl_spawn(const struct daemon_proc *d, const char *out_file, ...)
@@ -421,6 +443,91 @@ long harness_read_file(const char *path, char *buf, size_t len)
     fclose(f);
     buf[n] = '\0';
     return (long)n;
+}
+
+char *harness_slurp(const char *path, size_t *len)
+{
+    if (len)
+        *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    /* Read until EOF rather than trusting st_size: a log may still grow,
+     * and /proc files report 0. */
+    size_t cap = 64 * 1024, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        if (n == cap) {
+            char *bigger = cap > SIZE_MAX / 4 ? NULL : realloc(buf, cap * 2 + 1);
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                errno = ENOMEM;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (r == 0) {
+            if (ferror(f)) {
+                free(buf);
+                buf = NULL;
+                errno = EIO;
+            }
+            break;
+        }
+    }
+    fclose(f);
+    if (!buf)
+        return NULL;
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+bool harness_contains(const char *buf, size_t len, const char *needle)
+{
+    size_t nl = strlen(needle);
+    return buf && (nl == 0 || memmem(buf, len, needle, nl) != NULL);
+}
+
+int harness_file_contains(const char *path, const char *needle)
+{
+    size_t len;
+    char *buf = harness_slurp(path, &len);
+    if (!buf)
+        return -1;
+    int hit = harness_contains(buf, len, needle);
+    free(buf);
+    return hit;
+}
+
+long harness_read_tail(const char *path, char *buf, size_t len)
+{
+    if (!buf || len == 0)
+        return -1;
+    buf[0] = '\0';
+    size_t n;
+    char *all = harness_slurp(path, &n);
+    if (!all)
+        return -1;
+    size_t from = n > len - 1 ? n - (len - 1) : 0;
+    if (from > 0) {
+        /* Start at the line after the cut, if the tail holds one. */
+        const char *nl = memchr(all + from, '\n', n - from);
+        if (nl && (size_t)(nl + 1 - all) < n)
+            from = (size_t)(nl + 1 - all);
+    }
+    memcpy(buf, all + from, n - from);
+    buf[n - from] = '\0';
+    for (size_t i = 0; i < n - from; i++)
+        if (buf[i] == '\0')
+            buf[i] = '?';   /* printable as a whole */
+    free(all);
+    return (long)(n - from);
 }
 
 bool harness_wait_until(bool (*cond)(void *), void *arg, int timeout_ms)

@@ -55,6 +55,14 @@ void harness_daemon_signal(struct daemon_proc *d, int sig);
 int harness_ctl(const struct daemon_proc *d, const char *input, char *out, size_t outlen,
                 char *err, size_t errlen, int timeout_ms, ...);
 
+/* Runs argv[0] (looked up in $PATH) with argv, otherwise as harness_ctl():
+ * stdin from `input`, stdout and stderr captured, bounded by timeout_ms.
+ * Returns the exit code (128+signal if killed by one; 127 if it could not
+ * be executed), or -1 on timeout (the process is killed) or if it could not
+ * be started. */
+int harness_exec(char *const argv[], const char *input, char *out, size_t outlen, char *err, size_t errlen,
+                 int timeout_ms);
+
 /* Starts partisanctl in the background (e.g. recv or watch) with its stdout
  * to a file under the daemon's dir; returns the pid. */
 pid_t harness_ctl_spawn(const struct daemon_proc *d, const char *out_file, ...);
@@ -62,8 +70,30 @@ pid_t harness_ctl_spawn(const struct daemon_proc *d, const char *out_file, ...);
  * timeout (then the process is killed). */
 int harness_wait_exit(pid_t pid, int timeout_ms);
 
-/* Reads a whole small file into buf; returns its length or -1. */
+/* Reads at most len-1 bytes from the START of path into buf (NUL-ended);
+ * returns the count or -1. A bounded read, for small files whose size is
+ * known (e.g. /proc/PID/status); never for searching a log: use
+ * harness_slurp() or harness_file_contains(), which read the whole file. */
 long harness_read_file(const char *path, char *buf, size_t len);
+
+/* Reads the whole file, however long, into a malloc'd buffer with a NUL
+ * after its last byte; *len (may be NULL) gets its length (the file may hold
+ * NULs of its own: search with harness_contains()). NULL if it cannot be
+ * read (errno says why). The caller frees it. */
+char *harness_slurp(const char *path, size_t *len);
+
+/* Whether needle occurs anywhere in buf[0..len), NULs in buf included. */
+bool harness_contains(const char *buf, size_t len, const char *needle);
+
+/* Searches the whole file: 1 if needle occurs in it, 0 if it does not, -1 if
+ * the file cannot be read. Tri-state on purpose: a "never logged X" check
+ * must test == 0, so that an unreadable log fails it instead of passing. */
+int harness_file_contains(const char *path, const char *needle);
+
+/* The last len-1 bytes of path (all of it if shorter), NUL-ended, starting
+ * at a line boundary when the file was cut, NULs shown as '?'; returns the
+ * count or -1. For printing a log's tail in a failure message. */
+long harness_read_tail(const char *path, char *buf, size_t len);
 
 /* Polls `cond` every 20 ms until it is true or timeout_ms passes. */
 bool harness_wait_until(bool (*cond)(void *), void *arg, int timeout_ms);

@@ -110,9 +110,10 @@ static void test_cli_send_recv_round_trip(void)
     rc = harness_ctl(&d, "from stdin", out, sizeof out, err, sizeof err, T, "send", "solo", "inbox", "-", NULL);
     CHECK(rc == 0, "send - exit %d: %s", rc, err);
     CHECK(harness_wait_exit(r, T) == 0, "recv did not exit 0 after 2 messages");
-    char got[256];
-    harness_read_file(path, got, sizeof got);
-    CHECK(strcmp(got, "hello\nfrom stdin\n") == 0, "recv printed \"%s\"", got);
+    char *got = harness_slurp(path, NULL);
+    bool same = got && strcmp(got, "hello\nfrom stdin\n") == 0;
+    CHECK(same, "recv printed \"%.200s\"", got ? got : "(unreadable)");
+    free(got);
 }
 
 static void test_recv_times_out(void)
@@ -246,9 +247,7 @@ static void test_bad_frames_close_only_that_client(void)
     partisan_close(big);
     CHECK(daemon_answers(), "daemon stopped answering after an oversized request");
     partisan_close(bystander);
-    char log[65536];
-    harness_read_file(d.log, log, sizeof log);
-    CHECK(strstr(log, "bad frame"), "closes were not logged");
+    CHECK(harness_file_contains(d.log, "bad frame") == 1, "closes were not logged");
 }
 
 static void test_pipelined_sends_arrive_in_order(void)
@@ -384,9 +383,9 @@ static void test_corrupt_state_is_logged_and_ignored(void)
     fputs("this is not a member table\n\x01\x02\n", f);
     fclose(f);
     CHECK(harness_daemon_start(&d, T) == 0, "a corrupt state directory stopped the daemon");
-    char log[65536];
-    harness_read_file(d.log, log, sizeof log);
-    CHECK(strstr(log, "corrupt"), "the corrupt files were not reported: %.400s", log);
+    char tail[400];
+    harness_read_tail(d.log, tail, sizeof tail);
+    CHECK(harness_file_contains(d.log, "corrupt") == 1, "the corrupt files were not reported: ...%s", tail);
     char out[1024], err[256];
     CHECK(harness_ctl(&d, NULL, out, sizeof out, err, sizeof err, T, "members", NULL) == 0 && strstr(out, "damaged"),
           "members after a corrupt state: %s", out);
@@ -406,7 +405,7 @@ static void test_sigterm_removes_socket(void)
 static void test_second_daemon_refused_and_stale_socket_reused(void)
 {
     CHECK(start_default("") == 0, "daemon did not start");
-    char bin[600], log[8192], second_log[700];
+    char bin[600], log[2048], second_log[700];
     snprintf(bin, sizeof bin, "%s/partisand", harness_bin_dir());
     snprintf(second_log, sizeof second_log, "%s/second.log", d.dir);
     pid_t pid = fork();
@@ -417,8 +416,8 @@ static void test_second_daemon_refused_and_stale_socket_reused(void)
     }
     int rc = harness_wait_exit(pid, T);
     CHECK(rc != 0 && rc != -1, "a second daemon on the same socket did not refuse to start (exit %d)", rc);
-    harness_read_file(second_log, log, sizeof log);
-    CHECK(strstr(log, "another daemon"), "second daemon's refusal does not say why: %s", log);
+    harness_read_tail(second_log, log, sizeof log);
+    CHECK(harness_file_contains(second_log, "another daemon") == 1, "second daemon's refusal does not say why: %s", log);
     CHECK(daemon_answers(), "first daemon disturbed");
     /* A killed daemon leaves its socket file; the next start removes it. */
     harness_daemon_kill(&d);
@@ -455,13 +454,12 @@ static void test_check_config_and_reload(void)
                " \"ipc\": {\"socket\": \"%s\"}, \"log\": {\"level\": \"info\"}}\n", d.dir, d.socket);
     fclose(f);
     harness_daemon_signal(&d, SIGHUP);
-    char log[65536];
     uint64_t deadline = harness_now_ms() + T;
     bool seen = false;
     while (!seen && harness_now_ms() < deadline) {
         usleep(50000);
-        harness_read_file(d.log, log, sizeof log);
-        seen = strstr(log, "log.level debug -> info") && strstr(log, "cluster.name changed");
+        seen = harness_file_contains(d.log, "log.level debug -> info") == 1 &&
+               harness_file_contains(d.log, "cluster.name changed") == 1;
     }
     CHECK(seen, "reload not logged as expected");
     /* A broken file on reload keeps the running config. */
@@ -473,8 +471,7 @@ static void test_check_config_and_reload(void)
     seen = false;
     while (!seen && harness_now_ms() < deadline) {
         usleep(50000);
-        harness_read_file(d.log, log, sizeof log);
-        seen = strstr(log, "not reloading") != NULL;
+        seen = harness_file_contains(d.log, "not reloading") == 1;
     }
     CHECK(seen, "a broken reload was not refused");
     CHECK(daemon_answers(), "daemon died on a broken reload");

@@ -133,8 +133,9 @@ static void on_gossip(void *ctx, const char *from, const Partisan__Peer__Gossip 
     snprintf(e->gossip_from, sizeof e->gossip_from, "%s", from);
 }
 
-static void on_data(void *ctx, const char *from, const Partisan__Peer__Data *d)
+static void on_data(void *ctx, const char *from, const char *channel, const Partisan__Peer__Data *d)
 {
+    (void)channel;
     struct env *e = ctx;
     char want[32];
     int n = snprintf(want, sizeof want, "payload-%d", e->data_n);
@@ -145,11 +146,22 @@ static void on_data(void *ctx, const char *from, const Partisan__Peer__Data *d)
     snprintf(e->data_from, sizeof e->data_from, "%s", from);
 }
 
-static void on_drained(void *ctx, const char *node)
+static void on_drained(void *ctx, const void *lane)
 {
-    (void)node;
+    (void)lane;
     struct env *e = ctx;
     e->drained++;
+}
+
+/* On the default channel, without a key; remembers whether the lane said
+ * it is congested. */
+static bool last_congested;
+static int send_data(struct transport *t, const char *node, const Partisan__Peer__Data *d)
+{
+    const void *lane = NULL;
+    int rc = transport_send_data(t, node, 0, NULL, 0, d, &lane);
+    last_congested = lane != NULL;
+    return rc;
 }
 
 static void mk_full(struct env *e, const char *cluster, const char *name, uint64_t inc,
@@ -163,7 +175,7 @@ static void mk_full(struct env *e, const char *cluster, const char *name, uint64
     struct transport_callbacks cb = {
         .ctx = e, .on_connected = on_connected, .on_connect_failed = on_connect_failed,
         .on_disconnected = on_disconnected, .on_gossip = on_gossip, .on_data = on_data,
-        .on_drained = on_drained,
+        .on_lane_drained = on_drained,
     };
     e->t = transport_new(base, &cfg, &cb);
     ck_assert_ptr_nonnull(e->t);
@@ -315,14 +327,14 @@ START_TEST(connect_reports_acceptor_name_and_incarnation)
     mk(&b, "prod", "b", 77);
     transport_connect(a.t, "", b.addr);     /* a seed: name unknown */
     ck_assert_int_eq(a.connected, 0);       /* never from inside the call */
-    WAIT_UNTIL(a.connected == 1 && st(&b)->accepted == 2, WAIT_MS);
+    WAIT_UNTIL(a.connected == 1 && st(&b)->accepted == 1, WAIT_MS);
     ck_assert_int_eq(a.connected, 1);
     ck_assert_str_eq(a.conn_node, "b");
     ck_assert_str_eq(a.conn_addr, b.addr);
     ck_assert_uint_eq(a.conn_inc, 77);
     ck_assert_int_eq(a.failed, 0);
-    ck_assert_uint_eq(st(&b)->accepted, 2); /* control + data */
-    ck_assert_uint_eq(st(&a)->dialled, 2);
+    ck_assert_uint_eq(st(&b)->accepted, 1); /* control only: data connections are dialled when needed */
+    ck_assert_uint_eq(st(&a)->dialled, 1);
     ck_assert_int_eq(b.connected, 0);       /* connections are directional */
     done(&a);
     done(&b);
@@ -359,7 +371,7 @@ START_TEST(gossip_and_data_arrive_in_order_from_the_sender)
     struct env a = {0}, b = {0};
     mk(&a, "prod", "a", 1);
     mk(&b, "prod", "b", 2);
-    ck_assert_int_eq(transport_send_data(a.t, "b", &(Partisan__Peer__Data)PARTISAN__PEER__DATA__INIT), -1);
+    ck_assert_int_eq(send_data(a.t, "b", &(Partisan__Peer__Data)PARTISAN__PEER__DATA__INIT), -1);
     transport_connect(a.t, "b", b.addr);
     WAIT_UNTIL(a.connected == 1, WAIT_MS);
     ck_assert_int_eq(a.connected, 1);
@@ -379,7 +391,7 @@ START_TEST(gossip_and_data_arrive_in_order_from_the_sender)
         d.name = (char *)"svc";
         d.payload.data = (uint8_t *)payload;
         d.payload.len = (size_t)n;
-        ck_assert_int_eq(transport_send_data(a.t, "b", &d), 0);
+        ck_assert_int_eq(send_data(a.t, "b", &d), 0);
     }
     WAIT_UNTIL(b.data_n == 1000 && b.gossip_n == 3, WAIT_MS);
     ck_assert_int_eq(b.data_n, 1000);
@@ -391,7 +403,7 @@ START_TEST(gossip_and_data_arrive_in_order_from_the_sender)
         ck_assert_uint_eq(b.gossip_seq[i], (uint64_t)i + 1);
     ck_assert_uint_ge(st(&a)->frames_out, 1003);
     ck_assert_uint_ge(st(&b)->frames_in, 1003);
-    ck_assert(!transport_data_congested(a.t, "b"));
+    ck_assert_int_eq(a.drained, 0);
     done(&a);
     done(&b);
 }
@@ -655,7 +667,7 @@ START_TEST(peer_going_away_disconnects_once)
     mk(&a, "prod", "a", 1);
     mk(&b, "prod", "b", 2);
     transport_connect(a.t, "b", b.addr);
-    WAIT_UNTIL(a.connected == 1 && st(&b)->accepted == 2, WAIT_MS);
+    WAIT_UNTIL(a.connected == 1 && st(&b)->accepted == 1, WAIT_MS);
     ck_assert_int_eq(a.connected, 1);
     done(&b);
     WAIT_UNTIL(a.disconnected >= 1, WAIT_MS);
@@ -663,7 +675,7 @@ START_TEST(peer_going_away_disconnects_once)
     ck_assert_int_eq(a.disconnected, 1);
     ck_assert_str_eq(a.disc_node, "b");
     ck_assert_int_eq(a.failed, 0);
-    ck_assert_int_eq(transport_send_data(a.t, "b", &(Partisan__Peer__Data)PARTISAN__PEER__DATA__INIT), -1);
+    ck_assert_int_eq(send_data(a.t, "b", &(Partisan__Peer__Data)PARTISAN__PEER__DATA__INIT), -1);
     done(&a);
 }
 END_TEST
@@ -679,7 +691,7 @@ START_TEST(asked_disconnect_is_silent_and_reconnect_works)
     WAIT_UNTIL(a.connected == 1, WAIT_MS);
     run_for(100);
     ck_assert_int_eq(a.connected, 1);
-    ck_assert_uint_eq(st(&b)->accepted, 2);
+    ck_assert_uint_eq(st(&b)->accepted, 1); /* one dial, and only its control connection */
 
     transport_disconnect(a.t, "b");
     ck_assert_int_eq(transport_send_gossip(a.t, "b", &(Partisan__Peer__Gossip)PARTISAN__PEER__GOSSIP__INIT), -1);
@@ -760,25 +772,18 @@ START_TEST(full_data_queue_refuses_then_drains)
     snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)port);
     transport_connect(a.t, "raw", addr);
 
-    /* Play the acceptor by hand: read both Hellos, answer both. */
-    int ctrl = -1, data = -1;
-    for (int i = 0; i < 2; i++) {
-        int fd = raw_accept(lfd);
-        Partisan__Peer__PeerFrame *f = raw_read_frame(fd);
-        ck_assert_ptr_nonnull(f);
-        ck_assert_int_eq(f->body_case, PARTISAN__PEER__PEER_FRAME__BODY_HELLO);
-        ck_assert_str_eq(f->hello->cluster, "prod");
-        ck_assert_str_eq(f->hello->node, "a");
-        ck_assert_str_eq(f->hello->expect_node, "raw");
-        ck_assert_str_eq(f->hello->address, a.addr);
-        if (strcmp(f->hello->channel, "control") == 0)
-            ctrl = fd;
-        else if (strcmp(f->hello->channel, "data") == 0)
-            data = fd;
-        partisan__peer__peer_frame__free_unpacked(f, NULL);
-    }
-    ck_assert_int_ge(ctrl, 0);
-    ck_assert_int_ge(data, 0);
+    /* Play the acceptor by hand: the control connection comes first; the
+     * data connection only once there is a message for it. */
+    int ctrl = raw_accept(lfd), data = -1;
+    Partisan__Peer__PeerFrame *hf = raw_read_frame(ctrl);
+    ck_assert_ptr_nonnull(hf);
+    ck_assert_int_eq(hf->body_case, PARTISAN__PEER__PEER_FRAME__BODY_HELLO);
+    ck_assert_str_eq(hf->hello->cluster, "prod");
+    ck_assert_str_eq(hf->hello->node, "a");
+    ck_assert_str_eq(hf->hello->expect_node, "raw");
+    ck_assert_str_eq(hf->hello->address, a.addr);
+    ck_assert_str_eq(hf->hello->channel, "control");
+    partisan__peer__peer_frame__free_unpacked(hf, NULL);
     uint8_t buf[256];
     Partisan__Peer__Welcome w = PARTISAN__PEER__WELCOME__INIT;
     w.node = (char *)"raw";
@@ -788,36 +793,45 @@ START_TEST(full_data_queue_refuses_then_drains)
     f.welcome = &w;
     size_t n = pack_frame(buf, &f);
     raw_write(ctrl, buf, n);
-    raw_write(data, buf, n);
     WAIT_UNTIL(a.connected == 1, WAIT_MS);
     ck_assert_int_eq(a.connected, 1);
     ck_assert_str_eq(a.conn_node, "raw");
     ck_assert_uint_eq(a.conn_inc, 7);
 
-    /* Fill until the queue stays full: the kernel buffers are full too. */
     static uint8_t payload[4096];
     Partisan__Peer__Data d = PARTISAN__PEER__DATA__INIT;
+    d.to_node = (char *)"raw";
     d.name = (char *)"svc";
     d.payload.data = payload;
     d.payload.len = sizeof payload;
-    bool full = false;
+    ck_assert_int_eq(send_data(a.t, "raw", &d), 0);
+    data = raw_accept(lfd);
+    hf = raw_read_frame(data);
+    ck_assert_ptr_nonnull(hf);
+    ck_assert_int_eq(hf->body_case, PARTISAN__PEER__PEER_FRAME__BODY_HELLO);
+    ck_assert_str_eq(hf->hello->channel, "default");
+    ck_assert_uint_eq(hf->hello->conn_index, 0);
+    partisan__peer__peer_frame__free_unpacked(hf, NULL);
+    raw_write(data, buf, n);
+
+    /* Fill until the queue stays full: the kernel buffers are full too. */
+    bool full = false, congested = false;
     uint64_t dl = mono_ms() + 10000;
     while (!full && mono_ms() < dl) {
         int rc;
-        while ((rc = transport_send_data(a.t, "raw", &d)) == 0)
-            ;
+        while ((rc = send_data(a.t, "raw", &d)) == 0)
+            congested = congested || last_congested;
         ck_assert_int_eq(rc, -2);
-        ck_assert(transport_data_congested(a.t, "raw"));
         run_for(30);
-        full = transport_data_congested(a.t, "raw");
+        full = send_data(a.t, "raw", &d) == -2;
     }
     ck_assert(full);
+    ck_assert(congested);
     ck_assert_uint_ge(st(&a)->queue_overflow, 1);
     int drained = a.drained;
     run_for(200);
-    ck_assert(transport_data_congested(a.t, "raw"));
     ck_assert_int_eq(a.drained, drained);
-    ck_assert_int_eq(transport_send_data(a.t, "raw", &d), -2);
+    ck_assert_int_eq(send_data(a.t, "raw", &d), -2);
 
     /* The peer starts reading: the queue drains and says so. */
     static uint8_t sink[65536];
@@ -828,14 +842,53 @@ START_TEST(full_data_queue_refuses_then_drains)
         event_base_loop(base, EVLOOP_ONCE);
     }
     ck_assert_int_eq(a.drained, drained + 1);
-    ck_assert(!transport_data_congested(a.t, "raw"));
-    ck_assert_int_eq(transport_send_data(a.t, "raw", &d), 0);
+    ck_assert_int_eq(send_data(a.t, "raw", &d), 0);
+    ck_assert(!last_congested);
     ck_assert_int_eq(a.disconnected, 0);
 
     done(&a);
     close(ctrl);
     close(data);
     close(lfd);
+}
+END_TEST
+
+/* The sender of a Data frame is the node its connection's handshake named;
+ * a frame claiming another is dropped and counted, never delivered as that
+ * node's. */
+START_TEST(data_sender_is_the_connections_node)
+{
+    struct env b = {0};
+    mk(&b, "prod", "b", 2);
+    int fd = raw_connect(transport_listen_port(b.t));
+    uint8_t buf[1024];
+    raw_write(fd, buf, hello_frame(buf, "prod", "a"));
+    Partisan__Peer__PeerFrame *w = raw_read_frame(fd);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_int_eq(w->body_case, PARTISAN__PEER__PEER_FRAME__BODY_WELCOME);
+    partisan__peer__peer_frame__free_unpacked(w, NULL);
+    const char *claims[] = { "mallory", "a", "" };
+    for (int i = 0; i < 3; i++) {
+        char payload[32];
+        int n = snprintf(payload, sizeof payload, "payload-%d", b.data_n);
+        Partisan__Peer__Data d = PARTISAN__PEER__DATA__INIT;
+        d.from_node = (char *)claims[i];
+        d.to_node = (char *)"b";
+        d.name = (char *)"svc";
+        d.payload.data = (uint8_t *)payload;
+        d.payload.len = (size_t)n;
+        Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
+        f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_DATA;
+        f.data = &d;
+        raw_write(fd, buf, pack_frame(buf, &f));
+        run_for(100);
+        ck_assert_int_eq(b.data_n, i == 0 ? 0 : i);
+    }
+    ck_assert_uint_eq(st(&b)->spoofed, 1);
+    ck_assert(!b.data_bad);
+    ck_assert_str_eq(b.data_from, "a");
+    close(fd);
+    done(&b);
 }
 END_TEST
 
@@ -880,6 +933,7 @@ static Suite *transport_suite(void)
     tcase_add_test(tc, callbacks_may_call_back_into_the_transport);
     tcase_add_test(tc, full_data_queue_refuses_then_drains);
     tcase_add_test(tc, listen_on_a_used_port_fails);
+    tcase_add_test(tc, data_sender_is_the_connections_node);
     suite_add_tcase(s, tc);
     return s;
 }
