@@ -38,6 +38,7 @@ struct channel_msg {
     size_t len;                        /* frame bytes */
     size_t key_len;                    /* 0: not in the key table */
     size_t key_room;
+    uint64_t tag;                      /* the caller's, given back by the gate's sent() */
     uint8_t data[];                    /* the frame, then the key */
 };
 
@@ -73,6 +74,7 @@ struct channel_queue {
 
     struct channel_ring ring;
     struct channel_queue_stats stats;
+    struct channel_gate gate;          /* monotonic: which waiting frames may go */
 };
 
 /* ------------------------------------------------------------- ring -- */
@@ -323,11 +325,12 @@ uint8_t *channel_queue_reserve(struct channel_queue *q, size_t len)
     return p;
 }
 
-static int channel_commit_monotonic(struct channel_queue *q, const void *key, size_t key_len)
+static int channel_commit_monotonic(struct channel_queue *q, const void *key, size_t key_len, uint64_t tag)
 {
     struct channel_msg *m = q->res_msg;
     q->res_msg = NULL;
     m->len = q->res_len;
+    m->tag = tag;
     m->key_len = 0;
     m->chain = NULL;
     if (key_len > 0) {
@@ -371,7 +374,7 @@ fail:
     return -1;
 }
 
-int channel_queue_commit(struct channel_queue *q, const void *key, size_t key_len)
+int channel_queue_commit(struct channel_queue *q, const void *key, size_t key_len, uint64_t tag)
 {
     if (!q->reserved)
         return -1;
@@ -384,7 +387,7 @@ int channel_queue_commit(struct channel_queue *q, const void *key, size_t key_le
         return -1;
     }
     if (q->monotonic)
-        return channel_commit_monotonic(q, key_len > 0 ? key : NULL, key ? key_len : 0);
+        return channel_commit_monotonic(q, key_len > 0 ? key : NULL, key ? key_len : 0, tag);
     q->res_vec.iov_len = q->res_len;
     if (evbuffer_commit_space(q->buf, &q->res_vec, 1) != 0)
         return -1;
@@ -431,8 +434,13 @@ size_t channel_queue_handover(struct channel_queue *q, struct evbuffer *out, siz
     size_t have = evbuffer_get_length(out);
     size_t bytes = 0;
     size_t n = channel_handover_buf(q, out, have, fill, &bytes);
-    while (q->head && have + bytes < fill) {
-        struct channel_msg *m = q->head;
+    /* Frames the gate holds back stay where they are, still replaceable;
+     * frames behind them for other destinations go on. */
+    for (struct channel_msg *m = q->head, *next; m && have + bytes < fill; m = next) {
+        next = m->next;
+        const uint8_t *key = m->data + m->len;
+        if (q->gate.may_send && !q->gate.may_send(q->gate.ctx, key, m->key_len))
+            continue;
         if (channel_ring_room(&q->ring) != 0 || evbuffer_add(out, m->data, m->len) != 0)
             break;
         channel_ring_put(&q->ring, m->len);
@@ -443,6 +451,8 @@ size_t channel_queue_handover(struct channel_queue *q, struct evbuffer *out, siz
         q->bytes -= m->len;
         bytes += m->len;
         n++;
+        if (q->gate.sent)
+            q->gate.sent(q->gate.ctx, key, m->key_len, m->tag);
         free(m);
     }
     q->stats.msgs_sent += n;
@@ -534,6 +544,14 @@ size_t channel_queue_msgs(const struct channel_queue *q)
 size_t channel_queue_bytes(const struct channel_queue *q)
 {
     return q->bytes;
+}
+
+void channel_queue_set_gate(struct channel_queue *q, const struct channel_gate *g)
+{
+    if (g)
+        q->gate = *g;
+    else
+        memset(&q->gate, 0, sizeof q->gate);
 }
 
 const struct channel_queue_stats *channel_queue_stats(const struct channel_queue *q)

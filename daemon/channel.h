@@ -17,7 +17,10 @@
  * frame committed with a key that a waiting frame has takes that frame's
  * place in the queue, and the older one is counted as superseded. A frame
  * already handed to a socket is never replaced: the receiver gets it, then
- * the newer one.
+ * the newer one. A gate (channel_queue_set_gate) may hold waiting
+ * monotonic frames back — their destination's flow-control window is full
+ * — so that they wait here, where newer ones keep replacing them, while
+ * frames for other destinations go past them.
  *
  * The queue does no I/O of its own: it only moves bytes between evbuffers.
  */
@@ -48,10 +51,21 @@ uint8_t *channel_queue_reserve(struct channel_queue *q, size_t len);
 
 /* Queues the frame written into the reserved space. On a monotonic queue a
  * non-empty key replaces the waiting frame with the same key (the new frame
- * takes its place); an empty key never replaces. Ignored on plain queues.
- * Returns 0, or -1 out of memory, no reservation, or a length field that
- * is not len - 8 (nothing queued; the reservation is gone). */
-int channel_queue_commit(struct channel_queue *q, const void *key, size_t key_len);
+ * takes its place); an empty key never replaces. `tag` is the caller's,
+ * handed back to the gate's sent(). Key and tag are ignored on plain
+ * queues. Returns 0, or -1 out of memory, no reservation, or a length field
+ * that is not len - 8 (nothing queued; the reservation is gone). */
+int channel_queue_commit(struct channel_queue *q, const void *key, size_t key_len, uint64_t tag);
+
+/* Monotonic queues only: handover asks may_send() for each waiting frame
+ * (by its key) and leaves the ones it refuses in place; sent() hears of
+ * each one that went. Neither may call back into the queue. */
+struct channel_gate {
+    void *ctx;
+    bool (*may_send)(void *ctx, const void *key, size_t key_len);
+    void (*sent)(void *ctx, const void *key, size_t key_len, uint64_t tag);
+};
+void channel_queue_set_gate(struct channel_queue *q, const struct channel_gate *g);
 
 /* Moves whole frames, oldest first, into out until out holds at least
  * `fill` bytes or nothing waits; returns how many frames moved. Every call

@@ -282,6 +282,16 @@ static void tp_data_lost(void *ctx, const char *node, uint64_t lost)
     router_data_lost(((struct node *)ctx)->router, node, lost);
 }
 
+static bool tp_may_send(void *ctx, const char *node, const char *name)
+{
+    return router_monotonic_may_send(((struct node *)ctx)->router, node, name);
+}
+
+static void tp_monotonic_sent(void *ctx, const char *node, const char *name, uint64_t payload_len)
+{
+    router_monotonic_sent(((struct node *)ctx)->router, node, name, payload_len);
+}
+
 /* ---- the router's sinks and senders: application sessions ---- */
 
 static int io_deliver(void *sink, const char *from_node, const char *name, const char *channel,
@@ -372,6 +382,8 @@ static int start_transport(struct node *n, char *err, size_t errlen)
         .on_credit = tp_credit,
         .on_lane_drained = tp_lane_drained,
         .on_data_lost = tp_data_lost,
+        .may_send = tp_may_send,
+        .on_monotonic_sent = tp_monotonic_sent,
     };
     n->transport = transport_new(n->base, &tc, &cb);
     if (!n->transport) {

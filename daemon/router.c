@@ -273,7 +273,11 @@ static Partisan__Ipc__ErrorCode send_remote(struct router *r, void *sender, cons
         snprintf(msg, msglen, "the %s queue toward %s is full; retry later", r->cfg.config->channels[ch].name, hop);
         return PARTISAN__IPC__ERROR_CODE__BUSY;
     }
-    const void *window = flow_sent(r->flow, q->node, q->name, flow_cost(q->payload.len));
+    /* A monotonic channel's messages are accounted when they leave their
+     * queue (router_monotonic_sent): while the window is full they wait
+     * there and newer ones replace them, so their senders never wait. */
+    const void *window = r->cfg.config->channels[ch].monotonic
+                             ? NULL : flow_sent(r->flow, q->node, q->name, flow_cost(q->payload.len));
     if (lane) {
         r->io.block(sender, lane);
     } else if (window) {
@@ -393,6 +397,18 @@ void router_peer_credit(struct router *r, const char *from, const Partisan__Peer
     for (size_t i = 0; i < c->n_grants; i++)
         if (c->grants[i]->name)
             flow_granted(r->flow, from, c->grants[i]->name, c->grants[i]->bytes);
+    if (r->transport)
+        transport_kick(r->transport, from);
+}
+
+bool router_monotonic_may_send(struct router *r, const char *node, const char *name)
+{
+    return !flow_is_waiting(r->flow, node, name);
+}
+
+void router_monotonic_sent(struct router *r, const char *node, const char *name, uint64_t payload_len)
+{
+    flow_sent(r->flow, node, name, flow_cost((size_t)payload_len));
 }
 
 void router_lane_drained(struct router *r, const void *lane)

@@ -17,7 +17,9 @@
  * every other name on its node and every channel keep flowing. A sender
  * also waits while the lane its message took is past its high mark, and
  * for a local receiver past half its queue bound. Nothing accepted with ok
- * is dropped for flow control.
+ * is dropped for flow control. On a monotonic channel the sender does not
+ * wait for the window: its messages wait in the lane's queue instead,
+ * where a newer one for the same name and key replaces an older one.
  */
 #ifndef PARTISAN_ROUTER_H
 #define PARTISAN_ROUTER_H
@@ -90,6 +92,10 @@ Partisan__Ipc__ErrorCode router_send(struct router *r, void *sender, const Parti
 void router_peer_data(struct router *r, const char *from, const char *channel, const Partisan__Peer__Data *d);
 void router_peer_credit(struct router *r, const char *from, const Partisan__Peer__Credit *c);
 void router_lane_drained(struct router *r, const void *lane);
+/* Monotonic channels: their messages wait in the lane while the
+ * destination's window is full, and are accounted when they leave it. */
+bool router_monotonic_may_send(struct router *r, const char *node, const char *name);
+void router_monotonic_sent(struct router *r, const char *node, const char *name, uint64_t payload_len);
 void router_data_lost(struct router *r, const char *node, uint64_t lost);
 /* The node is down or gone: its windows are forgotten and its senders resume. */
 void router_peer_gone(struct router *r, const char *node);

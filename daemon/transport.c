@@ -104,6 +104,7 @@ struct conn {
     bool closed;
     bool paused;                    /* inbound data: not read until transport_resume_data_from() */
     bool draining;                  /* inbound, disconnected: deliver what was read, then close */
+    bool eof;                       /* the peer closed its side in order (FIN, not a reset) */
     char doom[TP_REASON_MAX];       /* non-empty: fail from the loop with this reason */
     char remote[TP_ADDR_MAX];       /* the other end, for logs */
     char node[TP_NAME_MAX];         /* inbound: the dialler's name once its Hello is accepted */
@@ -149,6 +150,7 @@ struct lane {
      * can ask, so what it may have lost is estimated from these. */
     uint64_t unacked_sample, written_at_sample;
     uint64_t bytes_sent_at_dial;    /* the queue's bytes_sent when this connection began */
+    unsigned refills;
 };
 
 struct tp_channel {
@@ -678,8 +680,11 @@ static void lane_pump(struct lane *l)
     if (c && c->established && !c->closed && c->bev && l->q) {
         struct evbuffer *out = bufferevent_get_output(c->bev);
         if (evbuffer_get_length(out) <= HANDOVER_LOW) {
+            /* One refill in eight: the ioctl costs a few per cent of a busy
+             * daemon, and an older sample only widens the estimate. */
             int unacked = 0;
-            if (ioctl(bufferevent_getfd(c->bev), SIOCOUTQ, &unacked) == 0 && unacked >= 0) {
+            if ((l->refills++ & 7) == 0 && ioctl(bufferevent_getfd(c->bev), SIOCOUTQ, &unacked) == 0 &&
+                unacked >= 0) {
                 l->unacked_sample = (uint64_t)unacked;
                 l->written_at_sample = lane_written(l, out);
             }
@@ -708,11 +713,12 @@ static void lane_conn_failed(struct conn *c)
             int unacked = 0;
             if (ioctl(bufferevent_getfd(c->bev), SIOCOUTQ, &unacked) != 0 || unacked < 0)
                 unacked = 0;
-            /* At most everything written since the last sample is unacked
-             * on top of what was then: an estimate that errs towards
-             * counting a message lost, never towards hiding one. */
+            /* After a reset the kernel has purged its queue, so at most
+             * everything written since the last sample is unacked on top
+             * of what was then: an estimate that errs towards counting a
+             * message lost. After an orderly close the kernel still knows. */
             uint64_t est = l->unacked_sample + (lane_written(l, out) - l->written_at_sample);
-            if ((uint64_t)unacked > est)
+            if (c->eof || (uint64_t)unacked > est)
                 est = (uint64_t)unacked;
             channel_queue_recover(l->q, out, (size_t)est);
         } else {
@@ -1149,6 +1155,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
             return;
     }
     char reason[TP_REASON_MAX];
+    c->eof = (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR);
     if (what & BEV_EVENT_EOF)
         snprintf(reason, sizeof reason, "closed by the peer%s", c->established ? "" : " during the handshake");
     else if (c->kind != CONN_IN && !c->tcp_up)
@@ -1482,7 +1489,8 @@ int transport_send_credit(struct transport *t, const char *node, const char *nam
 }
 
 /* The replacement key of a monotonic channel: destination node, name and
- * partition key, each length-prefixed so that no two triples collide. */
+ * partition key, each length-prefixed so that no two triples collide.
+ * monotonic_key_parts() reads the node and name back. */
 static size_t monotonic_key(uint8_t *buf, size_t cap, const Partisan__Peer__Data *d, const void *key,
                             size_t key_len)
 {
@@ -1499,6 +1507,64 @@ static size_t monotonic_key(uint8_t *buf, size_t cap, const Partisan__Peer__Data
         n += len;
     }
     return n;
+}
+
+static bool monotonic_key_parts(const uint8_t *k, size_t n, char node[TP_NAME_MAX], char name[TP_NAME_MAX])
+{
+    char *dst[2] = { node, name };
+    size_t at = 0;
+    for (int i = 0; i < 2; i++) {
+        if (at + 2 > n)
+            return false;
+        size_t len = (size_t)k[at] << 8 | k[at + 1];
+        at += 2;
+        if (len >= TP_NAME_MAX || at + len > n)
+            return false;
+        memcpy(dst[i], k + at, len);
+        dst[i][len] = '\0';
+        at += len;
+    }
+    return true;
+}
+
+static bool lane_may_send(void *ctx, const void *key, size_t key_len)
+{
+    struct lane *l = ctx;
+    struct transport *t = l->p->t;
+    char node[TP_NAME_MAX], name[TP_NAME_MAX];
+    if (!t->cb.may_send || !monotonic_key_parts(key, key_len, node, name))
+        return true;
+    return t->cb.may_send(t->cb.ctx, node, name);
+}
+
+static void lane_sent(void *ctx, const void *key, size_t key_len, uint64_t payload_len)
+{
+    struct lane *l = ctx;
+    struct transport *t = l->p->t;
+    char node[TP_NAME_MAX], name[TP_NAME_MAX];
+    if (t->cb.on_monotonic_sent && monotonic_key_parts(key, key_len, node, name))
+        t->cb.on_monotonic_sent(t->cb.ctx, node, name, payload_len);
+}
+
+static struct channel_queue *lane_queue_new(struct lane *l)
+{
+    bool monotonic = l->p->t->chans[l->ch].monotonic;
+    struct channel_queue *q = channel_queue_new(monotonic);
+    if (q && monotonic) {
+        struct channel_gate g = { .ctx = l, .may_send = lane_may_send, .sent = lane_sent };
+        channel_queue_set_gate(q, &g);
+    }
+    return q;
+}
+
+void transport_kick(struct transport *t, const char *node)
+{
+    struct peer *p = peer_by_node(t, node);
+    if (!p)
+        return;
+    for (size_t i = 0; i < t->n_lanes; i++)
+        if (p->lanes[i].q && t->chans[p->lanes[i].ch].monotonic && channel_queue_msgs(p->lanes[i].q))
+            lane_pump(&p->lanes[i]);
 }
 
 int transport_send_data(struct transport *t, const char *node, unsigned channel, const void *key,
@@ -1533,7 +1599,7 @@ int transport_send_data(struct transport *t, const char *node, unsigned channel,
         l->cstats->paused++;
         return -2;
     }
-    if (!l->q && !(l->q = channel_queue_new(ch->monotonic))) {
+    if (!l->q && !(l->q = lane_queue_new(l))) {
         log_error("out of memory queueing a message to node \"%s\"", node);
         return -1;
     }
@@ -1546,7 +1612,7 @@ int transport_send_data(struct transport *t, const char *node, unsigned channel,
     frame_peer_header(frame, frame + FRAME_PEER_HEADER, len);
     uint8_t keybuf[2 * TP_NAME_MAX + 2 * TP_NAME_MAX + 8];
     size_t keyn = ch->monotonic ? monotonic_key(keybuf, sizeof keybuf, d, key, key_len) : 0;
-    if (channel_queue_commit(l->q, keybuf, keyn) != 0) {
+    if (channel_queue_commit(l->q, keybuf, keyn, d->payload.len) != 0) {
         log_error("out of memory queueing a message to node \"%s\"", node);
         return -1;
     }

@@ -92,6 +92,12 @@ struct transport_callbacks {
     /* A data connection to node dropped while messages had reached its
      * kernel: `lost` of them may never arrive. */
     void (*on_data_lost)(void *ctx, const char *node, uint64_t lost);
+    /* Monotonic channels: may a waiting message for (node, name) go to the
+     * socket now? (NULL: always.) Those held back stay queued, where newer
+     * ones replace them; transport_kick() asks again. */
+    bool (*may_send)(void *ctx, const char *node, const char *name);
+    /* A monotonic message for (node, name) went to the socket. */
+    void (*on_monotonic_sent)(void *ctx, const char *node, const char *name, uint64_t payload_len);
 };
 
 struct transport_stats {
@@ -140,6 +146,9 @@ void transport_disconnect(struct transport *t, const char *node);
 /* Queues a gossip frame on the control connection to node. Returns 0, or -1
  * if there is no established connection to node. */
 int transport_send_gossip(struct transport *t, const char *node, const Partisan__Peer__Gossip *g);
+
+/* Offers node's monotonic lanes' held-back messages to the sockets again. */
+void transport_kick(struct transport *t, const char *node);
 
 /* Flow-control credit to node, on the control connection. 0, or -1. */
 int transport_send_credit(struct transport *t, const char *node, const char *name, uint64_t bytes);

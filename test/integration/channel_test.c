@@ -689,6 +689,65 @@ static void monotonic_body(void)
 }
 static void test_monotonic(void) { monotonic_body(); after_test(); }
 
+
+/* The same toward an application that stops reading, with the default
+ * window: its senders on a monotonic channel never wait for the window
+ * (messages wait in n1's queue instead, where newer versions replace older
+ * ones), and once it reads again it ends with the newest version of every
+ * key, having received exactly sent - superseded messages. */
+static void monotonic_stalled_reader_body(void)
+{
+    CHECK(start_pair(&(struct knobs){ 0 }) == 0, "the pair did not come up");
+    memset(&mtx, 0, sizeof mtx);
+    partisan_client *sink = holder(&nodes[1], "sink");
+    mtx.c = client(&nodes[0]);
+    CHECK(sink && mtx.c, "connect/register");
+    CHECK(worker_start(&mtx.w, mono_sender) == 0, "pthread_create");
+    CHECK(harness_wait_until(worker_done, &mtx.w, 40000),
+          "the sender waited although nothing on a monotonic channel should: %d of %d sent",
+          atomic_load(&mtx.sent), K4 * V4);
+    CHECK(!mtx.w.err[0], "sender: %s", mtx.w.err);
+    struct row r = { 0 };
+    int rc = stats_row(&nodes[0], "n2", "state", &r);
+    CHECK(rc == 0, "stats on n1: %s", partisan_strerror(rc));
+    CHECK(r.superseded > 0, "nothing superseded while n2/sink did not read (%llu queued)",
+          (unsigned long long)r.queued_msgs);
+    printf("  all %d sent while n2/sink did not read: %llu superseded, %llu waiting\n", K4 * V4,
+           (unsigned long long)r.superseded, (unsigned long long)r.queued_msgs);
+
+    int last[K4], received = 0;
+    for (int i = 0; i < K4; i++)
+        last[i] = -1;
+    uint64_t quiet_since = harness_now_ms(), deadline = harness_now_ms() + 30000;
+    for (;;) {
+        CHECK(harness_now_ms() < deadline, "n2/sink still receiving after 30 s (%d so far)", received);
+        struct partisan_message *m = NULL;
+        rc = partisan_recv(sink, &m, 100);
+        if (rc == PARTISAN_ETIMEDOUT) {
+            if (harness_now_ms() - quiet_since > 1000 && mono_drained(NULL))
+                break;
+            continue;
+        }
+        CHECK(rc == 0, "n2/sink recv: %s", partisan_strerror(rc));
+        int key, v;
+        bool ok = parse_keyed(m, &key, &v) && key >= 0 && key < K4;
+        partisan_message_free(m);
+        CHECK(ok, "n2/sink: undecodable payload");
+        CHECK(v > last[key], "key %d: version %d after %d (older after newer)", key, v, last[key]);
+        last[key] = v;
+        received++;
+        quiet_since = harness_now_ms();
+    }
+    rc = stats_row(&nodes[0], "n2", "state", &r);
+    CHECK(rc == 0, "stats on n1: %s", partisan_strerror(rc));
+    CHECK(received == K4 * V4 - (int)r.superseded, "received %d, but %d sent - %llu superseded = %d", received,
+          K4 * V4, (unsigned long long)r.superseded, K4 * V4 - (int)r.superseded);
+    for (int key = 0; key < K4; key++)
+        CHECK(last[key] == V4 - 1, "key %d: the last version received is %d, want the newest, %d", key, last[key],
+              V4 - 1);
+}
+static void test_monotonic_stalled_reader(void) { monotonic_stalled_reader_body(); after_test(); }
+
 /* ====================================================================== */
 /* 5. A stalled reader holds back only the senders writing to its name: "slow"
  * on n2 never reads while n1 floods it; meanwhile sends to "fast" on n2 (on
@@ -1315,6 +1374,7 @@ int main(void)
     harness_run("unknown_channel", test_unknown_channel_wrapped);
     harness_run("per_key_order_parallel", test_per_key_order);
     harness_run("monotonic_supersedes", test_monotonic);
+    harness_run("monotonic_stalled_reader", test_monotonic_stalled_reader);
     harness_run("stalled_reader_isolation", test_stalled_reader_isolation);
     harness_run("bulk_does_not_starve_control", test_bulk_does_not_starve_control);
     harness_run("reset_mid_stream", test_reset_mid_stream);

@@ -23,7 +23,7 @@ static void put_frame(struct channel_queue *q, const char *body, const char *key
     ck_assert_ptr_nonnull(p);
     memcpy(p + FRAME_PEER_HEADER, body, n);
     frame_peer_header(p, p + FRAME_PEER_HEADER, n);
-    ck_assert_int_eq(channel_queue_commit(q, key, key ? strlen(key) : 0), 0);
+    ck_assert_int_eq(channel_queue_commit(q, key, key ? strlen(key) : 0, 0), 0);
 }
 
 static void put_num(struct channel_queue *q, int i, const char *key)
@@ -345,18 +345,18 @@ START_TEST(reserve_and_commit_limits)
         ck_assert_ptr_null(channel_queue_reserve(q, 0));
         ck_assert_ptr_null(channel_queue_reserve(q, FRAME_PEER_HEADER - 1));
         ck_assert_ptr_null(channel_queue_reserve(q, SIZE_MAX));
-        ck_assert_int_eq(channel_queue_commit(q, NULL, 0), -1);
+        ck_assert_int_eq(channel_queue_commit(q, NULL, 0, 0), -1);
         /* A length field that disagrees would misalign the queue. */
         uint8_t *p = channel_queue_reserve(q, FRAME_PEER_HEADER + 4);
         ck_assert_ptr_nonnull(p);
         frame_peer_header(p, (const uint8_t *)"abcde", 5);
-        ck_assert_int_eq(channel_queue_commit(q, "k", 1), -1);
-        ck_assert_int_eq(channel_queue_commit(q, "k", 1), -1);
+        ck_assert_int_eq(channel_queue_commit(q, "k", 1, 0), -1);
+        ck_assert_int_eq(channel_queue_commit(q, "k", 1, 0), -1);
         /* A header with an empty body is still a frame. */
         p = channel_queue_reserve(q, FRAME_PEER_HEADER);
         ck_assert_ptr_nonnull(p);
         frame_peer_header(p, p, 0);
-        ck_assert_int_eq(channel_queue_commit(q, NULL, 0), 0);
+        ck_assert_int_eq(channel_queue_commit(q, NULL, 0, 0), 0);
         ck_assert_uint_eq(channel_queue_msgs(q), 1);
         ck_assert_uint_eq(channel_queue_bytes(q), FRAME_PEER_HEADER);
         /* A reservation does not survive a handover. */
@@ -364,7 +364,7 @@ START_TEST(reserve_and_commit_limits)
         p = channel_queue_reserve(q, FLEN);
         ck_assert_ptr_nonnull(p);
         ck_assert_uint_eq(channel_queue_handover(q, out, SIZE_MAX), 1);
-        ck_assert_int_eq(channel_queue_commit(q, NULL, 0), -1);
+        ck_assert_int_eq(channel_queue_commit(q, NULL, 0, 0), -1);
         ck_assert_uint_eq(channel_queue_msgs(q), 0);
         ck_assert_uint_eq(evbuffer_get_length(out), FRAME_PEER_HEADER);
         /* Nor is one left behind when the queue is freed. */
@@ -411,7 +411,7 @@ START_TEST(monotonic_empty_key_never_replaces)
     uint8_t *p = channel_queue_reserve(q, FLEN);
     memcpy(p + FRAME_PEER_HEADER, "m000000003", BODY_LEN);
     frame_peer_header(p, p + FRAME_PEER_HEADER, BODY_LEN);
-    ck_assert_int_eq(channel_queue_commit(q, "ignored", 0), 0);
+    ck_assert_int_eq(channel_queue_commit(q, "ignored", 0, 0), 0);
     ck_assert_uint_eq(channel_queue_msgs(q), 4);
     ck_assert_uint_eq(channel_queue_stats(q)->superseded, 0);
     const int want[] = { 0, 1, 2, 3 };
@@ -460,6 +460,74 @@ START_TEST(monotonic_handed_frame_is_not_replaced)
     ck_assert_uint_eq(take_nums(out, got, 4), 2);
     ck_assert_int_eq(got[0], 1);
     ck_assert_int_eq(got[1], 3);
+    evbuffer_free(out);
+    channel_queue_free(q);
+}
+END_TEST
+
+/* A gate that holds back key "a" while `closed`, and records what went. */
+struct gate_log {
+    bool closed;
+    char sent[16][8];
+    uint64_t tags[16];
+    int n;
+};
+
+static bool gate_may_send(void *ctx, const void *key, size_t key_len)
+{
+    struct gate_log *g = ctx;
+    return !(g->closed && key_len == 1 && memcmp(key, "a", 1) == 0);
+}
+
+static void gate_sent(void *ctx, const void *key, size_t key_len, uint64_t tag)
+{
+    struct gate_log *g = ctx;
+    ck_assert_int_lt(g->n, 16);
+    snprintf(g->sent[g->n], sizeof g->sent[g->n], "%.*s", (int)key_len, (const char *)key);
+    g->tags[g->n++] = tag;
+}
+
+static void put_tagged(struct channel_queue *q, int i, const char *key, uint64_t tag)
+{
+    char body[BODY_LEN + 1];
+    snprintf(body, sizeof body, "m%09d", i);
+    uint8_t *p = channel_queue_reserve(q, FRAME_PEER_HEADER + BODY_LEN);
+    ck_assert_ptr_nonnull(p);
+    memcpy(p + FRAME_PEER_HEADER, body, BODY_LEN);
+    frame_peer_header(p, p + FRAME_PEER_HEADER, BODY_LEN);
+    ck_assert_int_eq(channel_queue_commit(q, key, strlen(key), tag), 0);
+}
+
+/* A closed gate keeps a destination's frames waiting (and replaceable)
+ * while frames for others pass; opened, the newest goes, with its tag. */
+START_TEST(monotonic_gate_holds_back_and_lets_others_pass)
+{
+    struct channel_queue *q = channel_queue_new(true);
+    struct evbuffer *out = evbuffer_new();
+    struct gate_log g = { .closed = true };
+    struct channel_gate gate = { .ctx = &g, .may_send = gate_may_send, .sent = gate_sent };
+    channel_queue_set_gate(q, &gate);
+    put_tagged(q, 0, "a", 100);
+    put_tagged(q, 1, "b", 101);
+    put_tagged(q, 2, "a", 102);          /* replaces #0 while it waits */
+    ck_assert_uint_eq(channel_queue_handover(q, out, 1 << 20), 1);
+    ck_assert_int_eq(g.n, 1);
+    ck_assert_str_eq(g.sent[0], "b");
+    ck_assert_uint_eq(g.tags[0], 101);
+    ck_assert_uint_eq(channel_queue_msgs(q), 1);
+    ck_assert_uint_eq(channel_queue_stats(q)->superseded, 1);
+    put_tagged(q, 3, "a", 103);          /* replaces #2 */
+    ck_assert_uint_eq(channel_queue_handover(q, out, 1 << 20), 0);
+    g.closed = false;
+    ck_assert_uint_eq(channel_queue_handover(q, out, 1 << 20), 1);
+    ck_assert_int_eq(g.n, 2);
+    ck_assert_str_eq(g.sent[1], "a");
+    ck_assert_uint_eq(g.tags[1], 103);
+    int nums[4];
+    ck_assert_uint_eq(take_nums(out, nums, 4), 2);
+    ck_assert_int_eq(nums[0], 1);
+    ck_assert_int_eq(nums[1], 3);
+    ck_assert_uint_eq(channel_queue_stats(q)->superseded, 2);
     evbuffer_free(out);
     channel_queue_free(q);
 }
@@ -621,6 +689,7 @@ static Suite *channel_suite(void)
     tcase_add_test(mono, monotonic_distinct_keys_coexist);
     tcase_add_test(mono, monotonic_handed_frame_is_not_replaced);
     tcase_add_test(mono, monotonic_recovered_frames_go_first_unkeyed);
+    tcase_add_test(mono, monotonic_gate_holds_back_and_lets_others_pass);
     suite_add_tcase(s, mono);
     TCase *lanes = tcase_create("lanes");
     tcase_add_test(lanes, pick_lane_by_key_is_stable);
