@@ -5,3 +5,5 @@ build=${1:-build}
 export PARTISAN_BIN_DIR=$build
 ulimit -n 4096 2>/dev/null || true
 "$build/bench/echo_bench" "${BENCH_ARGS:-}"
+echo
+"$build/bench/channel_bench" "${BENCH_ARGS:-}"
