@@ -771,7 +771,9 @@ static void conn_fail(struct conn *c, const char *reason, bool logged)
     case CONN_OUT_DATA: {
         struct lane *l = c->lane;
         peer_desc(p, p->address, desc, sizeof desc);
-        if (!logged && c->established)
+        if (!logged && c->established && c->eof) /* as when the peer shuts down */
+            log_info("%s connection %u to node %s closed by the peer", c->t->chans[l->ch].name, l->idx, desc);
+        else if (!logged && c->established)
             log_warn("%s connection %u to node %s lost: %s; redialling it", c->t->chans[l->ch].name,
                      l->idx, desc, reason);
         else if (!logged)

@@ -87,6 +87,9 @@ struct env {
     int data_n;
     bool data_bad;
     char data_from[64];
+    char data_channel[64];
+    int credit_n;
+    uint64_t credit_bytes;
     int redial_budget;              /* on_connect_failed dials again this often */
     const char *redial_on_disconnect; /* on_disconnected: disconnect, then dial this */
 };
@@ -144,6 +147,16 @@ static void on_data(void *ctx, const char *from, const char *channel, const Part
         e->data_bad = true;
     e->data_n++;
     snprintf(e->data_from, sizeof e->data_from, "%s", from);
+    snprintf(e->data_channel, sizeof e->data_channel, "%s", channel);
+}
+
+static void on_credit(void *ctx, const char *from, const Partisan__Peer__Credit *c)
+{
+    struct env *e = ctx;
+    (void)from;
+    e->credit_n++;
+    for (size_t i = 0; i < c->n_grants; i++)
+        e->credit_bytes += c->grants[i]->bytes;
 }
 
 static void on_drained(void *ctx, const void *lane)
@@ -175,7 +188,7 @@ static void mk_full(struct env *e, const char *cluster, const char *name, uint64
     struct transport_callbacks cb = {
         .ctx = e, .on_connected = on_connected, .on_connect_failed = on_connect_failed,
         .on_disconnected = on_disconnected, .on_gossip = on_gossip, .on_data = on_data,
-        .on_lane_drained = on_drained,
+        .on_lane_drained = on_drained, .on_credit = on_credit,
     };
     e->t = transport_new(base, &cfg, &cb);
     ck_assert_ptr_nonnull(e->t);
@@ -261,17 +274,23 @@ static size_t pack_frame(uint8_t *out, const Partisan__Peer__PeerFrame *f)
     return FRAME_PEER_HEADER + len;
 }
 
-static size_t hello_frame(uint8_t *out, const char *cluster, const char *node)
+static size_t hello_on(uint8_t *out, const char *cluster, const char *node, const char *channel, uint32_t index)
 {
     Partisan__Peer__Hello h = PARTISAN__PEER__HELLO__INIT;
     h.protocol_version = TRANSPORT_PROTOCOL_VERSION;
     h.cluster = (char *)cluster;
     h.node = (char *)node;
-    h.channel = (char *)"control";
+    h.channel = (char *)channel;
+    h.conn_index = index;
     Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
     f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_HELLO;
     f.hello = &h;
     return pack_frame(out, &f);
+}
+
+static size_t hello_frame(uint8_t *out, const char *cluster, const char *node)
+{
+    return hello_on(out, cluster, node, "control", 0);
 }
 
 /* Reads exactly n bytes, running the loop meanwhile. */
@@ -892,6 +911,63 @@ START_TEST(data_sender_is_the_connections_node)
 }
 END_TEST
 
+/* Connection indexes beyond any channel's parallelism, or a second control
+ * connection, are refused at the handshake; a data connection's messages
+ * carry its channel; Credit frames reach the callback. */
+START_TEST(hello_indexes_are_bounded_and_channels_carried)
+{
+    struct env b = {0};
+    mk(&b, "prod", "b", 2);
+    uint8_t buf[1024];
+    const struct { const char *channel; uint32_t index; bool ok; } cases[] = {
+        { "control", 1, false }, { "bulk", 64, false }, { "bulk", 63, true }, { "control", 0, true },
+    };
+    for (int i = 0; i < 4; i++) {
+        int fd = raw_connect(transport_listen_port(b.t));
+        raw_write(fd, buf, hello_on(buf, "prod", "a", cases[i].channel, cases[i].index));
+        Partisan__Peer__PeerFrame *f = raw_read_frame(fd);
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(f->body_case, cases[i].ok ? PARTISAN__PEER__PEER_FRAME__BODY_WELCOME
+                                                   : PARTISAN__PEER__PEER_FRAME__BODY_REFUSE);
+        partisan__peer__peer_frame__free_unpacked(f, NULL);
+        if (cases[i].ok && strcmp(cases[i].channel, "bulk") == 0) {
+            Partisan__Peer__Data d = PARTISAN__PEER__DATA__INIT;
+            d.to_node = (char *)"b";
+            d.name = (char *)"svc";
+            d.payload.data = (uint8_t *)"payload-0";
+            d.payload.len = 9;
+            d.channel = (char *)"claims-another";
+            Partisan__Peer__PeerFrame df = PARTISAN__PEER__PEER_FRAME__INIT;
+            df.body_case = PARTISAN__PEER__PEER_FRAME__BODY_DATA;
+            df.data = &d;
+            raw_write(fd, buf, pack_frame(buf, &df));
+            WAIT_UNTIL(b.data_n == 1, WAIT_MS);
+            ck_assert_int_eq(b.data_n, 1);
+            ck_assert_str_eq(b.data_channel, "bulk");
+        }
+        if (cases[i].ok && strcmp(cases[i].channel, "control") == 0) {
+            Partisan__Peer__CreditGrant g = PARTISAN__PEER__CREDIT_GRANT__INIT;
+            g.name = (char *)"svc";
+            g.bytes = UINT64_MAX;
+            Partisan__Peer__CreditGrant *gp = &g;
+            Partisan__Peer__Credit cr = PARTISAN__PEER__CREDIT__INIT;
+            cr.n_grants = 1;
+            cr.grants = &gp;
+            Partisan__Peer__PeerFrame cf = PARTISAN__PEER__PEER_FRAME__INIT;
+            cf.body_case = PARTISAN__PEER__PEER_FRAME__BODY_CREDIT;
+            cf.credit = &cr;
+            raw_write(fd, buf, pack_frame(buf, &cf));
+            WAIT_UNTIL(b.credit_n == 1, WAIT_MS);
+            ck_assert_int_eq(b.credit_n, 1);
+            ck_assert_uint_eq(b.credit_bytes, UINT64_MAX);
+        }
+        close(fd);
+    }
+    ck_assert_uint_eq(st(&b)->refused_in, 2);
+    done(&b);
+}
+END_TEST
+
 START_TEST(listen_on_a_used_port_fails)
 {
     struct env a = {0};
@@ -934,6 +1010,7 @@ static Suite *transport_suite(void)
     tcase_add_test(tc, full_data_queue_refuses_then_drains);
     tcase_add_test(tc, listen_on_a_used_port_fails);
     tcase_add_test(tc, data_sender_is_the_connections_node);
+    tcase_add_test(tc, hello_indexes_are_bounded_and_channels_carried);
     suite_add_tcase(s, tc);
     return s;
 }
