@@ -18,7 +18,11 @@
  *    written into the same application socket, so it shares the
  *    forwarder's one TCP connection and the pings queue behind whole 1 MiB
  *    messages (the distributed-Erlang-like case: one connection per node
- *    pair, messages never interleaved; OTP 22+ would fragment them). The
+ *    pair, messages never interleaved; OTP 22+ would fragment them); and
+ *    with the same 1 MiB stream through a second, separate forwarder pair
+ *    (its own unix sockets and its own TCP connection), so the pings and
+ *    the stream share nothing but the machine: the floor CPU contention
+ *    alone sets, what "bulk on its own channel" compares with. The
  *    baseline's streamer keeps at most 4 MiB in flight (partisand's default
  *    flow window), else the forwarders' unbounded buffers would grow to
  *    hundreds of MiB. The stream's own rate is printed beside each case.
@@ -88,7 +92,7 @@ static int secs = 3;
 static int n_senders = 4;
 static int slow_ms = 1500;
 static struct daemon_proc da, db;
-static pid_t fwd_pids[2];   /* the baseline's forwarders, while they run */
+static pid_t fwd_pids[4];   /* the baseline's forwarders (A, B; the second pair's A, B), while they run */
 static char problems[4096];
 
 static void problem(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -719,6 +723,21 @@ static uint16_t free_port(void)
     return ntohs(sin.sin_port);
 }
 
+/* free_port(), but none of used[0..n-1] (those the other forwarder pair has). */
+static uint16_t free_port_except(const uint16_t *used, int n)
+{
+    uint16_t p = 0;
+    for (int tries = 0; tries < 100; tries++) {
+        p = free_port();
+        bool clash = p == 0;
+        for (int i = 0; i < n; i++)
+            clash = clash || p == used[i];
+        if (!clash)
+            break;
+    }
+    return p;
+}
+
 static pid_t spawn(const char *bin, const char *a1, const char *a2, const char *a3)
 {
     pid_t pid = fork();
@@ -744,7 +763,7 @@ static void stop_pid(pid_t pid)
 }
 
 struct baseline_result {
-    struct ping_result idle, shared;
+    struct ping_result idle, shared, own;
     double tput_mib_s, tput_msgs_s;
     long fwd_rss_kib[2];
     char note[200];
@@ -762,15 +781,92 @@ static bool wait_count(atomic_ullong *got, unsigned long long want, int timeout_
     return true;
 }
 
+/* Ping-pong through the first pair (`a`, whose B side is already echoing)
+ * while the same 1 MiB stream goes through a second forwarder pair of its
+ * own: its own unix sockets, forwarders and TCP connection. Only the
+ * machine is shared. `used`: the first pair's TCP ports. */
+static void run_baseline_own(struct raw_a *a, const uint16_t *used, int n_used, struct ping_result *out)
+{
+    const char *dir = harness_tmpdir();
+    char fwd[600], sa[600], sb[600], pa[8], pb[8];
+    uint16_t ports[4];
+    for (int i = 0; i < n_used && i < 2; i++)
+        ports[i] = used[i];
+    int n = n_used < 2 ? n_used : 2;
+    ports[n] = free_port_except(ports, n);
+    ports[n + 1] = free_port_except(ports, n + 1);
+    snprintf(fwd, sizeof fwd, "%s/bench/baseline_forwarder", harness_bin_dir());
+    snprintf(sa, sizeof sa, "%s/chbase2-a.sock", dir);
+    snprintf(sb, sizeof sb, "%s/chbase2-b.sock", dir);
+    snprintf(pa, sizeof pa, "%u", ports[n]);
+    snprintf(pb, sizeof pb, "%u", ports[n + 1]);
+    pid_t fb = spawn(fwd, sb, pb, NULL);
+    fwd_pids[3] = fb;
+    usleep(100000);
+    pid_t fa = spawn(fwd, sa, pa, pb);
+    fwd_pids[2] = fa;
+    usleep(100000);
+    static struct raw_b b2;
+    static struct raw_a a2;
+    b2.fd = raw_connect(sb);
+    a2.fd = raw_connect(sa);
+    pthread_mutex_init(&a2.wlock, NULL);
+    pthread_mutex_init(&b2.lock, NULL);
+    pthread_cond_init(&b2.more, NULL);
+    pthread_t bt;
+    if (a2.fd < 0 || b2.fd < 0 || pthread_create(&bt, NULL, raw_b_main, &b2) != 0) {
+        snprintf(out->note, sizeof out->note, "baseline: could not connect to the second forwarder pair");
+        if (a2.fd >= 0)
+            close(a2.fd);
+        if (b2.fd >= 0)
+            close(b2.fd);
+        stop_pid(fa);
+        stop_pid(fb);
+        fwd_pids[2] = fwd_pids[3] = 0;
+        return;
+    }
+    usleep(100000);
+    int ms = secs * 1000;
+
+    atomic_int stop = 0;
+    struct raw_bulk rb = { .a = &a2, .b = &b2, .stop = &stop };
+    pthread_t wt;
+    unsigned long long m0 = atomic_load(&b2.bulk_msgs), by0 = atomic_load(&b2.bulk_bytes);
+    uint64_t t0 = now_us();
+    pthread_create(&wt, NULL, raw_bulk_main, &rb);
+    usleep(200000);   /* let the stream fill its pipe first */
+    ping_raw(a, ms, 0, out);
+    atomic_store(&stop, 1);
+    join_or_park(wt, 15000, "baseline streamer (own connection)");
+    if (!wait_count(&b2.bulk_msgs, m0 + (unsigned long long)rb.sent, 10000))
+        problem("baseline, own connection: %llu of %ld streamed messages arrived",
+                atomic_load(&b2.bulk_msgs) - m0, rb.sent);
+    uint64_t last = atomic_load(&b2.last_us), us = last > t0 ? last - t0 : 1;
+    out->bulk_msgs = (long)(atomic_load(&b2.bulk_msgs) - m0);
+    out->bulk_mib_s = (double)(atomic_load(&b2.bulk_bytes) - by0) / MIB * 1e6 / (double)us;
+    if (rb.failed)
+        problem("baseline, own connection: the streamer's write failed or timed out");
+
+    atomic_store(&b2.stop, 1);
+    join_or_park(bt, 5000, "baseline receiver (own connection)");
+    close(a2.fd);
+    close(b2.fd);
+    stop_pid(fa);
+    stop_pid(fb);
+    fwd_pids[2] = fwd_pids[3] = 0;
+}
+
 static void run_baseline(struct baseline_result *res)
 {
     const char *dir = harness_tmpdir();
     char fwd[600], sa[600], sb[600], pa[8], pb[8];
+    uint16_t ports[2] = { free_port(), 0 };
+    ports[1] = free_port_except(ports, 1);
     snprintf(fwd, sizeof fwd, "%s/bench/baseline_forwarder", harness_bin_dir());
     snprintf(sa, sizeof sa, "%s/chbase-a.sock", dir);
     snprintf(sb, sizeof sb, "%s/chbase-b.sock", dir);
-    snprintf(pa, sizeof pa, "%u", free_port());
-    snprintf(pb, sizeof pb, "%u", free_port());
+    snprintf(pa, sizeof pa, "%u", ports[0]);
+    snprintf(pb, sizeof pb, "%u", ports[1]);
     pid_t fb = spawn(fwd, sb, pb, NULL);
     fwd_pids[1] = fb;
     usleep(100000);
@@ -816,6 +912,9 @@ static void run_baseline(struct baseline_result *res)
     res->shared.bulk_mib_s = (double)(atomic_load(&b.bulk_bytes) - by0) / MIB * 1e6 / (double)(us ? us : 1);
     if (rb.failed)
         problem("baseline: the streamer's write failed or timed out");
+
+    /* Ping-pong with the stream on a second forwarder pair and TCP connection. */
+    run_baseline_own(&a, ports, 2, &res->own);
 
     /* Throughput on its own: one streamer, nothing else. */
     atomic_store(&stop, 0);
@@ -1126,11 +1225,12 @@ static void mono_run(const char *channel, const char *name, bool stop_b, struct 
 
 /* ==================================================================== main */
 
-static void print_ping_row(const char *label, double a, double b, double c, double d, double e, const char *fmt)
+static void print_ping_row(const char *label, double a, double b, double c, double d, double e, double f,
+                           const char *fmt)
 {
     printf("  %-14s", label);
-    double v[5] = { a, b, c, d, e };
-    for (int i = 0; i < 5; i++) {
+    double v[6] = { a, b, c, d, e, f };
+    for (int i = 0; i < 6; i++) {
         if (v[i] < 0)
             printf(" %14s", "-");
         else
@@ -1143,8 +1243,8 @@ static void print_ping_row(const char *label, double a, double b, double c, doub
  * process this program started that still runs is killed by its PID. */
 static void kill_started(void)
 {
-    pid_t pids[4] = { da.pid, db.pid, fwd_pids[0], fwd_pids[1] };
-    for (int i = 0; i < 4; i++)
+    pid_t pids[6] = { da.pid, db.pid, fwd_pids[0], fwd_pids[1], fwd_pids[2], fwd_pids[3] };
+    for (int i = 0; i < 6; i++)
         if (pids[i] > 0) {
             kill(pids[i], SIGKILL);
             waitpid(pids[i], NULL, 0);
@@ -1161,7 +1261,7 @@ static void on_signal(int sig)
 static void at_exit(void)
 {
     kill_started();
-    da.pid = db.pid = fwd_pids[0] = fwd_pids[1] = 0;
+    da.pid = db.pid = fwd_pids[0] = fwd_pids[1] = fwd_pids[2] = fwd_pids[3] = 0;
 }
 
 static size_t log_size(const struct daemon_proc *d)
@@ -1263,8 +1363,8 @@ int main(int argc, char **argv)
         rtt_under_bulk(pinger, &sinks[0], "default", "bulk", &rtt.own);
         rtt_under_bulk(pinger, &sinks[0], "default", "default", &rtt.shared);
     }
-    const struct ping_result *pr[5] = { &rtt.idle, &rtt.own, &rtt.shared, &base.idle, &base.shared };
-    for (int i = 0; i < 5; i++)
+    const struct ping_result *pr[6] = { &rtt.idle, &rtt.own, &rtt.shared, &base.idle, &base.shared, &base.own };
+    for (int i = 0; i < 6; i++)
         if (pr[i]->note[0])
             problem("rtt case %d: %s", i, pr[i]->note);
 
@@ -1318,24 +1418,35 @@ int main(int argc, char **argv)
     printf("channel_bench: named channels, two partisand on 127.0.0.1, %d s per case, at most %d samples\n\n",
            secs, MAX_SAMPLES);
     printf("1. RTT of 64 B messages (one outstanding, us) while an app on A streams 1 MiB messages to an app on B\n");
-    printf("  %-14s %14s %14s %14s %14s %14s\n", "", "idle", "bulk on", "bulk shares", "baseline", "baseline");
-    printf("  %-14s %14s %14s %14s %14s %14s\n", "", "", "\"bulk\" (own)", "\"default\"", "idle", "shared TCP");
-    print_ping_row("p50", rtt.idle.p.p50, rtt.own.p.p50, rtt.shared.p.p50, base.idle.p.p50, base.shared.p.p50, " %14.0f");
-    print_ping_row("p99", rtt.idle.p.p99, rtt.own.p.p99, rtt.shared.p.p99, base.idle.p.p99, base.shared.p.p99, " %14.0f");
+    printf("  %-14s %14s %14s %14s %14s %14s %14s\n", "", "idle", "bulk on", "bulk shares", "baseline", "baseline",
+           "baseline, bulk");
+    printf("  %-14s %14s %14s %14s %14s %14s %14s\n", "", "", "\"bulk\" (own)", "\"default\"", "idle", "shared TCP",
+           "on own TCP");
+    print_ping_row("p50", rtt.idle.p.p50, rtt.own.p.p50, rtt.shared.p.p50, base.idle.p.p50, base.shared.p.p50,
+                   base.own.p.p50, " %14.0f");
+    print_ping_row("p99", rtt.idle.p.p99, rtt.own.p.p99, rtt.shared.p.p99, base.idle.p.p99, base.shared.p.p99,
+                   base.own.p.p99, " %14.0f");
     print_ping_row("p99.9", rtt.idle.p.p999, rtt.own.p.p999, rtt.shared.p.p999, base.idle.p.p999, base.shared.p.p999,
+                   base.own.p.p999, " %14.0f");
+    print_ping_row("samples", rtt.idle.p.n, rtt.own.p.n, rtt.shared.p.n, base.idle.p.n, base.shared.p.n, base.own.p.n,
                    " %14.0f");
-    print_ping_row("samples", rtt.idle.p.n, rtt.own.p.n, rtt.shared.p.n, base.idle.p.n, base.shared.p.n, " %14.0f");
     print_ping_row("timeouts(2s)", (double)rtt.idle.timeouts, (double)rtt.own.timeouts, (double)rtt.shared.timeouts,
-                   (double)base.idle.timeouts, (double)base.shared.timeouts, " %14.0f");
-    print_ping_row("bulk MiB/s", -1, rtt.own.bulk_mib_s, rtt.shared.bulk_mib_s, -1, base.shared.bulk_mib_s, " %14.1f");
+                   (double)base.idle.timeouts, (double)base.shared.timeouts, (double)base.own.timeouts, " %14.0f");
+    print_ping_row("bulk MiB/s", -1, rtt.own.bulk_mib_s, rtt.shared.bulk_mib_s, -1, base.shared.bulk_mib_s,
+                   base.own.bulk_mib_s, " %14.1f");
     double ratio = rtt.idle.p.p99 > 0 ? rtt.own.p.p99 / rtt.idle.p.p99 : 0;
     printf("  p99 with bulk on its own channel / idle p99: %.2fx (target <= 2x)\n", ratio);
     printf("  p99 with bulk sharing \"default\" / idle p99: %.2fx; baseline shared / baseline idle: %.2fx\n",
            rtt.idle.p.p99 > 0 ? rtt.shared.p.p99 / rtt.idle.p.p99 : 0,
            base.idle.p.p99 > 0 ? base.shared.p.p99 / base.idle.p.p99 : 0);
+    printf("  p99 with bulk on its own channel / baseline with bulk on its own connection: %.2fx\n",
+           base.own.p.p99 > 0 ? rtt.own.p.p99 / base.own.p.p99 : 0);
     printf("  (baseline shared: pings and 1 MiB frames written whole, in order, into one app socket, so one TCP\n"
            "   connection; its streamer keeps at most %d MiB in flight, like partisand's default flow window)\n",
            BASE_WINDOW / MIB);
+    printf("  (baseline, bulk on own TCP: the same stream through a second forwarder pair, its own unix sockets\n"
+           "   and TCP connection; pings and stream share only the %ld CPUs: the floor CPU contention sets)\n",
+           sysconf(_SC_NPROCESSORS_ONLN));
 
     printf("\n2. Throughput of 1 MiB messages A -> B: %d senders on A, each to its own receiver on B\n", n_senders);
     printf("  %-34s %12s %12s %14s %12s\n", "", "MiB/s", "msgs/s", "vs baseline", "A->B conns");

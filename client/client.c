@@ -398,6 +398,10 @@ static struct partisan_status *convert_status(const Partisan__Ipc__Status *s)
     st->peer_bad_frames = s->peer_bad_frames;
     st->peer_refused = s->peer_refused;
     st->peer_queue_full = s->peer_queue_full;
+    st->peer_pending = s->peer_pending;
+    st->peer_pending_refused = s->peer_pending_refused;
+    st->peer_handshake_timeouts = s->peer_handshake_timeouts;
+    st->peer_idle_closed = s->peer_idle_closed;
     return st;
 }
 

@@ -184,6 +184,10 @@ struct partisan_status {
     uint64_t peer_bad_frames;   /* peer connections closed: bad checksum, garbage, oversized frame */
     uint64_t peer_refused;      /* peer handshakes refused (other cluster, version, name) */
     uint64_t peer_queue_full;   /* sends refused because a peer's queue was full */
+    uint32_t peer_pending;      /* accepted peer connections mid-handshake now */
+    uint64_t peer_pending_refused;      /* closed at once: too many mid-handshake */
+    uint64_t peer_handshake_timeouts;   /* closed: no Hello in time */
+    uint64_t peer_idle_closed;          /* closed: idle for transport.idle_timeout_ms */
 };
 int partisan_status(partisan_client *c, struct partisan_status **out, int timeout_ms);
 void partisan_status_free(struct partisan_status *s);

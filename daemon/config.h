@@ -22,6 +22,10 @@
  *   ipc.max_frame_bytes       default 16 MiB, 1 KiB..1 GiB
  *   ipc.max_queue_bytes       default 64 MiB, 64 KiB..16 GiB (>= max_frame_bytes)
  *   log.level                 "debug" | "info" | "warn" | "error", default "info"
+ *   transport.handshake_timeout_ms     default 5000, 100..60000
+ *   transport.max_pending_connections  default 64, 1..4096
+ *   transport.max_pending_per_address  default 8, 1..4096
+ *   transport.idle_timeout_ms          default 600000, 1000..86400000
  *   transport.window_bytes    default 4 MiB, 64 KiB..1 GiB: flow-control window per
  *                             (this node, remote node, remote name)
  *   channels                  list of {"name", "parallelism" 1..64 (1), "monotonic" (false)};
@@ -77,6 +81,10 @@ struct config {
     uint32_t fd_timeout_ms;
 
     uint32_t connect_timeout_ms;
+    uint32_t handshake_timeout_ms;     /* an accepted connection's Hello must come within this */
+    uint32_t max_pending_connections;  /* accepted, handshake not yet done */
+    uint32_t max_pending_per_address;  /* the same, from one peer address */
+    uint32_t idle_timeout_ms;          /* an accepted connection that carries nothing is closed */
     uint32_t backoff_initial_ms;
     uint32_t backoff_max_ms;
     uint64_t peer_max_frame_bytes;

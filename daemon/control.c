@@ -62,6 +62,10 @@ static void handle_status(struct control *n, struct ipc_session *s, uint64_t id)
     st.peer_bad_frames = ts->bad_checksum + ts->bad_frame + ts->too_large;
     st.peer_refused = ts->refused_in + ts->refused_out;
     st.peer_queue_full = ts->queue_overflow;
+    st.peer_pending = (uint32_t)transport_pending_connections(n->env.transport);
+    st.peer_pending_refused = ts->pending_refused;
+    st.peer_handshake_timeouts = ts->handshake_timeouts;
+    st.peer_idle_closed = ts->idle_closed;
     ipc_reply_status(s, id, &st);
 }
 

@@ -41,6 +41,7 @@ struct ipc_server {
     size_t n_sessions;
     uint64_t next_id;
     struct pbarena arena;
+    struct event *accept_retry;  /* re-enables the listener after EMFILE */
 };
 
 static void session_free(struct ipc_session *s)
@@ -348,9 +349,21 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 static void on_listener_error(struct evconnlistener *l, void *arg)
 {
-    (void)l; (void)arg;
-    /* EMFILE and friends: the listener keeps going; say why clients wait. */
-    log_warn("ipc: accept failed: %s", strerror(EVUTIL_SOCKET_ERROR()));
+    struct ipc_server *srv = arg;
+    /* Out of descriptors (EMFILE, ENFILE): the pending connection stays
+     * readable, so going on would spin at full speed. Pause, retry in a
+     * second, and go on serving the sessions there are. */
+    log_warn("ipc: accepting applications: %s; pausing for 1 s", strerror(EVUTIL_SOCKET_ERROR()));
+    evconnlistener_disable(l);
+    struct timeval tv = { 1, 0 };
+    evtimer_add(srv->accept_retry, &tv);
+}
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what;
+    struct ipc_server *srv = arg;
+    evconnlistener_enable(srv->listener);
 }
 
 /* Removes a socket file nothing answers on; refuses to touch anything else. */
@@ -441,7 +454,8 @@ struct ipc_server *ipc_server_new(struct event_base *base, const struct ipc_conf
     srv->h = *h;
     srv->listener = evconnlistener_new(base, on_accept, srv,
                                        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-    if (!srv->listener || !srv->path) {
+    srv->accept_retry = evtimer_new(base, on_accept_retry, srv);
+    if (!srv->listener || !srv->path || !srv->accept_retry) {
         snprintf(err, errlen, "cannot listen on %s", cfg->path);
         if (!srv->listener)
             close(fd);
@@ -458,6 +472,8 @@ void ipc_server_free(struct ipc_server *srv)
         return;
     if (srv->listener)
         evconnlistener_free(srv->listener);
+    if (srv->accept_retry)
+        event_free(srv->accept_retry);
     while (srv->sessions)
         session_close(srv->sessions, NULL);
     if (srv->path)

@@ -362,6 +362,10 @@ static int start_transport(struct node *n, char *err, size_t errlen)
         .listen_host = n->cfg.listen.host,
         .listen_port = n->cfg.listen.port,
         .connect_timeout_ms = n->cfg.connect_timeout_ms,
+        .handshake_timeout_ms = n->cfg.handshake_timeout_ms,
+        .idle_timeout_ms = n->cfg.idle_timeout_ms,
+        .max_pending_connections = n->cfg.max_pending_connections,
+        .max_pending_per_address = n->cfg.max_pending_per_address,
         .max_frame_bytes = n->cfg.peer_max_frame_bytes,
         .max_queue_bytes = n->cfg.peer_max_queue_bytes,
         .channels = n->channels,
@@ -610,6 +614,10 @@ void node_reload(struct node *n, const struct config *fresh)
               fresh->gossip_fanout != n->cfg.gossip_fanout },
         { "failure_detector", fresh->ping_interval_ms != n->cfg.ping_interval_ms || fresh->fd_timeout_ms != n->cfg.fd_timeout_ms },
         { "transport", fresh->connect_timeout_ms != n->cfg.connect_timeout_ms ||
+              fresh->handshake_timeout_ms != n->cfg.handshake_timeout_ms ||
+              fresh->idle_timeout_ms != n->cfg.idle_timeout_ms ||
+              fresh->max_pending_connections != n->cfg.max_pending_connections ||
+              fresh->max_pending_per_address != n->cfg.max_pending_per_address ||
               fresh->backoff_initial_ms != n->cfg.backoff_initial_ms || fresh->backoff_max_ms != n->cfg.backoff_max_ms ||
               fresh->peer_max_frame_bytes != n->cfg.peer_max_frame_bytes || fresh->peer_max_queue_bytes != n->cfg.peer_max_queue_bytes ||
               fresh->flow_window_bytes != n->cfg.flow_window_bytes },

@@ -73,6 +73,10 @@
 #define HANDOVER_LOW (128u * 1024)
 #define HANDOVER_FILL (256u * 1024)
 #define TP_MAX_CHAN_STATS 4096
+/* What an accepted connection may send before its handshake completes: a
+ * Hello is a few hundred bytes, and nothing an unknown party sends is
+ * buffered beyond this. */
+#define TP_PREHANDSHAKE_BYTES (16u * 1024)
 
 enum conn_kind { CONN_OUT_CONTROL, CONN_OUT_DATA, CONN_IN };
 
@@ -105,6 +109,9 @@ struct conn {
     bool paused;                    /* inbound data: not read until transport_resume_data_from() */
     bool draining;                  /* inbound, disconnected: deliver what was read, then close */
     bool eof;                       /* the peer closed its side in order (FIN, not a reset) */
+    bool pending;                   /* inbound, counted in t->n_pending until its handshake ends */
+    uint64_t last_rx_ms;            /* inbound: when it last brought a frame (idle timeout) */
+    char remote_ip[INET6_ADDRSTRLEN];
     char doom[TP_REASON_MAX];       /* non-empty: fail from the loop with this reason */
     char remote[TP_ADDR_MAX];       /* the other end, for logs */
     char node[TP_NAME_MAX];         /* inbound: the dialler's name once its Hello is accepted */
@@ -167,6 +174,9 @@ struct transport {
     char *cluster, *node, *advertise;
     uint64_t incarnation;
     uint32_t timeout_ms;
+    uint32_t handshake_ms, idle_ms;
+    uint32_t max_pending, max_pending_per_ip;
+    size_t n_pending;
     size_t max_frame, max_queue;
     struct evconnlistener *listener;
     struct event *listen_retry;
@@ -410,6 +420,10 @@ static void conn_close(struct conn *c)
         return;
     struct transport *t = c->t;
     c->closed = true;
+    if (c->pending) {
+        c->pending = false;
+        t->n_pending--;
+    }
     if (c->bev) {
         release_bev(t, c->bev);
         c->bev = NULL;
@@ -870,6 +884,14 @@ static void handle_hello(struct conn *c, const Partisan__Peer__Hello *h)
     }
     c->established = true;
     event_del(c->timer);
+    if (c->pending) {
+        c->pending = false;
+        t->n_pending--;
+    }
+    set_batch_size(t, c->bev);
+    c->last_rx_ms = clock_now_ms();
+    struct timeval idle = ms_tv(t->idle_ms);
+    evtimer_add(c->timer, &idle);
     snprintf(c->node, sizeof c->node, "%s", h->node);
     snprintf(c->channel, sizeof c->channel, "%s", h->channel);
     c->conn_index = h->conn_index;
@@ -1068,12 +1090,18 @@ static void read_frames(struct conn *c, bool bounded)
             return;
         }
         evbuffer_copyout(in, hdr, sizeof hdr);
-        enum frame_result r = frame_peer_peek(hdr, sizeof hdr, t->max_frame, &body);
+        bool trusted = c->established || c->kind != CONN_IN;
+        size_t limit = trusted ? t->max_frame : TP_PREHANDSHAKE_BYTES - FRAME_PEER_HEADER;
+        enum frame_result r = frame_peer_peek(hdr, sizeof hdr, limit, &body);
         if (r == FRAME_TOO_LARGE) {
             t->stats.too_large++;
-            log_warn("frame of %zu bytes from %s is above max_frame_bytes (%zu); closing",
-                     body, c->remote, t->max_frame);
-            conn_fail(c, "frame above max_frame_bytes", true);
+            if (trusted)
+                log_warn("frame of %zu bytes from %s is above max_frame_bytes (%zu); closing",
+                         body, c->remote, t->max_frame);
+            else
+                log_warn("frame of %zu bytes from %s before its handshake (at most %u); closing", body,
+                         c->remote, TP_PREHANDSHAKE_BYTES - FRAME_PEER_HEADER);
+            conn_fail(c, trusted ? "frame above max_frame_bytes" : "oversized frame before the handshake", true);
             return;
         }
         if (r == FRAME_EMPTY) {
@@ -1109,6 +1137,8 @@ static void read_frames(struct conn *c, bool bounded)
         }
         t->stats.frames_in++;
         handled += FRAME_PEER_HEADER + body;
+        if (c->kind == CONN_IN)
+            c->last_rx_ms = clock_now_ms();
         handle_frame(c, f);
         pbarena_reset(&t->arena);
     }
@@ -1187,11 +1217,28 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         conn_close(c);
         return;
     }
+    if (c->established && c->kind == CONN_IN) {
+        uint64_t now = clock_now_ms(), quiet = now - c->last_rx_ms;
+        if (c->paused)
+            c->last_rx_ms = now; /* quiet because we do not read it */
+        if (c->paused || quiet < t->idle_ms) {
+            struct timeval tv = ms_tv(t->idle_ms - quiet);
+            evtimer_add(c->timer, &tv);
+            return;
+        }
+        t->stats.idle_closed++;
+        char why[96];
+        snprintf(why, sizeof why, "nothing for %" PRIu32 " ms (transport.idle_timeout_ms)", t->idle_ms);
+        conn_fail(c, why, false);
+        return;
+    }
     if (c->established)
         return;
     char reason[TP_REASON_MAX];
-    if (c->kind == CONN_IN)
-        snprintf(reason, sizeof reason, "no Hello within %" PRIu32 " ms", t->timeout_ms);
+    if (c->kind == CONN_IN) {
+        t->stats.handshake_timeouts++;
+        snprintf(reason, sizeof reason, "no Hello within %" PRIu32 " ms", t->handshake_ms);
+    }
     else if (c->tcp_up)
         snprintf(reason, sizeof reason, "no answer to our Hello within %" PRIu32 " ms", t->timeout_ms);
     else
@@ -1633,11 +1680,52 @@ int transport_send_data(struct transport *t, const char *node, unsigned channel,
 
 /* --------------------------------------------------------- listening -- */
 
+/* The address alone, without the port: what max_pending_per_address counts. */
+static void sockaddr_ip(const struct sockaddr *sa, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)len);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)len);
+}
+
+/* Whether one more connection that has not completed its handshake may
+ * be taken: in all, and from this address. */
+static bool pending_room(struct transport *t, const struct sockaddr *sa, char *why, size_t whylen)
+{
+    if (t->n_pending >= t->max_pending) {
+        snprintf(why, whylen, "%zu connections are mid-handshake (transport.max_pending_connections)", t->n_pending);
+        return false;
+    }
+    char ip[INET6_ADDRSTRLEN];
+    sockaddr_ip(sa, ip, sizeof ip);
+    size_t from_ip = 0;
+    for (const struct conn *c = t->conns; c; c = c->next)
+        if (c->pending && strcmp(c->remote_ip, ip) == 0)
+            from_ip++;
+    if (from_ip >= t->max_pending_per_ip) {
+        snprintf(why, whylen, "%zu connections from %s are mid-handshake (transport.max_pending_per_address)",
+                 from_ip, ip);
+        return false;
+    }
+    return true;
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
     (void)l; (void)salen;
     struct transport *t = arg;
+    char why[160];
+    if (!pending_room(t, sa, why, sizeof why)) {
+        char who[TP_ADDR_MAX];
+        format_sockaddr(sa, who, sizeof who);
+        t->stats.pending_refused++;
+        log_warn("closing the connection from %s at once: %s", who, why);
+        close(fd);
+        return;
+    }
     set_nodelay(fd);
     struct conn *c = conn_new(t, CONN_IN);
     if (!c) {
@@ -1646,9 +1734,12 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     format_sockaddr(sa, c->remote, sizeof c->remote);
+    sockaddr_ip(sa, c->remote_ip, sizeof c->remote_ip);
     c->bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (c->bev)
-        set_batch_size(t, c->bev);
+    if (c->bev) {
+        bufferevent_set_max_single_read(c->bev, TP_PREHANDSHAKE_BYTES);
+        bufferevent_setwatermark(c->bev, EV_READ, 0, TP_PREHANDSHAKE_BYTES);
+    }
     if (!c->bev) {
         log_error("out of memory accepting %s", c->remote);
         close(fd);
@@ -1656,9 +1747,11 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     t->stats.accepted++;
+    c->pending = true;
+    t->n_pending++;
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    struct timeval tv = ms_tv(t->timeout_ms);
+    struct timeval tv = ms_tv(t->handshake_ms);
     evtimer_add(c->timer, &tv);
     log_debug("TCP connection from %s", c->remote);
 }
@@ -1700,6 +1793,10 @@ struct transport *transport_new(struct event_base *base, const struct transport_
     t->advertise = strdup(cfg->advertise ? cfg->advertise : "");
     t->incarnation = cfg->incarnation;
     t->timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : TP_DEFAULT_TIMEOUT_MS;
+    t->handshake_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : t->timeout_ms;
+    t->idle_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : 600000;
+    t->max_pending = cfg->max_pending_connections ? cfg->max_pending_connections : 64;
+    t->max_pending_per_ip = cfg->max_pending_per_address ? cfg->max_pending_per_address : 8;
     t->max_frame = cfg->max_frame_bytes ? (size_t)cfg->max_frame_bytes : TP_DEFAULT_MAX_FRAME;
     if (t->max_frame > UINT32_MAX)
         t->max_frame = UINT32_MAX;
@@ -1821,6 +1918,11 @@ void transport_set_advertise(struct transport *t, const char *advertise)
     }
     free(t->advertise);
     t->advertise = copy;
+}
+
+size_t transport_pending_connections(const struct transport *t)
+{
+    return t->n_pending;
 }
 
 const struct transport_stats *transport_get_stats(const struct transport *t)

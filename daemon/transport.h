@@ -21,6 +21,13 @@
  * any allocation) or a control queue past transport.max_queue_bytes closes
  * that one connection, logged and counted.
  *
+ * Nothing an unknown party sends is trusted or buffered beyond a bound:
+ * an accepted connection may send at most 16 KiB (one Hello) before its
+ * handshake completes, must do so within handshake_timeout_ms, and only
+ * max_pending_connections (max_pending_per_address from one IP) may be
+ * mid-handshake at once; one more is closed at once. An accepted
+ * connection that brings nothing for idle_timeout_ms is closed.
+ *
  * The sender of a Data frame is the node the connection's handshake named;
  * a frame whose from_node claims another is dropped and counted (spoofed).
  *
@@ -60,7 +67,11 @@ struct transport_config {
     uint64_t incarnation;
     const char *listen_host;
     uint16_t listen_port;           /* 0: ephemeral */
-    uint32_t connect_timeout_ms;    /* TCP connect + handshake */
+    uint32_t connect_timeout_ms;    /* TCP connect + handshake, ours */
+    uint32_t handshake_timeout_ms;  /* an accepted connection's Hello (0: connect_timeout_ms) */
+    uint32_t idle_timeout_ms;       /* an accepted connection that brings nothing (0: 10 min) */
+    uint32_t max_pending_connections;   /* accepted, mid-handshake, at most (0: 64) */
+    uint32_t max_pending_per_address;   /* the same from one IP address (0: 8) */
     uint64_t max_frame_bytes;
     uint64_t max_queue_bytes;       /* per peer and channel, shared by its lanes */
     const struct transport_channel *channels;   /* NULL/0: one "default" channel */
@@ -106,6 +117,8 @@ struct transport_stats {
     uint64_t bad_checksum, bad_frame, too_large, queue_overflow;
     uint64_t frames_in, frames_out;
     uint64_t spoofed;                       /* Data frames claiming another sender */
+    uint64_t pending_refused;               /* accepted connections closed at once: too many mid-handshake */
+    uint64_t handshake_timeouts, idle_closed;
 };
 
 /* Traffic of one (peer, channel); sent = this node toward the peer. */
@@ -171,6 +184,9 @@ void transport_pause_data_from(struct transport *t, const char *node);
 void transport_resume_data_from(struct transport *t, const char *node);
 
 const struct transport_stats *transport_get_stats(const struct transport *t);
+
+/* Accepted connections mid-handshake now. */
+size_t transport_pending_connections(const struct transport *t);
 
 /* Calls fn once per (peer, channel) that has carried or queued anything. */
 void transport_foreach_channel_stats(const struct transport *t,

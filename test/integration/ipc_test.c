@@ -1,5 +1,8 @@
 /* One real daemon, driven through partisanctl and the client library:
  * what an application and an operator see on a single node. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -402,6 +405,162 @@ static void test_sigterm_removes_socket(void)
     CHECK(stat(d.socket, &st) != 0 && errno == ENOENT, "socket file left behind");
 }
 
+static long open_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *dir = opendir(path);
+    if (!dir)
+        return -1;
+    long n = 0;
+    for (struct dirent *e; (e = readdir(dir));)
+        n += e->d_name[0] != '.';
+    closedir(dir);
+    return n;
+}
+
+/* utime + stime of pid, in clock ticks. */
+static long cpu_ticks(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    size_t len = 0;
+    char *text = harness_slurp(path, &len);
+    if (!text)
+        return -1;
+    const char *p = strrchr(text, ')');
+    unsigned long ut = 0, st = 0;
+    /* Fields after the command: state is 3rd; utime and stime are 14th and 15th. */
+    int ok = p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2;
+    free(text);
+    return ok ? (long)(ut + st) : -1;
+}
+
+/* Out of descriptors, the IPC listener pauses and retries instead of
+ * spinning on accept, and the sessions it has keep being served. */
+static void test_descriptor_exhaustion_does_not_spin(void)
+{
+    CHECK(start_default("") == 0, "daemon did not start");
+    partisan_client *kept = NULL;
+    CHECK(partisan_connect(d.socket, &kept) == 0, "connect");
+    long fds = open_fds(d.pid);
+    CHECK(fds > 0, "cannot count the daemon's descriptors");
+    char pid[16], lim[64], out[256], err[256];
+    snprintf(pid, sizeof pid, "%d", (int)d.pid);
+    snprintf(lim, sizeof lim, "--nofile=%ld:", fds + 2);   /* the soft limit only: it can go back up */
+    char *argv[] = { "prlimit", "--pid", pid, lim, NULL };
+    int rc = harness_exec(argv, NULL, out, sizeof out, err, sizeof err, 5000);
+    CHECK(rc == 0, "prlimit exited %d: %s", rc, err);
+    enum { N = 8 };
+    partisan_client *extra[N] = { NULL };
+    for (int i = 0; i < N; i++)
+        partisan_connect(d.socket, &extra[i]);   /* the kernel queues them; the daemon cannot take them all */
+    usleep(300 * 1000);
+    long before = cpu_ticks(d.pid);
+    usleep(1000 * 1000);
+    long after = cpu_ticks(d.pid);
+    CHECK(before >= 0 && after >= 0, "cannot read the daemon's CPU time");
+    long hz = sysconf(_SC_CLK_TCK);
+    struct partisan_status *st = NULL;
+    rc = partisan_status(kept, &st, 5000);
+    if (rc == 0)
+        partisan_status_free(st);
+    for (int i = 0; i < N; i++)
+        partisan_close(extra[i]);
+    CHECK(after - before <= hz / 4, "the daemon spent %ld of %ld ticks in one second with no descriptors left",
+          after - before, hz);
+    CHECK(rc == 0, "an existing session was not served while descriptors ran out: %s", partisan_strerror(rc));
+    int hit = harness_file_contains(d.log, "pausing for 1 s");
+    CHECK(hit == 1, hit < 0 ? "cannot read the log" : "the daemon never said it paused accepting");
+    char lim2[64];
+    snprintf(lim2, sizeof lim2, "--nofile=%d:", 1024);
+    char *argv2[] = { "prlimit", "--pid", pid, lim2, NULL };
+    CHECK(harness_exec(argv2, NULL, out, sizeof out, err, sizeof err, 5000) == 0, "prlimit back: %s", err);
+    partisan_client *late = NULL;
+    uint64_t until = harness_now_ms() + 5000;
+    while ((rc = partisan_connect(d.socket, &late)) != 0 && harness_now_ms() < until)
+        usleep(100 * 1000);
+    CHECK(rc == 0, "no new application could connect once descriptors were back");
+    rc = partisan_status(late, &st, 5000);
+    CHECK(rc == 0, "a new session was not served once descriptors were back: %s", partisan_strerror(rc));
+    partisan_status_free(st);
+    partisan_close(late);
+    partisan_close(kept);
+}
+
+static long rss_kib(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    size_t len = 0;
+    char *text = harness_slurp(path, &len);
+    const char *p = text ? strstr(text, "VmRSS:") : NULL;
+    long kib = p ? strtol(p + 6, NULL, 10) : -1;
+    free(text);
+    return kib;
+}
+
+static struct partisan_status *status_of(void)
+{
+    partisan_client *c = NULL;
+    struct partisan_status *st = NULL;
+    if (partisan_connect(d.socket, &c) == 0 && partisan_status(c, &st, T) != 0)
+        st = NULL;
+    partisan_close(c);
+    return st;
+}
+
+/* Strangers on the peer port: 200 connections that never say Hello, each
+ * trying to make the daemon buffer 15 KiB. At most max_pending_per_address
+ * are held, the rest are closed at once; those held go after the handshake
+ * deadline; the daemon's memory barely moves and status counts it all. */
+static void test_strangers_on_the_peer_port_are_bounded(void)
+{
+    CHECK(start_default("\"transport\": {\"handshake_timeout_ms\": 20000}") == 0, "daemon did not start");
+    const char *colon = strrchr(d.listen, ':');
+    CHECK(colon, "no port in %s", d.listen);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1)) };
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    long rss0 = rss_kib(d.pid);
+    enum { N = 200 };
+    static int fds[N];
+    static uint8_t junk[15 * 1024];
+    uint8_t hdr[8] = { 0, 0, 0x3b, 0xf8 };     /* a 15352-byte frame: within the pre-handshake bound */
+    memcpy(junk, hdr, sizeof hdr);
+    int connected = 0;
+    for (int i = 0; i < N; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fds[i] >= 0 && connect(fds[i], (struct sockaddr *)&sa, sizeof sa) == 0) {
+            connected++;
+            (void)send(fds[i], junk, sizeof junk - 64, MSG_NOSIGNAL | MSG_DONTWAIT);  /* never the whole frame */
+        }
+    }
+    /* The daemon takes them from the kernel's backlog as its loop gets to it. */
+    struct partisan_status *st = NULL;
+    for (uint64_t until = harness_now_ms() + 5000;;) {
+        usleep(100 * 1000);
+        st = status_of();
+        if (!st || st->peer_pending_refused + st->peer_pending >= (uint64_t)connected || harness_now_ms() > until)
+            break;
+        partisan_status_free(st);
+    }
+    long rss1 = rss_kib(d.pid);
+    for (int i = 0; i < N; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    CHECK(st, "no status from the daemon while strangers held its port");
+    uint32_t pending = st->peer_pending;
+    uint64_t refused = st->peer_pending_refused;
+    partisan_status_free(st);
+    CHECK(pending <= 8, "%u connections held mid-handshake (max_pending_per_address is 8)", pending);
+    CHECK(connected >= 100, "only %d of %d connects to the peer port succeeded", connected, N);
+    CHECK(refused + pending >= (uint64_t)connected, "%d strangers connected, but only %llu were refused at once "
+          "and %u are held", connected, (unsigned long long)refused, pending);
+    CHECK(rss0 > 0 && rss1 > 0 && rss1 - rss0 < 8 * 1024, "RSS went from %ld to %ld KiB", rss0, rss1);
+    printf("  %d strangers: %u held, %llu closed at once; RSS %ld -> %ld KiB\n", N, pending,
+           (unsigned long long)refused, rss0, rss1);
+}
+
 static void test_second_daemon_refused_and_stale_socket_reused(void)
 {
     CHECK(start_default("") == 0, "daemon did not start");
@@ -494,5 +653,7 @@ int main(void)
     harness_run("sigterm_removes_socket", test_sigterm_removes_socket);
     harness_run("second_daemon_refused_and_stale_socket_reused", test_second_daemon_refused_and_stale_socket_reused);
     harness_run("check_config_and_reload", test_check_config_and_reload);
+    harness_run("descriptor_exhaustion_does_not_spin", test_descriptor_exhaustion_does_not_spin);
+    harness_run("strangers_on_the_peer_port_are_bounded", test_strangers_on_the_peer_port_are_bounded);
     return harness_summary();
 }

@@ -177,14 +177,22 @@ static int send_data(struct transport *t, const char *node, const Partisan__Peer
     return rc;
 }
 
+/* Limits a test may tighten; zero fields keep the transport's defaults. */
+static struct transport_config limits;
+
 static void mk_full(struct env *e, const char *cluster, const char *name, uint64_t inc,
                     uint32_t timeout_ms, uint64_t max_queue)
 {
-    struct transport_config cfg = {
-        .cluster = cluster, .node = name, .advertise = "", .incarnation = inc,
-        .listen_host = "127.0.0.1", .listen_port = 0, .connect_timeout_ms = timeout_ms,
-        .max_frame_bytes = 1 << 20, .max_queue_bytes = max_queue,
-    };
+    struct transport_config cfg = limits;
+    cfg.cluster = cluster;
+    cfg.node = name;
+    cfg.advertise = "";
+    cfg.incarnation = inc;
+    cfg.listen_host = "127.0.0.1";
+    cfg.listen_port = 0;
+    cfg.connect_timeout_ms = timeout_ms;
+    cfg.max_frame_bytes = 1 << 20;
+    cfg.max_queue_bytes = max_queue;
     struct transport_callbacks cb = {
         .ctx = e, .on_connected = on_connected, .on_connect_failed = on_connect_failed,
         .on_disconnected = on_disconnected, .on_gossip = on_gossip, .on_data = on_data,
@@ -654,6 +662,7 @@ START_TEST(silent_inbound_connection_is_closed_after_the_timeout)
     uint64_t took = mono_ms() - start;
     ck_assert_uint_ge(took, 250);
     ck_assert_uint_le(took, 300 + 1500);
+    ck_assert_uint_eq(st(&b)->handshake_timeouts, 1);
     done(&b);
 }
 END_TEST
@@ -968,6 +977,96 @@ START_TEST(hello_indexes_are_bounded_and_channels_carried)
 }
 END_TEST
 
+/* Connections mid-handshake are capped, from one address and in all: one
+ * more is closed at once and counted; a completed handshake frees its
+ * slot. */
+START_TEST(connections_mid_handshake_are_capped)
+{
+    struct env b = {0};
+    limits = (struct transport_config){ .max_pending_connections = 3, .max_pending_per_address = 2 };
+    mk(&b, "prod", "b", 2);
+    limits = (struct transport_config){ 0 };
+    int fds[4];
+    for (int i = 0; i < 4; i++) {
+        fds[i] = raw_connect(transport_listen_port(b.t));
+        run_for(50);
+    }
+    run_for(100);
+    ck_assert(!raw_closed(fds[0]));
+    ck_assert(!raw_closed(fds[1]));
+    ck_assert(raw_closed(fds[2]));
+    ck_assert(raw_closed(fds[3]));
+    ck_assert_uint_eq(st(&b)->pending_refused, 2);
+    ck_assert_uint_eq(transport_pending_connections(b.t), 2);
+    uint8_t buf[1024];
+    raw_write(fds[0], buf, hello_frame(buf, "prod", "a"));
+    Partisan__Peer__PeerFrame *w = raw_read_frame(fds[0]);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_int_eq(w->body_case, PARTISAN__PEER__PEER_FRAME__BODY_WELCOME);
+    partisan__peer__peer_frame__free_unpacked(w, NULL);
+    ck_assert_uint_eq(transport_pending_connections(b.t), 1);
+    int again = raw_connect(transport_listen_port(b.t));
+    run_for(100);
+    ck_assert(!raw_closed(again));
+    ck_assert_uint_eq(st(&b)->pending_refused, 2);
+    for (int i = 0; i < 4; i++)
+        close(fds[i]);
+    close(again);
+    done(&b);
+}
+END_TEST
+
+/* Before its handshake a connection may announce no frame above 16 KiB:
+ * it is closed before anything of that size is buffered. */
+START_TEST(large_frame_before_the_hello_closes)
+{
+    struct env b = {0};
+    mk(&b, "prod", "b", 2);
+    int fd = raw_connect(transport_listen_port(b.t));
+    uint8_t hdr[FRAME_PEER_HEADER] = { 0, 1, 0, 0 };    /* 64 KiB */
+    raw_write(fd, hdr, sizeof hdr);
+    expect_closed(fd);
+    ck_assert_uint_eq(st(&b)->too_large, 1);
+    done(&b);
+}
+END_TEST
+
+/* An accepted connection that brings nothing for idle_timeout_ms is closed
+ * and counted; one that keeps sending is not. */
+START_TEST(idle_accepted_connection_is_closed)
+{
+    struct env b = {0};
+    limits = (struct transport_config){ .idle_timeout_ms = 600 };
+    mk(&b, "prod", "b", 2);
+    limits = (struct transport_config){ 0 };
+    uint8_t buf[1024];
+    int quiet = raw_connect(transport_listen_port(b.t)), busy = raw_connect(transport_listen_port(b.t));
+    for (int i = 0; i < 2; i++) {
+        int fd = i ? busy : quiet;
+        raw_write(fd, buf, hello_on(buf, "prod", i ? "busy" : "quiet", "control", 0));
+        Partisan__Peer__PeerFrame *w = raw_read_frame(fd);
+        ck_assert_ptr_nonnull(w);
+        partisan__peer__peer_frame__free_unpacked(w, NULL);
+    }
+    Partisan__Peer__Gossip g = PARTISAN__PEER__GOSSIP__INIT;
+    g.kind = PARTISAN__PEER__GOSSIP__KIND__PING;
+    Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP;
+    f.gossip = &g;
+    size_t n = pack_frame(buf, &f);
+    for (int i = 0; i < 12; i++) {
+        raw_write(busy, buf, n);
+        run_for(100);
+    }
+    ck_assert(raw_closed(quiet));
+    ck_assert(!raw_closed(busy));
+    ck_assert_uint_eq(st(&b)->idle_closed, 1);
+    close(quiet);
+    close(busy);
+    done(&b);
+}
+END_TEST
+
 START_TEST(listen_on_a_used_port_fails)
 {
     struct env a = {0};
@@ -1011,6 +1110,9 @@ static Suite *transport_suite(void)
     tcase_add_test(tc, listen_on_a_used_port_fails);
     tcase_add_test(tc, data_sender_is_the_connections_node);
     tcase_add_test(tc, hello_indexes_are_bounded_and_channels_carried);
+    tcase_add_test(tc, connections_mid_handshake_are_capped);
+    tcase_add_test(tc, large_frame_before_the_hello_closes);
+    tcase_add_test(tc, idle_accepted_connection_is_closed);
     suite_add_tcase(s, tc);
     return s;
 }
