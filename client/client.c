@@ -402,6 +402,7 @@ static struct partisan_status *convert_status(const Partisan__Ipc__Status *s)
     st->peer_pending_refused = s->peer_pending_refused;
     st->peer_handshake_timeouts = s->peer_handshake_timeouts;
     st->peer_idle_closed = s->peer_idle_closed;
+    st->peer_duplicate_names = s->peer_duplicate_names;
     return st;
 }
 

@@ -188,6 +188,7 @@ struct partisan_status {
     uint64_t peer_pending_refused;      /* closed at once: too many mid-handshake */
     uint64_t peer_handshake_timeouts;   /* closed: no Hello in time */
     uint64_t peer_idle_closed;          /* closed: idle for transport.idle_timeout_ms */
+    uint64_t peer_duplicate_names;      /* refused: another live daemon holds that node name */
 };
 int partisan_status(partisan_client *c, struct partisan_status **out, int timeout_ms);
 void partisan_status_free(struct partisan_status *s);

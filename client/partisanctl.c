@@ -206,7 +206,7 @@ static int cmd_status(partisan_client *c, const struct opts *o)
         die_call(c, rc, "status");
     if (o->json) {
         print_json(json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:I, "
-                             "s:I, s:I, s:I, s:I}",
+                             "s:I, s:I, s:I, s:I, s:I}",
                              "node", s->node, "cluster", s->cluster, "overlay", s->overlay,
                              "listen", s->listen, "socket", s->socket, "version", s->version,
                              "uptime_s", (json_int_t)s->uptime_s,
@@ -220,20 +220,21 @@ static int cmd_status(partisan_client *c, const struct opts *o)
                              "peer_pending", (json_int_t)s->peer_pending,
                              "peer_pending_refused", (json_int_t)s->peer_pending_refused,
                              "peer_handshake_timeouts", (json_int_t)s->peer_handshake_timeouts,
-                             "peer_idle_closed", (json_int_t)s->peer_idle_closed));
+                             "peer_idle_closed", (json_int_t)s->peer_idle_closed,
+                             "peer_duplicate_names", (json_int_t)s->peer_duplicate_names));
     } else {
         printf("node: %s\ncluster: %s\noverlay: %s\nlisten: %s\nsocket: %s\nversion: %s\n"
                "uptime: %llus\nmembers: %u\nmembers_up: %u\nmembership: %s\nundeliverable: %llu\n"
                "peer_bad_frames: %llu\npeer_refused: %llu\npeer_queue_full: %llu\n"
                "peer_pending: %u\npeer_pending_refused: %llu\npeer_handshake_timeouts: %llu\n"
-               "peer_idle_closed: %llu\n",
+               "peer_idle_closed: %llu\npeer_duplicate_names: %llu\n",
                s->node, s->cluster, s->overlay, s->listen, s->socket, s->version,
                (unsigned long long)s->uptime_s, s->members, s->members_up,
                s->left ? "left (restart partisand to rejoin)" : "alive",
                (unsigned long long)s->undeliverable, (unsigned long long)s->peer_bad_frames,
                (unsigned long long)s->peer_refused, (unsigned long long)s->peer_queue_full, s->peer_pending,
                (unsigned long long)s->peer_pending_refused, (unsigned long long)s->peer_handshake_timeouts,
-               (unsigned long long)s->peer_idle_closed);
+               (unsigned long long)s->peer_idle_closed, (unsigned long long)s->peer_duplicate_names);
     }
     partisan_status_free(s);
     return 0;

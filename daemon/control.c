@@ -66,6 +66,7 @@ static void handle_status(struct control *n, struct ipc_session *s, uint64_t id)
     st.peer_pending_refused = ts->pending_refused;
     st.peer_handshake_timeouts = ts->handshake_timeouts;
     st.peer_idle_closed = ts->idle_closed;
+    st.peer_duplicate_names = ts->duplicate_names;
     ipc_reply_status(s, id, &st);
 }
 

@@ -366,6 +366,7 @@ static int start_transport(struct node *n, char *err, size_t errlen)
         .idle_timeout_ms = n->cfg.idle_timeout_ms,
         .max_pending_connections = n->cfg.max_pending_connections,
         .max_pending_per_address = n->cfg.max_pending_per_address,
+        .silence_ms = n->cfg.fd_timeout_ms,
         .max_frame_bytes = n->cfg.peer_max_frame_bytes,
         .max_queue_bytes = n->cfg.peer_max_queue_bytes,
         .channels = n->channels,

@@ -111,6 +111,7 @@ struct conn {
     bool eof;                       /* the peer closed its side in order (FIN, not a reset) */
     bool pending;                   /* inbound, counted in t->n_pending until its handshake ends */
     uint64_t last_rx_ms;            /* inbound: when it last brought a frame (idle timeout) */
+    uint64_t incarnation;           /* inbound: the dialler's, from its Hello */
     char remote_ip[INET6_ADDRSTRLEN];
     char doom[TP_REASON_MAX];       /* non-empty: fail from the loop with this reason */
     char remote[TP_ADDR_MAX];       /* the other end, for logs */
@@ -174,7 +175,9 @@ struct transport {
     char *cluster, *node, *advertise;
     uint64_t incarnation;
     uint32_t timeout_ms;
-    uint32_t handshake_ms, idle_ms;
+    uint32_t handshake_ms, idle_ms, silence_ms;
+    uint64_t duplicate_logged_ms;   /* duplicate names are logged once per 10 s */
+    uint64_t duplicates_unlogged;
     uint32_t max_pending, max_pending_per_ip;
     size_t n_pending;
     size_t max_frame, max_queue;
@@ -800,12 +803,20 @@ static void conn_fail(struct conn *c, const char *reason, bool logged)
 
 /* -------------------------------------------------------- handshake -- */
 
+static void refuse_quietly(struct conn *c, Partisan__Peer__Refuse__Reason reason, const char *msg);
+
 static void refuse(struct conn *c, Partisan__Peer__Refuse__Reason reason, const char *node,
                    const char *msg)
 {
+    log_warn("refused %s (node \"%s\"): %s", c->remote, node, msg);
+    refuse_quietly(c, reason, msg);
+}
+
+/* Refuses without a log line (the caller logs, or limits how often). */
+static void refuse_quietly(struct conn *c, Partisan__Peer__Refuse__Reason reason, const char *msg)
+{
     struct transport *t = c->t;
     t->stats.refused_in++;
-    log_warn("refused %s (node \"%s\"): %s", c->remote, node, msg);
     Partisan__Peer__Refuse r = PARTISAN__PEER__REFUSE__INIT;
     r.reason = reason;
     r.message = (char *)msg;
@@ -871,6 +882,33 @@ static void handle_hello(struct conn *c, const Partisan__Peer__Hello *h)
         return;
     }
 
+    /* Another daemon with this name, alive, under another incarnation:
+     * two daemons must never take turns replacing each other's
+     * connections. */
+    uint64_t now = clock_now_ms();
+    for (struct conn *o = t->conns; o; o = o->next) {
+        if (o == c || o->kind != CONN_IN || !o->established || o->closed || o->incarnation == h->incarnation ||
+            strcmp(o->channel, CONFIG_CONTROL_CHANNEL) != 0 || strcmp(o->node, h->node) != 0 ||
+            now - o->last_rx_ms >= t->silence_ms)
+            continue;
+        t->stats.duplicate_names++;
+        snprintf(msg, sizeof msg, "node name \"%s\" is held by a live daemon at %s (incarnation %" PRIu64
+                 "); this one is incarnation %" PRIu64 ": give each daemon its own node.name", name, o->remote,
+                 o->incarnation, h->incarnation);
+        if (now - t->duplicate_logged_ms >= 10000) {
+            if (t->duplicates_unlogged)
+                log_warn("%" PRIu64 " more Hello(s) refused for duplicate names since the last such line",
+                         t->duplicates_unlogged);
+            t->duplicate_logged_ms = now;
+            t->duplicates_unlogged = 0;
+            refuse(c, PARTISAN__PEER__REFUSE__REASON__DUPLICATE_NAME, name, msg);
+        } else {
+            t->duplicates_unlogged++;
+            refuse_quietly(c, PARTISAN__PEER__REFUSE__REASON__DUPLICATE_NAME, msg);
+        }
+        return;
+    }
+
     /* The same node dialling the same connection again has restarted or
      * given up on the old one; the old one is dead weight. */
     for (struct conn *o = t->conns, *next; o; o = next) {
@@ -895,6 +933,7 @@ static void handle_hello(struct conn *c, const Partisan__Peer__Hello *h)
     snprintf(c->node, sizeof c->node, "%s", h->node);
     snprintf(c->channel, sizeof c->channel, "%s", h->channel);
     c->conn_index = h->conn_index;
+    c->incarnation = h->incarnation;
     if (strcmp(c->channel, CONFIG_CONTROL_CHANNEL) != 0)
         c->cstats = chan_stats_get(t, c->node, c->channel);
 
@@ -1795,6 +1834,7 @@ struct transport *transport_new(struct event_base *base, const struct transport_
     t->timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : TP_DEFAULT_TIMEOUT_MS;
     t->handshake_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : t->timeout_ms;
     t->idle_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : 600000;
+    t->silence_ms = cfg->silence_ms ? cfg->silence_ms : 3000;
     t->max_pending = cfg->max_pending_connections ? cfg->max_pending_connections : 64;
     t->max_pending_per_ip = cfg->max_pending_per_address ? cfg->max_pending_per_address : 8;
     t->max_frame = cfg->max_frame_bytes ? (size_t)cfg->max_frame_bytes : TP_DEFAULT_MAX_FRAME;

@@ -28,6 +28,13 @@
  * mid-handshake at once; one more is closed at once. An accepted
  * connection that brings nothing for idle_timeout_ms is closed.
  *
+ * One name, one daemon: a Hello naming a node whose control connection to
+ * us is alive (it brought a frame within silence_ms: pings come far more
+ * often) under another incarnation is refused with DUPLICATE_NAME, logged
+ * at most once every 10 s per transport. A restarted daemon's old
+ * connection is almost always closed by its kernel at once; one that died
+ * silently is replaced once it has been quiet for silence_ms.
+ *
  * The sender of a Data frame is the node the connection's handshake named;
  * a frame whose from_node claims another is dropped and counted (spoofed).
  *
@@ -72,6 +79,7 @@ struct transport_config {
     uint32_t idle_timeout_ms;       /* an accepted connection that brings nothing (0: 10 min) */
     uint32_t max_pending_connections;   /* accepted, mid-handshake, at most (0: 64) */
     uint32_t max_pending_per_address;   /* the same from one IP address (0: 8) */
+    uint32_t silence_ms;            /* a control connection quiet this long is taken as gone (0: 3000) */
     uint64_t max_frame_bytes;
     uint64_t max_queue_bytes;       /* per peer and channel, shared by its lanes */
     const struct transport_channel *channels;   /* NULL/0: one "default" channel */
@@ -119,6 +127,7 @@ struct transport_stats {
     uint64_t spoofed;                       /* Data frames claiming another sender */
     uint64_t pending_refused;               /* accepted connections closed at once: too many mid-handshake */
     uint64_t handshake_timeouts, idle_closed;
+    uint64_t duplicate_names;               /* Hellos refused: another live daemon holds that name */
 };
 
 /* Traffic of one (peer, channel); sent = this node toward the peer. */

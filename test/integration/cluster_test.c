@@ -370,6 +370,62 @@ static void test_other_cluster_refused(void)
           "n1's status does not count the refusals: %s", out);
 }
 
+/* Counts the lines of a whole log that contain needle. */
+static int count_lines(const char *path, const char *needle)
+{
+    size_t len = 0;
+    char *text = harness_slurp(path, &len);
+    if (!text)
+        return -1;
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    free(text);
+    return n;
+}
+
+/* Two live daemons with one node name (cloned VMs): the hub refuses the
+ * second instead of letting them replace each other's connections, says
+ * so once in a while (not hundreds of times a second), counts it in
+ * status, and keeps the first one up. */
+static void test_duplicate_name_refused(void)
+{
+    CHECK(start_node(0, NULL) == 0, "hub did not start");
+    char extra[1024];
+    snprintf(extra, sizeof extra, "%s, \"cluster\": {\"name\": \"test\", \"seeds\": [\"%s\"]}", TIMERS,
+             nodes[0].listen);
+    harness_daemon_init(&nodes[1], "twin", extra);
+    CHECK(harness_daemon_start(&nodes[1], T) == 0, "the first twin did not start");
+    struct want w = { 0, 1, 2, NULL };
+    CHECK(harness_wait_until(all_see, &w, T), "the first twin did not join");
+    harness_daemon_init(&nodes[2], "twin2", extra);
+    /* The same node name as the first twin, as a cloned VM would have. */
+    size_t len = 0;
+    char *cfg = harness_slurp(nodes[2].config, &len);
+    CHECK(cfg, "cannot read %s", nodes[2].config);
+    char *at = strstr(cfg, "\"name\": \"twin2\"");
+    CHECK(at, "no node name in %s", nodes[2].config);
+    memmove(at + 13, at + 14, strlen(at + 14) + 1);   /* "twin2" -> "twin" */
+    FILE *f = fopen(nodes[2].config, "w");
+    CHECK(f, "cannot rewrite %s", nodes[2].config);
+    fputs(cfg, f);
+    fclose(f);
+    free(cfg);
+    CHECK(harness_daemon_start(&nodes[2], T) == 0, "the second twin did not start");
+    usleep(4000 * 1000);
+    int replaced = count_lines(nodes[0].log, "replaced by a new one");
+    int said = count_lines(nodes[0].log, "is held by a live daemon");
+    CHECK(replaced >= 0 && replaced <= 2, "the hub replaced connections %d times in 4 s", replaced);
+    CHECK(said >= 1 && said <= 2, "the hub logged the duplicate name %d times in 4 s (want once per 10 s)", said);
+    CHECK(harness_file_contains(nodes[2].log, "held by a live daemon") == 1,
+          "the second twin's log does not say why it was refused");
+    char out[2048], err[256];
+    CHECK(harness_ctl(&nodes[0], NULL, out, sizeof out, err, sizeof err, T, "status", NULL) == 0 &&
+              strstr(out, "peer_duplicate_names: ") && !strstr(out, "peer_duplicate_names: 0\n"),
+          "the hub's status does not count the duplicate: %s", out);
+    CHECK(count_up(&nodes[0], NULL) == 2, "the hub lost the first twin");
+}
+
 static bool file_has(const char *path, const char *needle)
 {
     return harness_file_contains(path, needle) == 1;
@@ -551,6 +607,7 @@ int main(void)
     harness_run("leave_and_remove", test_leave_and_remove);
     harness_run("restart_rejoins", test_restart_rejoins);
     harness_run("other_cluster_refused", test_other_cluster_refused);
+    harness_run("duplicate_name_refused", test_duplicate_name_refused);
     harness_run("cli_join_and_watch", test_cli_join_and_watch);
     harness_run("slow_remote_reader_loses_nothing", test_slow_remote_reader_loses_nothing);
     harness_run("chaos_then_converge", test_chaos_then_converge);

@@ -747,10 +747,13 @@ START_TEST(restarted_peer_replaces_its_old_connections)
     struct env a1 = {0}, a2 = {0}, b = {0};
     mk(&a1, "prod", "a", 1);
     mk(&a2, "prod", "a", 2);
+    limits = (struct transport_config){ .silence_ms = 200 };
     mk(&b, "prod", "b", 3);
+    limits = (struct transport_config){ 0 };
     transport_connect(a1.t, "b", b.addr);
     WAIT_UNTIL(a1.connected == 1, WAIT_MS);
     ck_assert_int_eq(a1.connected, 1);
+    run_for(300);                            /* a1 went silent, as a daemon that died unseen */
     transport_connect(a2.t, "b", b.addr);   /* "a" again, as after a restart */
     WAIT_UNTIL(a2.connected == 1 && a1.disconnected == 1, WAIT_MS);
     ck_assert_int_eq(a2.connected, 1);
@@ -1067,6 +1070,58 @@ START_TEST(idle_accepted_connection_is_closed)
 }
 END_TEST
 
+/* Two live daemons with one name: the second is refused with
+ * DUPLICATE_NAME while the first keeps talking, and neither replaces the
+ * other's connection; the same daemon reconnecting (same incarnation) is
+ * let in. */
+START_TEST(second_live_daemon_with_one_name_is_refused)
+{
+    struct env b = {0};
+    limits = (struct transport_config){ .silence_ms = 1000 };
+    mk(&b, "prod", "b", 2);
+    limits = (struct transport_config){ 0 };
+    uint8_t buf[1024], ping[64];
+    Partisan__Peer__Gossip g = PARTISAN__PEER__GOSSIP__INIT;
+    g.kind = PARTISAN__PEER__GOSSIP__KIND__PING;
+    Partisan__Peer__PeerFrame pf = PARTISAN__PEER__PEER_FRAME__INIT;
+    pf.body_case = PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP;
+    pf.gossip = &g;
+    size_t pn = pack_frame(ping, &pf);
+    Partisan__Peer__Hello h = PARTISAN__PEER__HELLO__INIT;
+    h.protocol_version = TRANSPORT_PROTOCOL_VERSION;
+    h.cluster = (char *)"prod";
+    h.node = (char *)"a";
+    h.channel = (char *)"control";
+    Partisan__Peer__PeerFrame hf = PARTISAN__PEER__PEER_FRAME__INIT;
+    hf.body_case = PARTISAN__PEER__PEER_FRAME__BODY_HELLO;
+    hf.hello = &h;
+    int fds[4];
+    const uint64_t incs[4] = { 1, 2, 3, 1 };
+    const int want[4] = { PARTISAN__PEER__PEER_FRAME__BODY_WELCOME, PARTISAN__PEER__PEER_FRAME__BODY_REFUSE,
+                          PARTISAN__PEER__PEER_FRAME__BODY_REFUSE, PARTISAN__PEER__PEER_FRAME__BODY_WELCOME };
+    for (int i = 0; i < 4; i++) {
+        if (i > 0)
+            raw_write(fds[0], ping, pn);   /* the first daemon stays alive */
+        fds[i] = raw_connect(transport_listen_port(b.t));
+        h.incarnation = incs[i];
+        raw_write(fds[i], buf, pack_frame(buf, &hf));
+        Partisan__Peer__PeerFrame *f = raw_read_frame(fds[i]);
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(f->body_case, want[i]);
+        if (f->body_case == PARTISAN__PEER__PEER_FRAME__BODY_REFUSE)
+            ck_assert_int_eq(f->refuse->reason, PARTISAN__PEER__REFUSE__REASON__DUPLICATE_NAME);
+        partisan__peer__peer_frame__free_unpacked(f, NULL);
+        run_for(50);
+    }
+    ck_assert_uint_eq(st(&b)->duplicate_names, 2);
+    ck_assert(raw_closed(fds[0]));      /* replaced by its own reconnection (fds[3]) */
+    ck_assert(!raw_closed(fds[3]));
+    for (int i = 0; i < 4; i++)
+        close(fds[i]);
+    done(&b);
+}
+END_TEST
+
 START_TEST(listen_on_a_used_port_fails)
 {
     struct env a = {0};
@@ -1113,6 +1168,7 @@ static Suite *transport_suite(void)
     tcase_add_test(tc, connections_mid_handshake_are_capped);
     tcase_add_test(tc, large_frame_before_the_hello_closes);
     tcase_add_test(tc, idle_accepted_connection_is_closed);
+    tcase_add_test(tc, second_live_daemon_with_one_name_is_refused);
     suite_add_tcase(s, tc);
     return s;
 }
