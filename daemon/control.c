@@ -57,7 +57,7 @@ static void handle_status(struct control *n, struct ipc_session *s, uint64_t id)
     st.members_up = up;
     st.left = n->env.ops->has_left(n->env.core);
     const struct router_counters *rc = router_get_counters(n->env.router);
-    st.undeliverable = rc->no_name + rc->not_ours;
+    st.undeliverable = rc->no_name + rc->not_ours + rc->from_removed;
     const struct transport_stats *ts = transport_get_stats(n->env.transport);
     st.peer_bad_frames = ts->bad_checksum + ts->bad_frame + ts->too_large;
     st.peer_refused = ts->refused_in + ts->refused_out;
@@ -222,7 +222,7 @@ static void handle_stats(struct control *n, struct ipc_session *s, uint64_t id)
     st.channels = rows.p;
     st.flow_waits = rc->flow_waits;
     st.spoofed = transport_get_stats(n->env.transport)->spoofed;
-    st.undeliverable = rc->no_name + rc->not_ours;
+    st.undeliverable = rc->no_name + rc->not_ours + rc->from_removed;
     ipc_reply_stats(s, id, &st);
     free(rows.p);
     free(rows.v);

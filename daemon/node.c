@@ -282,6 +282,36 @@ static void tp_data_lost(void *ctx, const char *node, uint64_t lost)
     router_data_lost(((struct node *)ctx)->router, node, lost);
 }
 
+/* Who was removed stays out: a node the member table has as left, at the
+ * incarnation it dials with or later, is told so (its Hello refused with
+ * LEFT), so a node removed while unreachable learns it when it comes back. */
+static int tp_check_hello(void *ctx, const char *node, uint64_t incarnation)
+{
+    struct node *n = ctx;
+    const struct member *m = membership_find(n->ops->members(n->core), node);
+    return m && m->left && m->incarnation >= incarnation ? PARTISAN__PEER__REFUSE__REASON__LEFT : 0;
+}
+
+/* A peer says this node was removed: the core hears it as that peer's word
+ * about this node (left at its incarnation), which it accepts as for a
+ * removal gossiped to it. */
+static void tp_removed(void *ctx, const char *by_node)
+{
+    struct node *n = ctx;
+    if (n->ops->has_left(n->core))
+        return;
+    const struct member *self = membership_find(n->ops->members(n->core), n->cfg.node_name);
+    if (!self)
+        return; /* the core always holds its own entry */
+    struct member me = *self;
+    me.left = true;
+    struct overlay_msg m = { .type = OVERLAY_MSG_STATE, .members = &me, .n_members = 1 };
+    log_warn("node %s says this node was removed from the cluster", by_node);
+    n->ops->receive(n->core, by_node, &m);
+    save_state_now(n);
+    arm_tick(n);
+}
+
 static bool tp_may_send(void *ctx, const char *node, const char *name)
 {
     return router_monotonic_may_send(((struct node *)ctx)->router, node, name);
@@ -388,6 +418,8 @@ static int start_transport(struct node *n, char *err, size_t errlen)
         .on_lane_drained = tp_lane_drained,
         .on_data_lost = tp_data_lost,
         .may_send = tp_may_send,
+        .check_hello = tp_check_hello,
+        .on_removed = tp_removed,
         .on_monotonic_sent = tp_monotonic_sent,
     };
     n->transport = transport_new(n->base, &tc, &cb);

@@ -362,6 +362,12 @@ void router_sink_drained(struct router *r, void *sink)
 void router_peer_data(struct router *r, const char *from, const char *channel, const Partisan__Peer__Data *d)
 {
     uint64_t cost = flow_cost(d->payload.len);
+    const struct member *sender = membership_find(r->ops->members(r->core), from);
+    if (sender && sender->left) {
+        r->counters.from_removed++;
+        log_debug("message from %s dropped: it was removed from the cluster", from);
+        return;
+    }
     if (strcmp(d->to_node, r->cfg.self) != 0) {
         /* Full mesh never relays; an overlay that forwards hands it on here. */
         r->counters.not_ours++;

@@ -66,6 +66,7 @@ struct router_counters {
     uint64_t no_name;          /* from peers, for names nobody holds here */
     uint64_t not_ours;         /* from peers, for another node */
     uint64_t flow_waits;       /* sends after which the sender waited for a window */
+    uint64_t from_removed;     /* from peers removed from the cluster: not delivered */
 };
 
 struct router *router_new(const struct router_config *cfg, const struct router_io *io);

@@ -882,6 +882,14 @@ static void handle_hello(struct conn *c, const Partisan__Peer__Hello *h)
         return;
     }
 
+    if (t->cb.check_hello &&
+        t->cb.check_hello(t->cb.ctx, h->node, h->incarnation) == PARTISAN__PEER__REFUSE__REASON__LEFT) {
+        snprintf(msg, sizeof msg, "node \"%s\" (incarnation %" PRIu64 ") was removed from cluster \"%s\"; "
+                 "restart its partisand to rejoin", name, h->incarnation, t->cluster);
+        refuse(c, PARTISAN__PEER__REFUSE__REASON__LEFT, name, msg);
+        return;
+    }
+
     /* Another daemon with this name, alive, under another incarnation:
      * two daemons must never take turns replacing each other's
      * connections. */
@@ -1017,6 +1025,11 @@ static void handle_refuse(struct conn *c, const Partisan__Peer__Refuse *r)
     else
         log_debug("node %s refused our data connection: %s", desc, msg);
     snprintf(reason, sizeof reason, "refused: %s", msg);
+    if (c->kind == CONN_OUT_CONTROL && r->reason == PARTISAN__PEER__REFUSE__REASON__LEFT && t->cb.on_removed) {
+        char by[TP_ADDR_MAX];
+        snprintf(by, sizeof by, "%s", p->node[0] ? p->node : p->address);
+        t->cb.on_removed(t->cb.ctx, by);   /* may close c */
+    }
     conn_fail(c, reason, true);
 }
 

@@ -115,6 +115,13 @@ struct transport_callbacks {
      * socket now? (NULL: always.) Those held back stay queued, where newer
      * ones replace them; transport_kick() asks again. */
     bool (*may_send)(void *ctx, const char *node, const char *name);
+    /* Before welcoming a dialler: 0, or the Refuse reason to answer with
+     * (PARTISAN__PEER__REFUSE__REASON__LEFT for a node removed from the
+     * cluster). NULL: welcome everyone who passes the other checks. */
+    int (*check_hello)(void *ctx, const char *node, uint64_t incarnation);
+    /* A peer refused our control connection because this node was removed
+     * from the cluster. */
+    void (*on_removed)(void *ctx, const char *by_node);
     /* A monotonic message for (node, name) went to the socket. */
     void (*on_monotonic_sent)(void *ctx, const char *node, const char *name, uint64_t payload_len);
 };

@@ -294,6 +294,50 @@ static void test_leave_and_remove(void)
     CHECK(harness_wait_until(all_see, &back, T), "the restarted n3 did not rejoin");
 }
 
+static bool says_left(void *arg)
+{
+    const struct daemon_proc *d = arg;
+    char out[2048], err[256];
+    return harness_ctl(d, NULL, out, sizeof out, err, sizeof err, T, "status", NULL) == 0 &&
+           strstr(out, "membership: left") != NULL;
+}
+
+/* Removing a node that is alive but unreachable (paused) converges: when
+ * it comes back it is told (its Hello refused with LEFT), says so in
+ * status, refuses application sends, and the others never see it up. */
+static void test_removed_while_paused_learns_it(void)
+{
+    CHECK(start_cluster() == 0, "cluster did not converge");
+    harness_daemon_signal(&nodes[2], SIGSTOP);
+    /* Down first: then nobody has a connection to it that could carry the
+     * removal, and it must learn it when it dials back. */
+    struct want down = { 0, 1, 4, "n3" };
+    bool seen_down = harness_wait_until(all_see, &down, T);
+    if (!seen_down)
+        harness_daemon_signal(&nodes[2], SIGCONT);
+    CHECK(seen_down, "the paused n3 was not seen down");
+    char out[4096], err[512];
+    int rc = harness_ctl(&nodes[0], NULL, out, sizeof out, err, sizeof err, T, "leave", "n3", NULL);
+    if (rc != 0)
+        harness_daemon_signal(&nodes[2], SIGCONT);
+    CHECK(rc == 0, "leave n3: %s", err);
+    memset(gone, 0, sizeof gone);
+    bool everywhere = harness_wait_until(left_everywhere, "n3", T);
+    harness_daemon_signal(&nodes[2], SIGCONT);
+    CHECK(everywhere, "removing n3 did not reach every other node");
+    CHECK(harness_wait_until(says_left, &nodes[2], 10000), "n3 never learned it was removed");
+    rc = harness_ctl(&nodes[2], NULL, out, sizeof out, err, sizeof err, T, "send", "n1", "inbox", "x", NULL);
+    CHECK(rc == 1 && strstr(err, "left"), "send from the removed n3: exit %d, %s", rc, err);
+    /* Nobody sees it come back up, for longer than a failure-detector timeout. */
+    gone[0] = "n3";
+    for (int i = 0; i < 15; i++) {
+        CHECK(count_up(&nodes[0], NULL) == 4, "n1 sees %d up with n3 removed", count_up(&nodes[0], NULL));
+        usleep(200 * 1000);
+    }
+    int hit = harness_file_contains(nodes[2].log, "removed");
+    CHECK(hit == 1, "n3's log does not say it was removed");
+}
+
 static uint64_t incarnation_seen(const struct daemon_proc *at, const char *who, bool *up)
 {
     partisan_client *c = NULL;
@@ -608,6 +652,7 @@ int main(void)
     harness_run("restart_rejoins", test_restart_rejoins);
     harness_run("other_cluster_refused", test_other_cluster_refused);
     harness_run("duplicate_name_refused", test_duplicate_name_refused);
+    harness_run("removed_while_paused_learns_it", test_removed_while_paused_learns_it);
     harness_run("cli_join_and_watch", test_cli_join_and_watch);
     harness_run("slow_remote_reader_loses_nothing", test_slow_remote_reader_loses_nothing);
     harness_run("chaos_then_converge", test_chaos_then_converge);
