@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "config.h"
 #include "control.h"
+#include "gossip_codec.h"
 #include "ipc.h"
 #include "log.h"
 #include "overlay.h"
@@ -114,38 +115,21 @@ static void env_disconnect(void *ctx, const char *node)
     router_peer_gone(n->router, node);
 }
 
+struct gossip_to {
+    struct transport *transport;
+    const char *node;
+};
+
+static int send_gossip(void *ctx, const Partisan__Peer__Gossip *g)
+{
+    const struct gossip_to *to = ctx;
+    return transport_send_gossip(to->transport, to->node, g);
+}
+
 static void env_send(void *ctx, const char *node, const struct overlay_msg *m)
 {
-    struct node *n = ctx;
-    Partisan__Peer__Gossip g = PARTISAN__PEER__GOSSIP__INIT;
-    g.kind = (Partisan__Peer__Gossip__Kind)m->type;
-    g.digest = m->digest;
-    g.seq = m->seq;
-    Partisan__Peer__MemberState *states = NULL, **ptrs = NULL;
-    if (m->n_members) {
-        states = calloc(m->n_members, sizeof *states);
-        ptrs = calloc(m->n_members, sizeof *ptrs);
-        if (!states || !ptrs) {
-            log_error("out of memory sending gossip to %s", node);
-            free(states);
-            free(ptrs);
-            return;
-        }
-        for (size_t i = 0; i < m->n_members; i++) {
-            Partisan__Peer__MemberState init = PARTISAN__PEER__MEMBER_STATE__INIT;
-            states[i] = init;
-            states[i].name = (char *)m->members[i].name;
-            states[i].address = (char *)m->members[i].address;
-            states[i].incarnation = m->members[i].incarnation;
-            states[i].left = m->members[i].left;
-            ptrs[i] = &states[i];
-        }
-        g.n_members = m->n_members;
-        g.members = ptrs;
-    }
-    transport_send_gossip(n->transport, node, &g);
-    free(states);
-    free(ptrs);
+    struct gossip_to to = { ((struct node *)ctx)->transport, node };
+    gossip_encode(m, send_gossip, &to);   /* no connection: the core redials and resends */
 }
 
 static void env_joined(void *ctx, const struct member *m)
@@ -229,33 +213,12 @@ static void tp_disconnected(void *ctx, const char *node)
 static void tp_gossip(void *ctx, const char *from, const Partisan__Peer__Gossip *g)
 {
     struct node *n = ctx;
-    struct overlay_msg m = { .type = (enum overlay_msg_type)g->kind, .digest = g->digest, .seq = g->seq };
-    if ((unsigned)g->kind > OVERLAY_MSG_STATE_REQUEST) {
-        log_warn("gossip of unknown kind %d from %s ignored", (int)g->kind, from);
+    struct overlay_msg m;
+    struct member *members;
+    char err[128];
+    if (gossip_decode(g, &m, &members, err, sizeof err) != 0) {
+        log_warn("%s from %s; ignored", err, from);
         return;
-    }
-    struct member *members = NULL;
-    if (g->n_members) {
-        members = calloc(g->n_members, sizeof *members);
-        if (!members) {
-            log_error("out of memory reading gossip from %s", from);
-            return;
-        }
-        for (size_t i = 0; i < g->n_members; i++) {
-            const Partisan__Peer__MemberState *s = g->members[i];
-            if (!membership_token_valid(s->name, MEMBER_NAME_MAX) ||
-                !membership_token_valid(s->address, MEMBER_ADDR_MAX)) {
-                log_warn("gossip from %s carries a malformed member entry; ignored", from);
-                free(members);
-                return;
-            }
-            memcpy(members[i].name, s->name, strlen(s->name) + 1);
-            memcpy(members[i].address, s->address, strlen(s->address) + 1);
-            members[i].incarnation = s->incarnation;
-            members[i].left = s->left;
-        }
-        m.members = members;
-        m.n_members = g->n_members;
     }
     n->ops->receive(n->core, from, &m);
     free(members);

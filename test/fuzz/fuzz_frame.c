@@ -14,9 +14,9 @@
  * unpack each whole body, drain, repeat; stop at the first error (that
  * closes the connection). Each whole IPC body goes to
  * partisan__ipc__ipc_request__unpack and each peer body to
- * partisan__peer__peer_frame__unpack. A Gossip's MemberState entries are
- * converted as daemon/node.c's tp_gossip() does and merged with
- * membership_merge(), checking the table after each merge. */
+ * partisan__peer__peer_frame__unpack. A Gossip is read with the daemon's
+ * own gossip_decode() and its members merged with membership_merge(),
+ * checking the table after each merge. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "frame.h"
+#include "gossip_codec.h"
 #include "ipc.pb-c.h"
 #include "membership.h"
 #include "pbarena.h"
@@ -87,26 +88,15 @@ static bool same_table(const struct membership *a, const struct membership *b)
 
 static void merge_gossip(struct membership *table, const Partisan__Peer__Gossip *g)
 {
-    /* tp_gossip(): unknown kinds are ignored, and so is a whole gossip with
-     * one malformed entry. */
-    if ((unsigned)g->kind > PARTISAN__PEER__GOSSIP__KIND__STATE_REQUEST || g->n_members == 0)
+    /* The daemon's own decoder: what it rejects never reaches a merge. */
+    struct overlay_msg m;
+    struct member *members;
+    char err[128];
+    if (gossip_decode(g, &m, &members, err, sizeof err) != 0 || m.n_members == 0) {
+        free(members);
         return;
-    struct member *members = calloc(g->n_members, sizeof *members);
-    if (!members)
-        return;
-    for (size_t i = 0; i < g->n_members; i++) {
-        const Partisan__Peer__MemberState *s = g->members[i];
-        if (!membership_token_valid(s->name, MEMBER_NAME_MAX) ||
-            !membership_token_valid(s->address, MEMBER_ADDR_MAX)) {
-            free(members);
-            return;
-        }
-        memcpy(members[i].name, s->name, strlen(s->name) + 1);
-        memcpy(members[i].address, s->address, strlen(s->address) + 1);
-        members[i].incarnation = s->incarnation;
-        members[i].left = s->left;
     }
-    size_t n = g->n_members;
+    size_t n = m.n_members;
 
     /* Into the running table (gossip of earlier frames). */
     struct notes nt = { .m = table };
