@@ -9,7 +9,7 @@ VERSION  := 0.1.0
 SAN      ?= 0
 
 CC       ?= cc
-PKGS     := libevent libprotobuf-c jansson libsystemd
+PKGS     := libevent libevent_openssl openssl libprotobuf-c jansson libsystemd
 # Recursively expanded on purpose: pkg-config runs only after deps.sh did.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
@@ -28,7 +28,7 @@ GEN_H     := $(GEN:.c=.h)
 
 DAEMON_SRC := daemon/main.c daemon/config.c daemon/log.c daemon/ipc.c daemon/router.c \
               daemon/node.c daemon/transport.c daemon/membership.c daemon/overlay_full_mesh.c \
-              daemon/state.c daemon/flow.c daemon/channel.c daemon/control.c daemon/gossip_codec.c proto/frame.c proto/pbarena.c
+              daemon/state.c daemon/flow.c daemon/channel.c daemon/control.c daemon/gossip_codec.c daemon/tls.c proto/frame.c proto/pbarena.c
 CLIENT_SRC := client/client.c proto/frame.c
 CTL_SRC    := client/partisanctl.c
 
@@ -138,7 +138,7 @@ $(BUILD)/test/check_membership: $(call obj,test/unit/check_membership.c daemon/m
 $(BUILD)/test/check_flow: $(call obj,test/unit/check_flow.c daemon/flow.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)
-$(BUILD)/test/check_transport: $(call obj,test/unit/check_transport.c daemon/transport.c daemon/channel.c daemon/membership.c daemon/log.c proto/frame.c proto/pbarena.c) $(BUILD)/obj/gen/peer.pb-c.o
+$(BUILD)/test/check_transport: $(call obj,test/unit/check_transport.c daemon/transport.c daemon/tls.c daemon/channel.c daemon/membership.c daemon/log.c proto/frame.c proto/pbarena.c) $(BUILD)/obj/gen/peer.pb-c.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
 $(BUILD)/test/sim: $(call obj,test/sim/sim.c test/sim/scenarios.c daemon/membership.c daemon/overlay_full_mesh.c)

@@ -51,6 +51,9 @@ static const struct key_spec keys[] = {
     KEY_TEXT("node", "listen", KT_ADDR, listen, "127.0.0.1:10200"),
     KEY_TEXT("node", "advertise", KT_ADDR, advertise, NULL),
     KEY_PATH("node", "state_dir", state_dir, "", 0, CONFIG_PATH_MAX - 1),
+    KEY_PATH("tls", "ca_file", tls_ca_file, "", 0, CONFIG_PATH_MAX - 1),
+    KEY_PATH("tls", "cert_file", tls_cert_file, "", 0, CONFIG_PATH_MAX - 1),
+    KEY_PATH("tls", "key_file", tls_key_file, "", 0, CONFIG_PATH_MAX - 1),
     KEY_NAME("cluster", "name", cluster_name, "partisan", CONFIG_NAME_MAX),
     KEY_TEXT("cluster", "seeds", KT_SEEDS, seeds, NULL),
     KEY_TEXT("overlay", "type", KT_OVERLAY, overlay, "full_mesh"),
@@ -80,7 +83,7 @@ static const struct key_spec keys[] = {
 _Static_assert(N_KEYS <= 64, "per-key bitmasks are uint64_t");
 
 static const char *const sections[] = {
-    "node", "cluster", "overlay", "failure_detector", "transport", "ipc", "log",
+    "node", "cluster", "overlay", "failure_detector", "transport", "tls", "ipc", "log",
 };
 #define N_SECTIONS (sizeof sections / sizeof sections[0])
 
@@ -856,6 +859,26 @@ static void check_ordered(struct loader *l)
     }
 }
 
+/* TLS is all or nothing: a half-configured link security must not quietly
+ * become plaintext. */
+static void check_tls(struct loader *l)
+{
+    static const char *const files[] = { "ca_file", "cert_file", "key_file" };
+    const char *vals[] = { l->cfg->tls_ca_file, l->cfg->tls_cert_file, l->cfg->tls_key_file };
+    int set = 0;
+    for (int i = 0; i < 3; i++)
+        set += vals[i][0] != '\0';
+    if (set == 0 || set == 3)
+        return;
+    for (int i = 0; i < 3; i++)
+        if (!vals[i][0]) {
+            char path[32];
+            snprintf(path, sizeof path, "tls.%s", files[i]);
+            key_error(l, path, "missing: tls needs ca_file, cert_file and key_file together (or none, for "
+                               "plaintext links)");
+        }
+}
+
 /* The host name is only a default; if it is not a valid node name, say so
  * rather than start under a name peers will refuse. */
 static void check_default_name(struct loader *l)
@@ -893,6 +916,7 @@ static void load_root(struct loader *l, const json_t *root)
     check_node_addrs(l);
     check_ordered(l);
     check_default_name(l);
+    check_tls(l);
 }
 
 static void syntax_error(struct loader *l, const json_error_t *e)

@@ -22,6 +22,7 @@
  *   ipc.max_frame_bytes       default 16 MiB, 1 KiB..1 GiB
  *   ipc.max_queue_bytes       default 64 MiB, 64 KiB..16 GiB (>= max_frame_bytes)
  *   log.level                 "debug" | "info" | "warn" | "error", default "info"
+ *   tls.ca_file, tls.cert_file, tls.key_file   paths, default "" (plaintext); all or none
  *   transport.handshake_timeout_ms     default 5000, 100..60000
  *   transport.max_pending_connections  default 64, 1..4096
  *   transport.max_pending_per_address  default 8, 1..4096
@@ -68,6 +69,11 @@ struct config {
     struct config_addr advertise;      /* port 0: the bound listen port */
     int advertise_set;                 /* node.advertise given explicitly */
     char state_dir[CONFIG_PATH_MAX];
+
+    /* All three, or none (plaintext peer links). */
+    char tls_ca_file[CONFIG_PATH_MAX];
+    char tls_cert_file[CONFIG_PATH_MAX];
+    char tls_key_file[CONFIG_PATH_MAX];
 
     char cluster_name[CONFIG_NAME_MAX + 1];
     struct config_addr *seeds;         /* owned; config_free() releases */

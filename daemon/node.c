@@ -360,6 +360,9 @@ static int start_transport(struct node *n, char *err, size_t errlen)
         .max_pending_connections = n->cfg.max_pending_connections,
         .max_pending_per_address = n->cfg.max_pending_per_address,
         .silence_ms = n->cfg.fd_timeout_ms,
+        .tls_ca_file = n->cfg.tls_ca_file,
+        .tls_cert_file = n->cfg.tls_cert_file,
+        .tls_key_file = n->cfg.tls_key_file,
         .max_frame_bytes = n->cfg.peer_max_frame_bytes,
         .max_queue_bytes = n->cfg.peer_max_queue_bytes,
         .channels = n->channels,
@@ -618,6 +621,9 @@ void node_reload(struct node *n, const struct config *fresh)
               fresh->peer_max_frame_bytes != n->cfg.peer_max_frame_bytes || fresh->peer_max_queue_bytes != n->cfg.peer_max_queue_bytes ||
               fresh->flow_window_bytes != n->cfg.flow_window_bytes },
         { "channels", !same_channels(fresh, &n->cfg) },
+        { "tls", strcmp(fresh->tls_ca_file, n->cfg.tls_ca_file) != 0 ||
+              strcmp(fresh->tls_cert_file, n->cfg.tls_cert_file) != 0 ||
+              strcmp(fresh->tls_key_file, n->cfg.tls_key_file) != 0 },
         { "ipc", strcmp(fresh->ipc_socket, n->cfg.ipc_socket) != 0 || fresh->ipc_mode != n->cfg.ipc_mode ||
               fresh->ipc_max_frame_bytes != n->cfg.ipc_max_frame_bytes || fresh->ipc_max_queue_bytes != n->cfg.ipc_max_queue_bytes },
     };

@@ -53,6 +53,7 @@
 #include "membership.h"
 #include "pbarena.h"
 #include "log.h"
+#include "tls.h"
 
 #define TP_NAME_MAX 256
 #define TP_ADDR_MAX 320
@@ -199,6 +200,7 @@ struct transport {
     struct chan_stats *cstats;
     size_t n_cstats;
     struct chan_stats overflow_stats;   /* past TP_MAX_CHAN_STATS entries */
+    struct tls *tls;                /* NULL: plaintext links */
 };
 
 /* ------------------------------------------------------------ helpers -- */
@@ -768,6 +770,8 @@ static void conn_fail(struct conn *c, const char *reason, bool logged)
             if (c->established)
                 log_info("connection from node \"%s\" at %s (%s) closed: %s", c->node, c->remote,
                          c->channel, reason);
+            else if (strncmp(reason, "TLS: ", 5) == 0)
+                log_warn("connection from %s refused: %s", c->remote, reason); /* an unauthenticated peer */
             else
                 log_info("connection from %s closed: %s", c->remote, reason);
         }
@@ -854,6 +858,11 @@ static void handle_hello(struct conn *c, const Partisan__Peer__Hello *h)
     }
     if (!membership_token_valid(h->node, TP_NAME_MAX - 1)) {
         snprintf(msg, sizeof msg, "node name \"%s\" is empty, too long or not printable", name);
+        refuse(c, PARTISAN__PEER__REFUSE__REASON__OTHER, name, msg);
+        return;
+    }
+    if (t->tls && !tls_peer_is(c->bev, h->node)) {
+        snprintf(msg, sizeof msg, "its certificate is not for node \"%s\"", name);
         refuse(c, PARTISAN__PEER__REFUSE__REASON__OTHER, name, msg);
         return;
     }
@@ -970,6 +979,12 @@ static void handle_welcome(struct conn *c, const Partisan__Peer__Welcome *w)
     }
     if (p->node[0] && strcmp(p->node, w->node) != 0) {
         snprintf(msg, sizeof msg, "it answered as node \"%s\", not \"%s\"", name, p->node);
+        conn_fail(c, msg, false);
+        return;
+    }
+    if (t->tls && !tls_peer_is(c->bev, w->node)) {
+        t->stats.refused_out++;
+        snprintf(msg, sizeof msg, "it answered as node \"%s\", but its certificate is not for that node", name);
         conn_fail(c, msg, false);
         return;
     }
@@ -1221,7 +1236,6 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-    (void)bev;
     struct conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) {
         c->tcp_up = true;
@@ -1238,14 +1252,25 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         if (c->closed)
             return;
     }
-    char reason[TP_REASON_MAX];
+    char reason[TP_REASON_MAX], tls_why[512] = "";
     c->eof = (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR);
+    if (c->t->tls && (what & BEV_EVENT_ERROR))
+        tls_error(bev, tls_why, sizeof tls_why);
     if (what & BEV_EVENT_EOF)
         snprintf(reason, sizeof reason, "closed by the peer%s", c->established ? "" : " during the handshake");
+    else if (tls_why[0])
+        snprintf(reason, sizeof reason, "TLS: %s%s", tls_why,
+                 strstr(tls_why, "wrong version") || strstr(tls_why, "packet length")
+                     ? " (is the peer running without TLS?)" : "");
     else if (c->kind != CONN_IN && !c->tcp_up)
         snprintf(reason, sizeof reason, "connect: %s", err ? strerror(err) : "failed");
     else
         snprintf(reason, sizeof reason, "%s", err ? strerror(err) : "socket error");
+    if (!c->t->tls && c->kind != CONN_IN && c->tcp_up && !c->established) {
+        /* A TLS acceptor drops a plaintext Hello without a word. */
+        size_t n = strlen(reason);
+        snprintf(reason + n, sizeof reason - n, " (if the peer requires TLS, set tls.* here too)");
+    }
     conn_fail(c, reason, false);
 }
 
@@ -1339,7 +1364,7 @@ static struct conn *dial(struct peer *p, enum conn_kind kind, struct lane *lane)
         if (setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat) != 0)
             log_debug("TCP_NOTSENT_LOWAT: %s", strerror(errno));
     }
-    c->bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->bev = t->tls ? tls_bufferevent(t->tls, t->base, fd, false) : bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev) {
         close(fd);
         conn_doom(c, "out of memory");
@@ -1787,7 +1812,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     format_sockaddr(sa, c->remote, sizeof c->remote);
     sockaddr_ip(sa, c->remote_ip, sizeof c->remote_ip);
-    c->bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->bev = t->tls ? tls_bufferevent(t->tls, t->base, fd, true) : bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (c->bev) {
         bufferevent_set_max_single_read(c->bev, TP_PREHANDSHAKE_BYTES);
         bufferevent_setwatermark(c->bev, EV_READ, 0, TP_PREHANDSHAKE_BYTES);
@@ -1874,6 +1899,16 @@ struct transport *transport_new(struct event_base *base, const struct transport_
         t->chans[i].first_lane = (unsigned)t->n_lanes;
         t->n_lanes += t->chans[i].parallelism;
     }
+    if (cfg->tls_cert_file && cfg->tls_cert_file[0]) {
+        char err[600];
+        t->tls = tls_new(cfg->tls_ca_file ? cfg->tls_ca_file : "", cfg->tls_cert_file,
+                         cfg->tls_key_file ? cfg->tls_key_file : "", err, sizeof err);
+        if (!t->tls) {
+            log_error("tls: %s", err);
+            transport_free(t);
+            return NULL;
+        }
+    }
     if (pbarena_init(&t->arena, 64 * 1024) != 0) {
         log_error("transport: out of memory");
         transport_free(t);
@@ -1951,6 +1986,7 @@ void transport_free(struct transport *t)
         free(e);
     }
     free(t->chans);
+    tls_free(t->tls);
     free(t->cluster);
     free(t->node);
     free(t->advertise);

@@ -83,6 +83,10 @@ struct transport_config {
     uint64_t max_frame_bytes;
     uint64_t max_queue_bytes;       /* per peer and channel, shared by its lanes */
     const struct transport_channel *channels;   /* NULL/0: one "default" channel */
+    /* All three set: every link is TLS 1.3 with mutual certificates from
+     * this CA, and a peer's node name must match its certificate (tls.h).
+     * NULL or "": plaintext. */
+    const char *tls_ca_file, *tls_cert_file, *tls_key_file;
     size_t n_channels;
 };
 
@@ -148,7 +152,7 @@ struct transport_channel_stats {
 };
 
 /* Creates the transport and binds the listener. Returns NULL after logging
- * the cause (address in use, bad address). */
+ * the cause (address in use, bad address, unusable TLS files). */
 struct transport *transport_new(struct event_base *base, const struct transport_config *cfg,
                                 const struct transport_callbacks *cb);
 /* Closes everything without invoking any callback. Not from inside one of

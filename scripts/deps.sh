@@ -8,6 +8,7 @@ packages=(
     gcc make pkg-config
     libevent-dev libprotobuf-c-dev protobuf-c-compiler libjansson-dev check
     libsystemd-dev
+    libssl-dev openssl  # TLS peer links; the CLI makes the tests' certificates
     iproute2        # ss -K: channel_test resets peer connections
 )
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -338,6 +339,103 @@ static void test_removed_while_paused_learns_it(void)
     CHECK(hit == 1, "n3's log does not say it was removed");
 }
 
+/* A cluster CA and node certificates, made with the openssl CLI exactly as
+ * the README tells an operator to. */
+static int make_certs(const char *dir)
+{
+    char script[4096];
+    snprintf(script, sizeof script,
+             "set -e; cd '%s'\n"
+             "ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 "
+             "-subj \"/CN=$1\" -keyout $1.key -out $1.crt 2>/dev/null; }\n"
+             "node() { openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj \"/CN=$2\" "
+             "-keyout $2.key -out $2.csr 2>/dev/null\n"
+             "  printf 'subjectAltName=DNS:%%s\\nbasicConstraints=critical,CA:FALSE\\n"
+             "extendedKeyUsage=serverAuth,clientAuth\\n' $2 > $2.ext\n"
+             "  openssl x509 -req -in $2.csr -CA $1.crt -CAkey $1.key -CAcreateserial -days 825 "
+             "-extfile $2.ext -out $2.crt 2>/dev/null; }\n"
+             "ca ca; ca other\n"
+             "node ca n1; node ca n2; node other n3\n",
+             dir);
+    char *argv[] = { "sh", "-c", script, NULL };
+    char out[256], err[1024];
+    int rc = harness_exec(argv, NULL, out, sizeof out, err, sizeof err, 30000);
+    if (rc != 0)
+        fprintf(stderr, "making certificates failed (exit %d): %s\n", rc, err);
+    return rc;
+}
+
+static void tls_config(char *buf, size_t len, const char *dir, const char *cert, const char *seed)
+{
+    snprintf(buf, len,
+             "%s, \"cluster\": {\"name\": \"test\", \"seeds\": [%s%s%s]}, "
+             "\"tls\": {\"ca_file\": \"%s/ca.crt\", \"cert_file\": \"%s/%s.crt\", \"key_file\": \"%s/%s.key\"}",
+             TIMERS, seed ? "\"" : "", seed ? seed : "", seed ? "\"" : "", dir, dir, cert, dir, cert);
+}
+
+/* Peer links with TLS: two nodes with certificates from the cluster CA
+ * form a cluster and carry messages; a node with another CA's certificate,
+ * a node without TLS and a node claiming a name its certificate is not for
+ * are all refused, with the reason in the logs of both sides. */
+static void test_tls_links(void)
+{
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/certs", harness_tmpdir());
+    mkdir(dir, 0700);
+    CHECK(make_certs(dir) == 0, "could not make certificates with openssl (is it installed?)");
+    char extra[2048];
+    tls_config(extra, sizeof extra, dir, "n1", NULL);
+    harness_daemon_init(&nodes[0], "n1", extra);
+    CHECK(harness_daemon_start(&nodes[0], T) == 0, "n1 did not start with TLS");
+    tls_config(extra, sizeof extra, dir, "n2", nodes[0].listen);
+    harness_daemon_init(&nodes[1], "n2", extra);
+    CHECK(harness_daemon_start(&nodes[1], T) == 0, "n2 did not start with TLS");
+    struct want w = { 0, 1, 2, NULL };
+    CHECK(harness_wait_until(all_see, &w, T), "n1 and n2 did not form a cluster over TLS");
+    char out[2048], err[1024];
+    char recv_out[700];
+    snprintf(recv_out, sizeof recv_out, "%s/recv.out", nodes[1].dir);
+    pid_t rx = harness_ctl_spawn(&nodes[1], recv_out, "recv", "inbox", "--count", "1", NULL);
+    usleep(300 * 1000);
+    int rc = harness_ctl(&nodes[0], NULL, out, sizeof out, err, sizeof err, T, "send", "n2", "inbox", "over-tls",
+                         NULL);
+    CHECK(rc == 0, "send over TLS: %s", err);
+    CHECK(harness_wait_exit(rx, T) == 0, "n2 did not receive the message over TLS");
+    CHECK(harness_file_contains(recv_out, "over-tls") == 1, "n2 received something else than the message");
+
+    /* Another CA's certificate. */
+    tls_config(extra, sizeof extra, dir, "n3", nodes[0].listen);
+    char *ca = strstr(extra, "/ca.crt");
+    CHECK(ca, "config");
+    harness_daemon_init(&nodes[2], "n3", extra);
+    CHECK(harness_daemon_start(&nodes[2], T) == 0, "n3 did not start");
+    /* No TLS at all. */
+    snprintf(extra, sizeof extra, "%s, \"cluster\": {\"name\": \"test\", \"seeds\": [\"%s\"]}", TIMERS,
+             nodes[0].listen);
+    harness_daemon_init(&nodes[3], "n4", extra);
+    CHECK(harness_daemon_start(&nodes[3], T) == 0, "n4 did not start");
+    /* n2's certificate, but calling itself n5. */
+    tls_config(extra, sizeof extra, dir, "n2", nodes[0].listen);
+    harness_daemon_init(&nodes[4], "n5", extra);
+    CHECK(harness_daemon_start(&nodes[4], T) == 0, "n5 did not start");
+    usleep(2500 * 1000);
+    CHECK(count_up(&nodes[0], NULL) == 2, "n1 let a node in that it should have refused (%d up)",
+          count_up(&nodes[0], NULL));
+    for (int i = 2; i < 5; i++)
+        CHECK(count_up(&nodes[i], NULL) == 1, "%s thinks it joined", nodes[i].name);
+    CHECK(harness_file_contains(nodes[0].log, "certificate verify failed") == 1,
+          "n1's log does not say n3's certificate failed verification");
+    CHECK(harness_file_contains(nodes[2].log, "TLS") == 1, "n3's log does not say the TLS handshake failed");
+    CHECK(harness_file_contains(nodes[0].log, "is the peer running without TLS?") == 1,
+          "n1's log does not say a peer spoke plaintext");
+    CHECK(harness_file_contains(nodes[0].log, "its certificate is not for node \"n5\"") == 1,
+          "n1's log does not say n5's certificate is for another node");
+    CHECK(harness_file_contains(nodes[4].log, "its certificate is not for node") == 1,
+          "n5's log does not say why it was refused");
+    CHECK(harness_file_contains(nodes[3].log, "if the peer requires TLS") == 1,
+          "n4's log does not hint that its peer wants TLS");
+}
+
 static uint64_t incarnation_seen(const struct daemon_proc *at, const char *who, bool *up)
 {
     partisan_client *c = NULL;
@@ -653,6 +751,7 @@ int main(void)
     harness_run("other_cluster_refused", test_other_cluster_refused);
     harness_run("duplicate_name_refused", test_duplicate_name_refused);
     harness_run("removed_while_paused_learns_it", test_removed_while_paused_learns_it);
+    harness_run("tls_links", test_tls_links);
     harness_run("cli_join_and_watch", test_cli_join_and_watch);
     harness_run("slow_remote_reader_loses_nothing", test_slow_remote_reader_loses_nothing);
     harness_run("chaos_then_converge", test_chaos_then_converge);

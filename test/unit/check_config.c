@@ -201,11 +201,27 @@ START_TEST(section_must_be_object)
 }
 END_TEST
 
+START_TEST(tls_is_all_or_nothing)
+{
+    struct config cfg;
+    ck_assert_int_eq(load("{}", &cfg), 0);
+    ck_assert_str_eq(cfg.tls_cert_file, "");
+    config_free(&cfg);
+    ck_assert_int_eq(load("{\"tls\": {\"ca_file\": \"/c\", \"cert_file\": \"/n.crt\", \"key_file\": \"/n.key\"}}", &cfg), 0);
+    ck_assert_str_eq(cfg.tls_ca_file, "/c");
+    ck_assert_str_eq(cfg.tls_key_file, "/n.key");
+    config_free(&cfg);
+    ck_assert_int_eq(load("{\"tls\": {\"cert_file\": \"/n.crt\"}}", &cfg), 2);
+    ck_assert_msg_has("t.json: tls.ca_file: missing: tls needs ca_file, cert_file and key_file together");
+    ck_assert_msg_has("t.json: tls.key_file: missing");
+}
+END_TEST
+
 START_TEST(unknown_top_level_key)
 {
     expect_one_error("{\"nodes\": {}}",
                      "t.json: nodes: unknown key (did you mean \"node\"? allowed: node, cluster, overlay, "
-                     "failure_detector, transport, ipc, log, channels)");
+                     "failure_detector, transport, tls, ipc, log, channels)");
     expect_one_error("{\"channel\": []}", "t.json: channel: unknown key (did you mean \"channels\"?");
 }
 END_TEST
@@ -743,6 +759,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, top_level_must_be_object);
     tcase_add_test(tc, section_must_be_object);
     tcase_add_test(tc, unknown_top_level_key);
+    tcase_add_test(tc, tls_is_all_or_nothing);
     tcase_add_test(tc, unknown_nested_key);
     tcase_add_test(tc, wrong_types);
     tcase_add_test(tc, out_of_range);
