@@ -214,6 +214,7 @@ static int map_code(Partisan__Ipc__ErrorCode code)
     case PARTISAN__IPC__ERROR_CODE__INTERNAL: return PARTISAN_EINTERNAL;
     case PARTISAN__IPC__ERROR_CODE__SELF_LEFT: return PARTISAN_ELEFT;
     case PARTISAN__IPC__ERROR_CODE__NO_SUCH_CHANNEL: return PARTISAN_ENOCHANNEL;
+    case PARTISAN__IPC__ERROR_CODE__PERMISSION_DENIED: return PARTISAN_EPERM;
     default: break;
     }
     /* A code from a newer daemon: still a failure, of a kind we cannot name. */
@@ -244,6 +245,7 @@ PARTISAN_API const char *partisan_strerror(int err)
     case PARTISAN_EINTERNAL: return "daemon internal error";
     case PARTISAN_ELEFT: return "this node has left the cluster";
     case PARTISAN_ENOCHANNEL: return "no such channel";
+    case PARTISAN_EPERM: return "permission denied";
     }
     return "unknown error";
 }

@@ -54,6 +54,8 @@ enum partisan_error {
     PARTISAN_EINTERNAL = -18,   /* the daemon failed internally */
     PARTISAN_ELEFT = -19,       /* this node has left the cluster; restart partisand to rejoin */
     PARTISAN_ENOCHANNEL = -20,  /* send: no channel of that name in the daemon's config */
+    PARTISAN_EPERM = -21,       /* the daemon's ipc.* settings do not allow this client the request;
+                                   partisan_last_error() says who may */
 };
 
 /* Longest partition key, bytes. */

@@ -2,7 +2,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,7 +20,7 @@
  * key added here is a key that is parsed, defaulted and range-checked. */
 
 enum key_type { KT_U32, KT_U64, KT_BOOL, KT_NAME, KT_ADDR, KT_PATH, KT_SEEDS, KT_CHANNELS,
-                KT_OVERLAY, KT_MODE, KT_LEVEL };
+                KT_OVERLAY, KT_MODE, KT_LEVEL, KT_GROUPS, KT_USERS };
 
 struct key_spec {
     const char *section;        /* NULL: a key at the top level, beside the sections */
@@ -27,7 +29,8 @@ struct key_spec {
     size_t offset;              /* into struct config (channel_keys: struct config_channel) */
     const char *text_default;   /* string-typed keys; NULL: computed */
     uint64_t def, min, max;     /* integers; for names and paths min/max are lengths;
-                                   KT_CHANNELS: max is the number of channels */
+                                   KT_CHANNELS, KT_GROUPS, KT_USERS: max is the
+                                   number of elements */
 };
 
 #define KEY_INT(sec, nm, t, field, d, lo, hi) \
@@ -75,6 +78,9 @@ static const struct key_spec keys[] = {
     KEY_TEXT("ipc", "mode", KT_MODE, ipc_mode, "0660"),
     KEY_INT("ipc", "max_frame_bytes", KT_U64, ipc_max_frame_bytes, 16 * MiB, 1 * KiB, 1 * GiB),
     KEY_INT("ipc", "max_queue_bytes", KT_U64, ipc_max_queue_bytes, 64 * MiB, 64 * KiB, 16 * GiB),
+    KEY_INT("ipc", "admin_groups", KT_GROUPS, ipc_admin_groups, 0, 0, CONFIG_IPC_GROUPS_MAX),
+    KEY_INT("ipc", "client_groups", KT_GROUPS, ipc_client_groups, 0, 0, CONFIG_IPC_GROUPS_MAX),
+    KEY_INT("ipc", "names", KT_USERS, ipc_names, 0, 0, CONFIG_IPC_NAMES_MAX),
     KEY_TEXT("log", "level", KT_LEVEL, log_level, "info"),
     { NULL, "channels", KT_CHANNELS, offsetof(struct config, channels), NULL, 0, 0, CONFIG_CHANNELS_MAX },
 };
@@ -461,6 +467,8 @@ static const struct type_ops type_ops[] = {
     [KT_OVERLAY] = { "a string (full_mesh)", set_overlay },
     [KT_MODE] = { "an octal string like \"0660\"", set_mode },
     [KT_LEVEL] = { "a string (debug, info, warn, error)", set_level },
+    [KT_GROUPS] = { "an array of group names", NULL },
+    [KT_USERS] = { "an object mapping registered names to user names ({\"billing\": \"billing-svc\"})", NULL },
 };
 
 /* base: the struct config, or for channel_keys the struct config_channel. */
@@ -614,10 +622,143 @@ static int load_seeds(struct loader *l, const char *path, const struct key_spec 
     return bad ? -1 : 0;
 }
 
+/* An account name from the file: a string of 1..CONFIG_ACCOUNT_NAME_MAX
+ * bytes. Returns it, or NULL after reporting why not. */
+static const char *account_name(struct loader *l, const char *path, const json_t *v, const char *what)
+{
+    if (!json_is_string(v)) {
+        key_error(l, path, "expected a string (a %s name), got %s", what, json_type_name(v));
+        return NULL;
+    }
+    static const struct key_spec elem = { .type = KT_NAME };
+    size_t len;
+    const char *s = string_value(l, path, &elem, v, &len);
+    if (!s)
+        return NULL;
+    char q[300];
+    if (len == 0) {
+        key_error(l, path, "a %s name must not be empty", what);
+        return NULL;
+    }
+    if (len > CONFIG_ACCOUNT_NAME_MAX) {
+        key_error(l, path, "%s is %zu bytes long (max %d for a %s name)", quote(q, sizeof q, s, len), len,
+                  CONFIG_ACCOUNT_NAME_MAX, what);
+        return NULL;
+    }
+    return s;
+}
+
+/* NSS says "not found" with a NULL result and errno 0 or one of these,
+ * depending on the module; anything else is a failed lookup, which must not
+ * be reported as a typo. */
+static bool not_found_errno(int e)
+{
+    return e == 0 || e == ENOENT || e == ESRCH || e == EBADF || e == EPERM;
+}
+
+static int load_groups(struct loader *l, const char *path, const struct key_spec *k, const json_t *v)
+{
+    if (!json_is_array(v)) {
+        type_error(l, path, k, v);
+        return -1;
+    }
+    struct config_groups *g = field_of(l->cfg, k);
+    memset(g, 0, sizeof *g);
+    size_t n = json_array_size(v);
+    bool bad = false;
+    if (n > k->max) {
+        key_error(l, path, "%zu groups is more than the limit of %" PRIu64, n, k->max);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char ipath[160], q[300];
+        snprintf(ipath, sizeof ipath, "%s[%zu]", path, i);
+        const char *name = account_name(l, ipath, json_array_get(v, i), "group");
+        if (!name) {
+            bad = true;
+            continue;
+        }
+        errno = 0;
+        const struct group *gr = getgrnam(name);
+        if (!gr) {
+            int e = errno;
+            if (not_found_errno(e))
+                key_error(l, ipath, "no such group %s", quote(q, sizeof q, name, strlen(name)));
+            else
+                key_error(l, ipath, "cannot look up group %s: %s", quote(q, sizeof q, name, strlen(name)),
+                          strerror(e));
+            bad = true;
+            continue;
+        }
+        g->gid[g->n] = gr->gr_gid;
+        snprintf(g->name[g->n], sizeof g->name[g->n], "%s", name);
+        g->n++;
+    }
+    if (bad)
+        memset(g, 0, sizeof *g);
+    return bad ? -1 : 0;
+}
+
+static int load_users(struct loader *l, const char *path, const struct key_spec *k, const json_t *v)
+{
+    if (!json_is_object(v)) {
+        type_error(l, path, k, v);
+        return -1;
+    }
+    struct config *c = l->cfg;
+    c->n_ipc_names = 0;
+    size_t n = json_object_size(v);
+    if (n > k->max) {
+        key_error(l, path, "%zu reserved names is more than the limit of %" PRIu64, n, k->max);
+        return -1;
+    }
+    bool bad = false;
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)v, key, val) {
+        char kpath[400], q[300];
+        make_path(kpath, sizeof kpath, path, key);
+        size_t klen = strlen(key);
+        /* The same bounds as a register request, so no entry can reserve a
+         * name nobody could register. */
+        if (klen == 0 || klen > CONFIG_NAME_MAX) {
+            key_error(l, kpath, "a registered name must be 1 to %d bytes, this one is %zu", CONFIG_NAME_MAX, klen);
+            bad = true;
+            continue;
+        }
+        const char *user = account_name(l, kpath, val, "user");
+        if (!user) {
+            bad = true;
+            continue;
+        }
+        errno = 0;
+        const struct passwd *pw = getpwnam(user);
+        if (!pw) {
+            int e = errno;
+            if (not_found_errno(e))
+                key_error(l, kpath, "no such user %s", quote(q, sizeof q, user, strlen(user)));
+            else
+                key_error(l, kpath, "cannot look up user %s: %s", quote(q, sizeof q, user, strlen(user)),
+                          strerror(e));
+            bad = true;
+            continue;
+        }
+        struct config_reserved_name *r = &c->ipc_names[c->n_ipc_names++];
+        memcpy(r->name, key, klen + 1);
+        r->uid = pw->pw_uid;
+        snprintf(r->user, sizeof r->user, "%s", user);
+    }
+    if (bad) {
+        memset(c->ipc_names, 0, sizeof c->ipc_names);
+        c->n_ipc_names = 0;
+    }
+    return bad ? -1 : 0;
+}
+
 static int load_channels(struct loader *l, const char *path, const struct key_spec *k, const json_t *v);
 
-/* One value of a scalar or array key into the struct at base (seeds and
- * channels always go to l->cfg). */
+/* One value of a scalar or array key into the struct at base (seeds,
+ * channels, groups and reserved names always go to l->cfg). */
 static int load_value(struct loader *l, const char *path, const struct key_spec *k, const json_t *v,
                       void *base)
 {
@@ -626,6 +767,8 @@ static int load_value(struct loader *l, const char *path, const struct key_spec 
     case KT_BOOL: return load_bool(l, path, k, v, base);
     case KT_SEEDS: return load_seeds(l, path, k, v);
     case KT_CHANNELS: return load_channels(l, path, k, v);
+    case KT_GROUPS: return load_groups(l, path, k, v);
+    case KT_USERS: return load_users(l, path, k, v);
     default: return load_text(l, path, k, v, base);
     }
 }
@@ -1035,6 +1178,14 @@ void config_free(struct config *cfg)
 const char *config_overlay_name(enum overlay_type t)
 {
     return (size_t)t < N_OVERLAYS ? overlays[t].name : "unknown";
+}
+
+const struct config_reserved_name *config_reserved_name(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; cfg && name && i < cfg->n_ipc_names && i < CONFIG_IPC_NAMES_MAX; i++)
+        if (strcmp(cfg->ipc_names[i].name, name) == 0)
+            return &cfg->ipc_names[i];
+    return NULL;
 }
 
 int config_channel_index(const struct config *cfg, const char *name)

@@ -21,6 +21,9 @@
  *   ipc.mode                  octal string, default "0660"
  *   ipc.max_frame_bytes       default 16 MiB, 1 KiB..1 GiB
  *   ipc.max_queue_bytes       default 64 MiB, 64 KiB..16 GiB (>= max_frame_bytes)
+ *   ipc.admin_groups          list of group names (at most 32), default []
+ *   ipc.client_groups         list of group names (at most 32), default []: anyone who can open the socket
+ *   ipc.names                 object {"registered name": "user name"} (at most 256), default {}
  *   log.level                 "debug" | "info" | "warn" | "error", default "info"
  *   tls.ca_file, tls.cert_file, tls.key_file   paths, default "" (plaintext); all or none
  *   transport.handshake_timeout_ms     default 5000, 100..60000
@@ -37,6 +40,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "log.h"
 
@@ -49,6 +53,26 @@
 #define CONFIG_PARALLELISM_MAX 64       /* connections per channel per peer */
 #define CONFIG_DEFAULT_CHANNEL "default"
 #define CONFIG_CONTROL_CHANNEL "control" /* internal: gossip and pings; never an application's */
+
+#define CONFIG_IPC_GROUPS_MAX 32        /* in ipc.admin_groups, and in ipc.client_groups */
+#define CONFIG_IPC_NAMES_MAX 256        /* entries of ipc.names */
+#define CONFIG_ACCOUNT_NAME_MAX 32      /* user and group names, bytes (useradd's limit) */
+
+/* Group names resolved when the file is loaded: the event loop must never
+ * wait on NSS (an LDAP outage would stall every peer link), and the names
+ * are kept only to say in a refusal which groups would do. */
+struct config_groups {
+    size_t n;
+    gid_t gid[CONFIG_IPC_GROUPS_MAX];
+    char name[CONFIG_IPC_GROUPS_MAX][CONFIG_ACCOUNT_NAME_MAX + 1];
+};
+
+/* A registered name only one user (or root) may take. */
+struct config_reserved_name {
+    char name[CONFIG_NAME_MAX + 1];    /* as an application registers it: 1..255 bytes */
+    uid_t uid;
+    char user[CONFIG_ACCOUNT_NAME_MAX + 1];
+};
 
 struct config_channel {
     char name[CONFIG_CHANNEL_NAME_MAX + 1];
@@ -105,6 +129,12 @@ struct config {
     unsigned ipc_mode;                 /* permission bits, e.g. 0660 */
     uint64_t ipc_max_frame_bytes;
     uint64_t ipc_max_queue_bytes;
+    /* Besides these groups, root and the daemon's own user are admins. */
+    struct config_groups ipc_admin_groups;
+    /* n == 0: every process that can open the socket is a client. */
+    struct config_groups ipc_client_groups;
+    struct config_reserved_name ipc_names[CONFIG_IPC_NAMES_MAX];
+    size_t n_ipc_names;
 
     enum log_level log_level;
 };
@@ -136,6 +166,9 @@ int config_parse_addr(const char *text, struct config_addr *out);
 void config_format_addr(const struct config_addr *a, char *buf, size_t len);
 
 const char *config_overlay_name(enum overlay_type t);
+
+/* The entry of ipc.names reserving `name`, or NULL if anyone may take it. */
+const struct config_reserved_name *config_reserved_name(const struct config *cfg, const char *name);
 
 /* The index of the channel called name ("" means "default"), or -1. */
 int config_channel_index(const struct config *cfg, const char *name);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "config.h"
@@ -16,13 +17,16 @@
 
 struct control {
     struct control_env env;
+    uid_t daemon_uid;            /* its own user is always an admin */
 };
 
 struct control *control_new(const struct control_env *env)
 {
     struct control *c = calloc(1, sizeof *c);
-    if (c)
+    if (c) {
         c->env = *env;
+        c->daemon_uid = geteuid();
+    }
     return c;
 }
 
@@ -32,6 +36,127 @@ static bool valid_name(const char *s)
 {
     size_t len = strlen(s);
     return len > 0 && len <= MEMBER_NAME_MAX;
+}
+
+/* ------------------------------------------------------ authorization --
+ * Who may do what is decided from the credentials the kernel recorded at
+ * connect and the ids the config resolved at load, so no check waits on NSS.
+ * The socket's mode and group decide who may connect at all; these rules
+ * narrow that down. */
+
+/* Kept in ipc_session_flags(): a session's ids and the config are fixed for
+ * its life, so its role is worked out once, at its first request. */
+enum {
+    ROLE_KNOWN = 1u << 0,
+    ROLE_ADMIN = 1u << 1,
+    ROLE_CLIENT = 1u << 2,
+    REFUSAL_LOGGED = 1u << 3,    /* a non-client is logged once, not per request */
+};
+
+static unsigned session_role(struct control *n, struct ipc_session *s)
+{
+    unsigned f = ipc_session_flags(s);
+    if (f & ROLE_KNOWN)
+        return f;
+    const struct config *cfg = n->env.cfg;
+    uid_t uid = ipc_session_uid(s);
+    bool admin = uid == 0 || uid == n->daemon_uid ||
+                 ipc_session_in_groups(s, cfg->ipc_admin_groups.gid, cfg->ipc_admin_groups.n);
+    bool client = admin || cfg->ipc_client_groups.n == 0 ||
+                  ipc_session_in_groups(s, cfg->ipc_client_groups.gid, cfg->ipc_client_groups.n);
+    f |= ROLE_KNOWN | (admin ? ROLE_ADMIN : 0u) | (client ? ROLE_CLIENT : 0u);
+    ipc_session_set_flags(s, f);
+    return f;
+}
+
+/* Requests that act on the cluster or the daemon rather than on the
+ * session's own traffic. Requests added later that do the same (forget a
+ * member, inject a fault, reload the config, ...) belong here too. */
+static bool needs_admin(Partisan__Ipc__IpcRequest__BodyCase kind)
+{
+    switch (kind) {
+    case PARTISAN__IPC__IPC_REQUEST__BODY_JOIN:
+    case PARTISAN__IPC__IPC_REQUEST__BODY_LEAVE:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static const char *request_name(Partisan__Ipc__IpcRequest__BodyCase kind)
+{
+    switch (kind) {
+    case PARTISAN__IPC__IPC_REQUEST__BODY_STATUS: return "status";
+    case PARTISAN__IPC__IPC_REQUEST__BODY_REGISTER: return "register";
+    case PARTISAN__IPC__IPC_REQUEST__BODY_UNREGISTER: return "unregister";
+    case PARTISAN__IPC__IPC_REQUEST__BODY_SEND: return "send";
+    case PARTISAN__IPC__IPC_REQUEST__BODY_MEMBERS: return "members";
+    case PARTISAN__IPC__IPC_REQUEST__BODY_SUBSCRIBE: return "subscribe";
+    case PARTISAN__IPC__IPC_REQUEST__BODY_JOIN: return "join";
+    case PARTISAN__IPC__IPC_REQUEST__BODY_LEAVE: return "leave";
+    case PARTISAN__IPC__IPC_REQUEST__BODY_STATS: return "stats";
+    default: return "this request";
+    }
+}
+
+/* "partisan-admin, wheel", or "none configured". */
+static const char *group_list(const struct config_groups *g, char *buf, size_t len)
+{
+    if (g->n == 0)
+        return "none configured";
+    size_t o = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < g->n && o < len; i++) {
+        int w = snprintf(buf + o, len - o, "%s%s", i ? ", " : "", g->name[i]);
+        if (w < 0)
+            break;
+        o += (size_t)w;
+    }
+    return buf;
+}
+
+static const char *uid_text(uid_t uid, char *buf, size_t len)
+{
+    if (uid == (uid_t)-1)
+        return "unknown";
+    snprintf(buf, len, "%u", (unsigned)uid);
+    return buf;
+}
+
+/* Answers PERMISSION_DENIED and returns false when the session may not make
+ * this request. A session that is no client at all is not disconnected: it
+ * gets the reason on every request, which tells its operator more than a
+ * closed socket would. */
+static bool permitted(struct control *n, struct ipc_session *s, const Partisan__Ipc__IpcRequest *req)
+{
+    unsigned f = session_role(n, s);
+    bool admin_only = needs_admin(req->body_case);
+    if ((f & ROLE_CLIENT) && (!admin_only || (f & ROLE_ADMIN)))
+        return true;   /* the hot path (every send) formats nothing */
+    const struct config *cfg = n->env.cfg;
+    const char *what = request_name(req->body_case);
+    char msg[1200], admins[CONFIG_IPC_GROUPS_MAX * (CONFIG_ACCOUNT_NAME_MAX + 2) + 1],
+        clients[sizeof admins], me[16], peer[16];
+    const char *admin_list = group_list(&cfg->ipc_admin_groups, admins, sizeof admins);
+    if (!(f & ROLE_CLIENT)) {
+        const char *client_list = group_list(&cfg->ipc_client_groups, clients, sizeof clients);
+        snprintf(msg, sizeof msg, "%s needs a client of this daemon: root, the daemon's user (uid %s), or a member "
+                 "of ipc.client_groups (%s) or ipc.admin_groups (%s); this client is uid %s",
+                 what, uid_text(n->daemon_uid, me, sizeof me), client_list, admin_list,
+                 uid_text(ipc_session_uid(s), peer, sizeof peer));
+        if (!(f & REFUSAL_LOGGED)) {
+            log_warn("%s: not in ipc.client_groups (%s) and not an admin: refusing all its requests",
+                     ipc_session_label(s), client_list);
+            ipc_session_set_flags(s, f | REFUSAL_LOGGED);
+        }
+        ipc_reply(s, req->id, PARTISAN__IPC__ERROR_CODE__PERMISSION_DENIED, msg);
+        return false;
+    }
+    snprintf(msg, sizeof msg, "%s needs an admin: root, the daemon's user (uid %s), or a member of "
+             "ipc.admin_groups (%s)", what, uid_text(n->daemon_uid, me, sizeof me), admin_list);
+    log_info("%s: %s refused: not an admin", ipc_session_label(s), what);
+    ipc_reply(s, req->id, PARTISAN__IPC__ERROR_CODE__PERMISSION_DENIED, msg);
+    return false;
 }
 
 static void handle_status(struct control *n, struct ipc_session *s, uint64_t id)
@@ -109,6 +234,16 @@ static void handle_register(struct control *n, struct ipc_session *s, uint64_t i
 {
     if (!valid_name(name)) {
         ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__INVALID, "a name must be 1 to 255 bytes");
+        return;
+    }
+    const struct config_reserved_name *r = config_reserved_name(n->env.cfg, name);
+    uid_t uid = ipc_session_uid(s);
+    if (r && uid != 0 && uid != r->uid) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "name \"%s\" is reserved for user %s (ipc.names)", name, r->user);
+        /* Not the name itself: it is the client's bytes, unescaped. */
+        log_info("%s: register refused: the name is reserved for user %s", ipc_session_label(s), r->user);
+        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__PERMISSION_DENIED, msg);
         return;
     }
     int rc = router_register(n->env.router, name, s);
@@ -264,6 +399,8 @@ static void handle_leave(struct control *n, struct ipc_session *s, uint64_t id, 
 
 void control_handle(struct control *n, struct ipc_session *s, const Partisan__Ipc__IpcRequest *req)
 {
+    if (!permitted(n, s, req))
+        return;
     switch (req->body_case) {
     case PARTISAN__IPC__IPC_REQUEST__BODY_STATUS:
         handle_status(n, s, req->id);

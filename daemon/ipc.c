@@ -28,6 +28,12 @@ struct ipc_session {
     bool was_congested;          /* on_drained owed once the output drains */
     bool busy;                   /* inside process_input: defer the free */
     bool closing;
+    bool has_cred;               /* SO_PEERCRED answered */
+    uid_t uid;
+    gid_t gid;                   /* primary, at connect */
+    gid_t *groups;               /* supplementary, at connect; owned */
+    size_t n_groups;
+    unsigned flags;              /* the handler's; see ipc_session_flags() */
     char label[64];
 };
 
@@ -55,6 +61,7 @@ static void session_free(struct ipc_session *s)
         s->next->prev = s->prev;
     srv->n_sessions--;
     bufferevent_free(s->bev);
+    free(s->groups);
     free(s);
 }
 
@@ -221,6 +228,25 @@ void ipc_unblock(struct ipc_server *srv, const void *sink)
     }
 }
 
+uid_t ipc_session_uid(const struct ipc_session *s) { return s->has_cred ? s->uid : (uid_t)-1; }
+
+bool ipc_session_in_groups(const struct ipc_session *s, const gid_t *gids, size_t n)
+{
+    if (!s->has_cred)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (gids[i] == s->gid)
+            return true;
+        for (size_t j = 0; j < s->n_groups; j++)
+            if (gids[i] == s->groups[j])
+                return true;
+    }
+    return false;
+}
+
+unsigned ipc_session_flags(const struct ipc_session *s) { return s->flags; }
+void ipc_session_set_flags(struct ipc_session *s, unsigned flags) { s->flags = flags; }
+
 const char *ipc_session_label(const struct ipc_session *s) { return s->label; }
 size_t ipc_session_count(const struct ipc_server *srv) { return srv->n_sessions; }
 
@@ -306,6 +332,37 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     }
 }
 
+/* The peer's supplementary groups, read once here so that every later check
+ * is a lookup in memory. The kernel says how much room it needs (ERANGE); the
+ * set is frozen at connect, so one retry with that size is enough, and the
+ * loop bound only guards against a kernel that keeps asking for more. */
+static void read_peer_groups(struct ipc_session *s, int fd)
+{
+    socklen_t want = 32 * sizeof(gid_t);
+    for (int attempt = 0; attempt < 4; attempt++) {
+        gid_t *buf = malloc(want);
+        if (!buf) {
+            log_warn("%s: out of memory reading its groups; only its primary group counts", s->label);
+            return;
+        }
+        socklen_t len = want;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, buf, &len) == 0) {
+            s->groups = buf;
+            s->n_groups = len / sizeof(gid_t);
+            return;
+        }
+        int e = errno;
+        free(buf);
+        if (e != ERANGE) {
+            log_warn("%s: cannot read its supplementary groups (SO_PEERGROUPS needs Linux 4.13): %s; "
+                     "only its primary group counts", s->label, strerror(e));
+            return;
+        }
+        want = len > want ? len : want * 2;
+    }
+    log_warn("%s: its supplementary groups kept growing; only its primary group counts", s->label);
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int socklen, void *arg)
 {
@@ -324,11 +381,19 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     s->id = ++srv->next_id;
     struct ucred cred;
     socklen_t clen = sizeof cred;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0)
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
+        s->has_cred = true;
+        s->uid = cred.uid;
+        s->gid = cred.gid;
         snprintf(s->label, sizeof s->label, "client %llu (pid %d, uid %u)",
                  (unsigned long long)s->id, (int)cred.pid, (unsigned)cred.uid);
-    else
+        read_peer_groups(s, fd);
+    } else {
+        /* No credentials: the session is nobody, refused whatever needs an identity. */
+        log_warn("ipc: client %llu: cannot read its credentials (SO_PEERCRED): %s",
+                 (unsigned long long)s->id, strerror(errno));
         snprintf(s->label, sizeof s->label, "client %llu", (unsigned long long)s->id);
+    }
     s->next = srv->sessions;
     if (srv->sessions)
         srv->sessions->prev = s;

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "ipc.pb-c.h"
 
@@ -93,6 +94,22 @@ void ipc_session_block(struct ipc_session *s, const void *sink);
 
 /* Resumes every session blocked on sink. */
 void ipc_unblock(struct ipc_server *srv, const void *sink);
+
+/* Who is on the other end, as the kernel recorded it when the peer
+ * connected (SO_PEERCRED, SO_PEERGROUPS), never as NSS would say now: a
+ * lookup could block the loop, and a peer that changes ids after connecting
+ * keeps the ones it connected with. ipc_session_uid() is (uid_t)-1 when the
+ * kernel would not say, which matches no configured user. */
+uid_t ipc_session_uid(const struct ipc_session *s);
+/* Whether the peer's primary or any supplementary group is one of gids[0..n).
+ * When the kernel would not give the supplementary groups (before Linux
+ * 4.13), only the primary group counts. */
+bool ipc_session_in_groups(const struct ipc_session *s, const gid_t *gids, size_t n);
+
+/* Bits the request handler keeps per session (what it decided about the
+ * peer, what it already logged); 0 at accept, not interpreted here. */
+unsigned ipc_session_flags(const struct ipc_session *s);
+void ipc_session_set_flags(struct ipc_session *s, unsigned flags);
 
 /* "client 3 (pid 1234)", for log lines. */
 const char *ipc_session_label(const struct ipc_session *s);

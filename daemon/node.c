@@ -584,6 +584,27 @@ static bool same_seeds(const struct config *a, const struct config *b)
     return true;
 }
 
+static bool same_groups(const struct config_groups *a, const struct config_groups *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (a->gid[i] != b->gid[i])
+            return false;
+    return true;
+}
+
+static bool same_ipc_access(const struct config *a, const struct config *b)
+{
+    if (!same_groups(&a->ipc_admin_groups, &b->ipc_admin_groups) ||
+        !same_groups(&a->ipc_client_groups, &b->ipc_client_groups) || a->n_ipc_names != b->n_ipc_names)
+        return false;
+    for (size_t i = 0; i < a->n_ipc_names; i++)
+        if (a->ipc_names[i].uid != b->ipc_names[i].uid || strcmp(a->ipc_names[i].name, b->ipc_names[i].name) != 0)
+            return false;
+    return true;
+}
+
 static bool same_channels(const struct config *a, const struct config *b)
 {
     if (a->n_channels != b->n_channels)
@@ -621,6 +642,7 @@ void node_reload(struct node *n, const struct config *fresh)
               fresh->peer_max_frame_bytes != n->cfg.peer_max_frame_bytes || fresh->peer_max_queue_bytes != n->cfg.peer_max_queue_bytes ||
               fresh->flow_window_bytes != n->cfg.flow_window_bytes },
         { "channels", !same_channels(fresh, &n->cfg) },
+        { "ipc.admin_groups, ipc.client_groups or ipc.names", !same_ipc_access(fresh, &n->cfg) },
         { "tls", strcmp(fresh->tls_ca_file, n->cfg.tls_ca_file) != 0 ||
               strcmp(fresh->tls_cert_file, n->cfg.tls_cert_file) != 0 ||
               strcmp(fresh->tls_key_file, n->cfg.tls_key_file) != 0 },

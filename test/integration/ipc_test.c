@@ -4,6 +4,8 @@
 #include <netinet/in.h>
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -636,6 +639,241 @@ static void test_check_config_and_reload(void)
     CHECK(daemon_answers(), "daemon died on a broken reload");
 }
 
+/* ------------------------------------------------ who may use the socket --
+ * Authorization needs a second identity, so these tests run a child as
+ * uid/gid 65534 (nobody/nogroup) next to the root test process. */
+
+#define NOBODY 65534
+
+/* A CHECK for the uid-65534 child: writes why and returns. */
+#define NCHECK(cond, ...) do { if (!(cond)) { snprintf(why, len, __VA_ARGS__); return; } } while (0)
+
+typedef void (*nobody_fn)(char *why, size_t len);
+
+/* The socket sits in d.dir under the test's temp dir, all created 0700 by
+ * the harness: uid 65534 needs search permission on each to reach it. */
+static void open_path_to_socket(void)
+{
+    char p[sizeof d.dir];
+    snprintf(p, sizeof p, "%s", d.dir);
+    size_t stop = strlen(harness_tmpdir());
+    for (;;) {
+        chmod(p, 0711);
+        char *slash = strrchr(p, '/');
+        if (!slash || (size_t)(slash - p) < stop)
+            break;
+        *slash = '\0';
+    }
+}
+
+/* Runs fn in a child that has dropped to uid/gid 65534 with `groups` as its
+ * supplementary groups (n may be 0), as an unprivileged application would
+ * connect. Returns NULL if fn found nothing wrong, else why (in buf). The
+ * child reports through a pipe; every wait is bounded and the child is
+ * ended by its PID. */
+static const char *as_nobody(nobody_fn fn, const gid_t *groups, size_t n, char *buf, size_t buflen)
+{
+    int p[2];
+    if (pipe(p) != 0) {
+        snprintf(buf, buflen, "pipe: %s", strerror(errno));
+        return buf;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        char msg[2048] = "";
+        if (setgroups(n, groups) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0)
+            snprintf(msg, sizeof msg, "cannot become uid %d: %s", NOBODY, strerror(errno));
+        else if (geteuid() != NOBODY || getegid() != NOBODY)
+            snprintf(msg, sizeof msg, "still uid %u gid %u after dropping", (unsigned)geteuid(), (unsigned)getegid());
+        else
+            fn(msg, sizeof msg);
+        ssize_t w = write(p[1], msg, strlen(msg));
+        (void)w;
+        _exit(msg[0] ? 1 : 0);
+    }
+    close(p[1]);
+    if (pid < 0) {
+        close(p[0]);
+        snprintf(buf, buflen, "fork: %s", strerror(errno));
+        return buf;
+    }
+    size_t got = 0;
+    uint64_t deadline = harness_now_ms() + 3 * T;
+    while (got + 1 < buflen) {
+        uint64_t now = harness_now_ms();
+        struct pollfd pfd = { .fd = p[0], .events = POLLIN };
+        if (now >= deadline || poll(&pfd, 1, (int)(deadline - now)) <= 0)
+            break;
+        ssize_t r = read(p[0], buf + got, buflen - 1 - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    buf[got] = '\0';
+    close(p[0]);
+    int rc = harness_wait_exit(pid, T);
+    if (rc == 0 && got == 0)
+        return NULL;
+    if (got == 0)
+        snprintf(buf, buflen, "the uid-%d child %s", NOBODY,
+                 rc == -1 ? "did not finish in time (killed)" : "failed without saying why");
+    return buf;
+}
+
+static void nobody_is_a_client_but_no_admin(char *why, size_t len)
+{
+    partisan_client *c = NULL;
+    int rc = partisan_connect(d.socket, &c);
+    NCHECK(rc == 0, "uid %d cannot connect to %s: %s", NOBODY, d.socket, partisan_strerror(rc));
+    struct partisan_status *st = NULL;
+    rc = partisan_status(c, &st, T);
+    partisan_status_free(st);
+    NCHECK(rc == 0, "status: %s (%s)", partisan_strerror(rc), partisan_last_error(c));
+    rc = partisan_send_sync(c, "perm", "inbox", "from nobody", 11, T);
+    NCHECK(rc == 0, "send: %s (%s)", partisan_strerror(rc), partisan_last_error(c));
+    rc = partisan_register(c, "nobodys", T);
+    NCHECK(rc == 0, "register of an unreserved name: %s (%s)", partisan_strerror(rc), partisan_last_error(c));
+    rc = partisan_register(c, "billing", T);
+    NCHECK(rc == PARTISAN_EPERM, "register \"billing\" (reserved for root): %s", partisan_strerror(rc));
+    NCHECK(strstr(partisan_last_error(c), "name \"billing\" is reserved for user root (ipc.names)"),
+           "register \"billing\": message \"%s\"", partisan_last_error(c));
+    rc = partisan_join(c, "127.0.0.1:1", T);
+    NCHECK(rc == PARTISAN_EPERM, "join: %s", partisan_strerror(rc));
+    NCHECK(strstr(partisan_last_error(c), "join needs an admin") && strstr(partisan_last_error(c), "ipc.admin_groups"),
+           "join: message \"%s\"", partisan_last_error(c));
+    rc = partisan_leave(c, "nobody-node", T);
+    NCHECK(rc == PARTISAN_EPERM, "leave nobody-node: %s", partisan_strerror(rc));
+    NCHECK(strstr(partisan_last_error(c), "leave needs an admin") && strstr(partisan_last_error(c), "ipc.admin_groups"),
+           "leave: message \"%s\"", partisan_last_error(c));
+    rc = partisan_leave(c, NULL, T);
+    NCHECK(rc == PARTISAN_EPERM, "leave (this node): %s", partisan_strerror(rc));
+    /* Refusals do not cost the session anything else. */
+    rc = partisan_status(c, &st, T);
+    partisan_status_free(st);
+    NCHECK(rc == 0, "status after the refusals: %s", partisan_strerror(rc));
+    partisan_close(c);
+    /* The CLI shows the daemon's reason and fails. */
+    char out[1024], err[2048];
+    rc = harness_ctl(&d, NULL, out, sizeof out, err, sizeof err, T, "leave", "nobody-node", NULL);
+    NCHECK(rc != 127, "uid %d cannot run partisanctl from %s", NOBODY, harness_bin_dir());
+    NCHECK(rc == 1 && strstr(err, "permission denied") && strstr(err, "ipc.admin_groups"),
+           "partisanctl leave as uid %d: exit %d, stderr \"%s\"", NOBODY, rc, err);
+}
+
+static void test_ipc_admin_and_reserved_names(void)
+{
+    CHECK(geteuid() == 0, "this test needs root: it checks what a process of another uid (%d) may do, "
+          "and only root can become one", NOBODY);
+    harness_daemon_init(&d, "perm", "\"ipc\": {\"socket\": \"@SOCK@\", \"mode\": \"0666\", "
+                        "\"names\": {\"billing\": \"root\"}}");
+    open_path_to_socket();
+    CHECK(harness_daemon_start(&d, T) == 0, "daemon did not start");
+    partisan_client *rx = NULL;
+    CHECK(partisan_connect(d.socket, &rx) == 0, "connect");
+    CHECK(partisan_register(rx, "inbox", T) == 0, "register inbox");
+
+    char why[2048];
+    const char *r = as_nobody(nobody_is_a_client_but_no_admin, NULL, 0, why, sizeof why);
+    CHECK(!r, "as uid %d: %s", NOBODY, r);
+
+    struct partisan_message *m = NULL;
+    int rc = partisan_recv(rx, &m, T);
+    CHECK(rc == 0, "the uid-%d client's message did not arrive: %s", NOBODY, partisan_strerror(rc));
+    bool same = m->len == 11 && memcmp(m->payload, "from nobody", 11) == 0;
+    partisan_message_free(m);
+    CHECK(same, "the uid-%d client's message arrived changed", NOBODY);
+
+    /* Root gets past the check to the request's own answer. */
+    rc = partisan_leave(rx, "nobody-node", T);
+    CHECK(rc == PARTISAN_ENONODE, "root's leave of a non-member: %s (%s)", partisan_strerror(rc),
+          partisan_last_error(rx));
+    rc = partisan_join(rx, "not-an-address", T);
+    CHECK(rc == PARTISAN_EBADADDR, "root's join of a bad address: %s (%s)", partisan_strerror(rc),
+          partisan_last_error(rx));
+    rc = partisan_register(rx, "billing", T);
+    CHECK(rc == 0, "root registering its reserved name: %s (%s)", partisan_strerror(rc), partisan_last_error(rx));
+    struct partisan_status *st = NULL;
+    CHECK(partisan_status(rx, &st, T) == 0, "status");
+    bool left = st->left;
+    partisan_status_free(st);
+    CHECK(!left, "a refused leave made the node leave");
+    partisan_close(rx);
+    CHECK(harness_file_contains(d.log, "leave refused: not an admin") == 1, "refused leave not logged");
+    CHECK(harness_file_contains(d.log, "register refused: the name is reserved for user root") == 1,
+          "refused register not logged");
+}
+
+static void nobody_is_refused_everything(char *why, size_t len)
+{
+    partisan_client *c = NULL;
+    int rc = partisan_connect(d.socket, &c);
+    NCHECK(rc == 0, "uid %d cannot connect to %s: %s", NOBODY, d.socket, partisan_strerror(rc));
+    struct partisan_status *st = NULL;
+    rc = partisan_status(c, &st, T);
+    partisan_status_free(st);
+    NCHECK(rc == PARTISAN_EPERM, "status from a non-member of ipc.client_groups: %s", partisan_strerror(rc));
+    NCHECK(strstr(partisan_last_error(c), "ipc.client_groups (root)"), "status: message \"%s\"",
+           partisan_last_error(c));
+    /* Refused, not disconnected: each request gets its answer. */
+    rc = partisan_register(c, "x", T);
+    NCHECK(rc == PARTISAN_EPERM, "register: %s", partisan_strerror(rc));
+    rc = partisan_send_sync(c, "strict", "x", "y", 1, T);
+    NCHECK(rc == PARTISAN_EPERM, "send: %s", partisan_strerror(rc));
+    rc = partisan_subscribe(c, T);
+    NCHECK(rc == PARTISAN_EPERM, "subscribe: %s", partisan_strerror(rc));
+    rc = partisan_leave(c, NULL, T);
+    NCHECK(rc == PARTISAN_EPERM, "leave: %s", partisan_strerror(rc));
+    partisan_close(c);
+    char out[1024], err[2048];
+    rc = harness_ctl(&d, NULL, out, sizeof out, err, sizeof err, T, "status", NULL);
+    NCHECK(rc != 127, "uid %d cannot run partisanctl from %s", NOBODY, harness_bin_dir());
+    NCHECK(rc == 1 && strstr(err, "permission denied") && strstr(err, "ipc.client_groups"),
+           "partisanctl status as uid %d: exit %d, stderr \"%s\"", NOBODY, rc, err);
+}
+
+/* In group root only as a supplementary group: SO_PEERGROUPS must see it. */
+static void nobody_in_group_root_is_an_admin(char *why, size_t len)
+{
+    partisan_client *c = NULL;
+    int rc = partisan_connect(d.socket, &c);
+    NCHECK(rc == 0, "uid %d cannot connect to %s: %s", NOBODY, d.socket, partisan_strerror(rc));
+    rc = partisan_leave(c, "nobody-node", T);
+    NCHECK(rc == PARTISAN_ENONODE, "leave of a non-member by a member of ipc.admin_groups: %s (%s)",
+           partisan_strerror(rc), partisan_last_error(c));
+    partisan_close(c);
+}
+
+static size_t count_in_log(const char *needle)
+{
+    size_t len = 0, n = 0;
+    char *buf = harness_slurp(d.log, &len);
+    for (const char *p = buf; p && (p = memmem(p, len - (size_t)(p - buf), needle, strlen(needle))); p++)
+        n++;
+    free(buf);
+    return n;
+}
+
+static void test_ipc_client_groups_refuse_others(void)
+{
+    CHECK(geteuid() == 0, "this test needs root: it checks what a process of another uid (%d) may do, "
+          "and only root can become one", NOBODY);
+    harness_daemon_init(&d, "strict", "\"ipc\": {\"socket\": \"@SOCK@\", \"mode\": \"0666\", "
+                        "\"client_groups\": [\"root\"], \"admin_groups\": [\"root\"]}");
+    open_path_to_socket();
+    CHECK(harness_daemon_start(&d, T) == 0, "daemon did not start");   /* root's status works */
+    char why[2048];
+    const char *r = as_nobody(nobody_is_refused_everything, NULL, 0, why, sizeof why);
+    CHECK(!r, "as uid %d: %s", NOBODY, r);
+    /* One line per refused session (the library's and partisanctl's), not one per request. */
+    size_t lines = count_in_log("not in ipc.client_groups (root) and not an admin");
+    CHECK(lines == 2, "%zu log lines about refused sessions, want 2", lines);
+    const gid_t root_group[] = { 0 };
+    r = as_nobody(nobody_in_group_root_is_an_admin, root_group, 1, why, sizeof why);
+    CHECK(!r, "as uid %d in group root: %s", NOBODY, r);
+    CHECK(daemon_answers(), "root's session refused");
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -655,5 +893,7 @@ int main(void)
     harness_run("check_config_and_reload", test_check_config_and_reload);
     harness_run("descriptor_exhaustion_does_not_spin", test_descriptor_exhaustion_does_not_spin);
     harness_run("strangers_on_the_peer_port_are_bounded", test_strangers_on_the_peer_port_are_bounded);
+    harness_run("ipc_admin_and_reserved_names", test_ipc_admin_and_reserved_names);
+    harness_run("ipc_client_groups_refuse_others", test_ipc_client_groups_refuse_others);
     return harness_summary();
 }

@@ -75,6 +75,10 @@ START_TEST(empty_object_gives_defaults)
     ck_assert_uint_eq(cfg.ipc_mode, 0660);
     ck_assert_uint_eq(cfg.ipc_max_frame_bytes, 16u << 20);
     ck_assert_uint_eq(cfg.ipc_max_queue_bytes, 64u << 20);
+    ck_assert_uint_eq(cfg.ipc_admin_groups.n, 0);
+    ck_assert_uint_eq(cfg.ipc_client_groups.n, 0);
+    ck_assert_uint_eq(cfg.n_ipc_names, 0);
+    ck_assert_ptr_null(config_reserved_name(&cfg, "billing"));
     ck_assert_int_eq(cfg.log_level, LOG_INFO);
     config_free(&cfg);
 }
@@ -745,6 +749,118 @@ START_TEST(dev_config_values)
 }
 END_TEST
 
+/* Groups and users every Debian system has, so the test runs anywhere. */
+START_TEST(ipc_access_keys_parse)
+{
+    struct config cfg;
+    ck_assert_int_eq(load("{\"ipc\": {\"admin_groups\": [\"root\", \"nogroup\"], \"client_groups\": [\"nogroup\"],"
+                          " \"names\": {\"billing\": \"root\", \"audit.log\": \"nobody\"}}}", &cfg), 0);
+    ck_assert_uint_eq(cfg.ipc_admin_groups.n, 2);
+    ck_assert_uint_eq(cfg.ipc_admin_groups.gid[0], 0);
+    ck_assert_str_eq(cfg.ipc_admin_groups.name[0], "root");
+    ck_assert_uint_eq(cfg.ipc_admin_groups.gid[1], 65534);
+    ck_assert_str_eq(cfg.ipc_admin_groups.name[1], "nogroup");
+    ck_assert_uint_eq(cfg.ipc_client_groups.n, 1);
+    ck_assert_uint_eq(cfg.ipc_client_groups.gid[0], 65534);
+    ck_assert_uint_eq(cfg.n_ipc_names, 2);
+    const struct config_reserved_name *r = config_reserved_name(&cfg, "billing");
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->uid, 0);
+    ck_assert_str_eq(r->user, "root");
+    r = config_reserved_name(&cfg, "audit.log");
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->uid, 65534);
+    ck_assert_str_eq(r->user, "nobody");
+    ck_assert_ptr_null(config_reserved_name(&cfg, "billin"));
+    ck_assert_ptr_null(config_reserved_name(&cfg, ""));
+    config_free(&cfg);
+    /* Empty lists are the defaults, given explicitly. */
+    ck_assert_int_eq(load("{\"ipc\": {\"admin_groups\": [], \"client_groups\": [], \"names\": {}}}", &cfg), 0);
+    ck_assert_uint_eq(cfg.ipc_admin_groups.n + cfg.ipc_client_groups.n + cfg.n_ipc_names, 0);
+    config_free(&cfg);
+    /* A reserved name need not be a node name: anything an application may register. */
+    ck_assert_int_eq(load("{\"ipc\": {\"names\": {\"with space/and:colon\": \"root\"}}}", &cfg), 0);
+    ck_assert_ptr_nonnull(config_reserved_name(&cfg, "with space/and:colon"));
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(ipc_access_unknown_accounts)
+{
+    expect_one_error("{\"ipc\": {\"admin_groups\": [\"root\", \"wheeel-no-such-group\"]}}",
+                     "t.json: ipc.admin_groups[1]: no such group \"wheeel-no-such-group\"");
+    expect_one_error("{\"ipc\": {\"client_groups\": [\"no-such-group-xyz\"]}}",
+                     "t.json: ipc.client_groups[0]: no such group \"no-such-group-xyz\"");
+    expect_one_error("{\"ipc\": {\"names\": {\"billing\": \"billing-svc-no-such\"}}}",
+                     "t.json: ipc.names.billing: no such user \"billing-svc-no-such\"");
+    /* Every bad entry is named, and a failed key leaves nothing half-set. */
+    struct config cfg;
+    ck_assert_int_eq(load("{\"ipc\": {\"admin_groups\": [\"nope-1\", \"root\", \"nope-2\"],"
+                          " \"names\": {\"a\": \"nope-3\", \"b\": \"root\"}}}", &cfg), 3);
+    ck_assert_msg_has("ipc.admin_groups[0]: no such group \"nope-1\"");
+    ck_assert_msg_has("ipc.admin_groups[2]: no such group \"nope-2\"");
+    ck_assert_msg_has("ipc.names.a: no such user \"nope-3\"");
+    /* A user name is not a group name: "nobody"'s group is "nogroup". */
+    expect_one_error("{\"ipc\": {\"admin_groups\": [\"nobody\"]}}", "ipc.admin_groups[0]: no such group \"nobody\"");
+    expect_one_error("{\"ipc\": {\"names\": {\"x\": \"nogroup\"}}}", "ipc.names.x: no such user \"nogroup\"");
+}
+END_TEST
+
+START_TEST(ipc_access_wrong_types)
+{
+    expect_one_error("{\"ipc\": {\"admin_groups\": \"root\"}}",
+                     "t.json: ipc.admin_groups: expected an array of group names, got string");
+    expect_one_error("{\"ipc\": {\"client_groups\": {\"root\": true}}}",
+                     "ipc.client_groups: expected an array of group names, got object");
+    expect_one_error("{\"ipc\": {\"admin_groups\": [0]}}",
+                     "ipc.admin_groups[0]: expected a string (a group name), got integer");
+    expect_one_error("{\"ipc\": {\"admin_groups\": [\"\"]}}", "ipc.admin_groups[0]: a group name must not be empty");
+    expect_one_error("{\"ipc\": {\"admin_groups\": [\"r\\u0000oot\"]}}",
+                     "ipc.admin_groups[0]: contains a NUL byte");
+    expect_one_error("{\"ipc\": {\"client_groups\": [\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"]}}",
+                     "is 33 bytes long (max 32 for a group name)");
+    expect_one_error("{\"ipc\": {\"names\": [\"billing\"]}}",
+                     "ipc.names: expected an object mapping registered names to user names");
+    expect_one_error("{\"ipc\": {\"names\": {\"billing\": 0}}}",
+                     "ipc.names.billing: expected a string (a user name), got integer");
+    expect_one_error("{\"ipc\": {\"names\": {\"billing\": null}}}",
+                     "ipc.names.billing: expected a string (a user name), got null");
+    expect_one_error("{\"ipc\": {\"names\": {\"\": \"root\"}}}",
+                     "a registered name must be 1 to 255 bytes, this one is 0");
+    char big[600];
+    snprintf(big, sizeof big, "{\"ipc\": {\"names\": {\"%0256d\": \"root\"}}}", 0);
+    expect_one_error(big, "a registered name must be 1 to 255 bytes, this one is 256");
+    expect_one_error("{\"ipc\": {\"admin_group\": []}}", "ipc.admin_group: unknown key (did you mean \"admin_groups\"?");
+}
+END_TEST
+
+START_TEST(ipc_access_limits)
+{
+    char text[20000];
+    size_t o = (size_t)snprintf(text, sizeof text, "{\"ipc\": {\"admin_groups\": [");
+    for (int i = 0; i < CONFIG_IPC_GROUPS_MAX; i++)
+        o += (size_t)snprintf(text + o, sizeof text - o, "%s\"root\"", i ? "," : "");
+    snprintf(text + o, sizeof text - o, "]}}");
+    struct config cfg;
+    ck_assert_int_eq(load(text, &cfg), 0);
+    ck_assert_uint_eq(cfg.ipc_admin_groups.n, CONFIG_IPC_GROUPS_MAX);
+    config_free(&cfg);
+    snprintf(text + o, sizeof text - o, ",\"root\"]}}");
+    expect_one_error(text, "ipc.admin_groups: 33 groups is more than the limit of 32");
+
+    o = (size_t)snprintf(text, sizeof text, "{\"ipc\": {\"names\": {");
+    for (int i = 0; i < CONFIG_IPC_NAMES_MAX; i++)
+        o += (size_t)snprintf(text + o, sizeof text - o, "%s\"n%d\": \"nobody\"", i ? "," : "", i);
+    snprintf(text + o, sizeof text - o, "}}}");
+    ck_assert_int_eq(load(text, &cfg), 0);
+    ck_assert_uint_eq(cfg.n_ipc_names, CONFIG_IPC_NAMES_MAX);
+    ck_assert_ptr_nonnull(config_reserved_name(&cfg, "n255"));
+    config_free(&cfg);
+    snprintf(text + o, sizeof text - o, ",\"one-more\": \"root\"}}}");
+    expect_one_error(text, "ipc.names: 257 reserved names is more than the limit of 256");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -790,6 +906,10 @@ static Suite *config_suite(void)
     tcase_add_test(tc, format_addr_round_trips);
     tcase_add_test(tc, shipped_configs_load);
     tcase_add_test(tc, dev_config_values);
+    tcase_add_test(tc, ipc_access_keys_parse);
+    tcase_add_test(tc, ipc_access_unknown_accounts);
+    tcase_add_test(tc, ipc_access_wrong_types);
+    tcase_add_test(tc, ipc_access_limits);
     suite_add_tcase(s, tc);
     return s;
 }
