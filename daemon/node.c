@@ -392,7 +392,8 @@ static int start_transport(struct node *n, char *err, size_t errlen)
     if (!n->transport) {
         char where[CONFIG_ADDR_MAX + 8];
         config_format_addr(&n->cfg.listen, where, sizeof where);
-        snprintf(err, errlen, "cannot listen for peers on %s (node.listen); see the log line above", where);
+        snprintf(err, errlen, "cannot set up peer connections on %s (node.listen, tls.*): see the line above",
+                 where);
         return -1;
     }
     struct config_addr bound = n->cfg.listen;
