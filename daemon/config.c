@@ -59,6 +59,7 @@ static const struct key_spec keys[] = {
     KEY_PATH("tls", "key_file", tls_key_file, "", 0, CONFIG_PATH_MAX - 1),
     KEY_NAME("cluster", "name", cluster_name, "partisan", CONFIG_NAME_MAX),
     KEY_TEXT("cluster", "seeds", KT_SEEDS, seeds, NULL),
+    KEY_INT("cluster", "max_members", KT_U32, max_members, 1024, 2, 1000000),
     KEY_TEXT("overlay", "type", KT_OVERLAY, overlay, "full_mesh"),
     KEY_INT("overlay", "gossip_interval_ms", KT_U32, gossip_interval_ms, 1000, 10, 600000),
     KEY_INT("overlay", "gossip_fanout", KT_U32, gossip_fanout, 3, 1, 64),

@@ -7,6 +7,7 @@
  *   node.state_dir            path, default "" (no persisted state)
  *   cluster.name              string, default "partisan"
  *   cluster.seeds             list of "host:port", default []
+ *   cluster.max_members       default 1024, 2..1000000
  *   overlay.type              "full_mesh" (others: "not yet supported")
  *   overlay.gossip_interval_ms    default 1000, 10..600000
  *   overlay.gossip_fanout         default 3, 1..64
@@ -102,6 +103,7 @@ struct config {
     char cluster_name[CONFIG_NAME_MAX + 1];
     struct config_addr *seeds;         /* owned; config_free() releases */
     size_t n_seeds;
+    uint32_t max_members;              /* cluster.max_members: left ones included */
 
     enum overlay_type overlay;
     uint32_t gossip_interval_ms;

@@ -441,6 +441,7 @@ static int start_overlay(struct node *n, char *err, size_t errlen)
         .fd_timeout_ms = n->cfg.fd_timeout_ms,
         .backoff_initial_ms = n->cfg.backoff_initial_ms,
         .backoff_max_ms = n->cfg.backoff_max_ms,
+        .max_members = n->cfg.max_members,
     };
     struct overlay_env env = {
         .ctx = n,
@@ -631,6 +632,7 @@ void node_reload(struct node *n, const struct config *fresh)
         { "node.state_dir", strcmp(fresh->state_dir, n->cfg.state_dir) != 0 },
         { "cluster.name", strcmp(fresh->cluster_name, n->cfg.cluster_name) != 0 },
         { "cluster.seeds", !same_seeds(fresh, &n->cfg) },
+        { "cluster.max_members", fresh->max_members != n->cfg.max_members },
         { "overlay", fresh->overlay != n->cfg.overlay || fresh->gossip_interval_ms != n->cfg.gossip_interval_ms ||
               fresh->gossip_fanout != n->cfg.gossip_fanout },
         { "failure_detector", fresh->ping_interval_ms != n->cfg.ping_interval_ms || fresh->fd_timeout_ms != n->cfg.fd_timeout_ms },

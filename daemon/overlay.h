@@ -94,6 +94,9 @@ struct overlay_config {
      * rejoins without seeds. */
     const struct member *initial_members;
     size_t n_initial_members;
+    /* At most this many members (left ones included); names beyond it in
+     * a merge are ignored, with a warning. 0: no bound. */
+    size_t max_members;
 };
 
 struct overlay;

@@ -72,6 +72,10 @@ struct overlay {
     const char *merging_from;
     bool sender_rejoined, self_touched, any_left;
     const struct peer *keep_conn;       /* not dropped by drop_left_peers() */
+    uint64_t full_warned_at;            /* the member bound is warned of once a minute */
+    uint64_t full_ignored;              /* names ignored since that warning */
+    struct member *bounded;             /* merge input filtered to the bound */
+    size_t bounded_cap;
 };
 
 /* ---- small helpers ---- */
@@ -556,8 +560,50 @@ static void check_self(struct overlay *o)
 /* Merges entries from `from` (NULL: from a handshake); returns how many
  * changed. Afterwards joined/left events are out, new members are dialled
  * and connections to members that left are closed. */
+/* The entries of v that fit under cfg.max_members: every entry for a name
+ * already known, and new names only while there is room. A peer (or a
+ * forged table) can therefore never make this node hold, gossip and dial
+ * more members than the operator allowed. */
+static const struct member *within_bound(struct overlay *o, const struct member *v, size_t *n)
+{
+    size_t max = o->cfg.max_members;
+    if (!max || o->ms.n + *n <= max)
+        return v;
+    if (o->bounded_cap < *n) {
+        struct member *b = realloc(o->bounded, *n * sizeof *b);
+        if (!b)
+            return v;               /* no worse than before; the next merge bounds it */
+        o->bounded = b;
+        o->bounded_cap = *n;
+    }
+    size_t k = 0, room = max > o->ms.n ? max - o->ms.n : 0, ignored = 0;
+    for (size_t i = 0; i < *n; i++) {
+        if (membership_find(&o->ms, v[i].name)) {
+            o->bounded[k++] = v[i];
+        } else if (room > 0) {
+            room--;
+            o->bounded[k++] = v[i];
+        } else {
+            ignored++;
+        }
+    }
+    if (ignored) {
+        o->full_ignored += ignored;
+        uint64_t now = now_ms(o);
+        if (!o->full_warned_at || now - o->full_warned_at >= 60000) {
+            logf_(o, OVERLAY_LOG_WARN, "member table full (cluster.max_members is %zu): %" PRIu64
+                  " new member(s) ignored", max, o->full_ignored);
+            o->full_warned_at = now;
+            o->full_ignored = 0;
+        }
+    }
+    *n = k;
+    return o->bounded;
+}
+
 static int merge_in(struct overlay *o, const struct member *v, size_t n, const char *from)
 {
+    v = within_bound(o, v, &n);
     o->merging_from = from;
     o->sender_rejoined = o->self_touched = o->any_left = false;
     int r = membership_merge(&o->ms, v, n, on_change, o);
@@ -631,6 +677,7 @@ static void fm_destroy(struct overlay *o)
     free(o->scratch);
     free(o->seeds);
     free(o->initial);
+    free(o->bounded);
     membership_free(&o->ms);
     free(o);
 }

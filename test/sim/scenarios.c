@@ -551,6 +551,45 @@ static int sc_seed_retry(struct run *r)
     return 0;
 }
 
+/* A peer sends a forged table of 5000 members: the node keeps at most
+ * max_members, and so does every node it gossips to; the real members are
+ * still all there and up. */
+static int sc_poisoned_table(struct run *r)
+{
+    size_t n = 5, max = 64;
+    struct sim_params p = {
+        .n = n, .seed = r->seed, .loss = 0, .gossip_interval_ms = 1000, .gossip_fanout = 3,
+        .ping_interval_ms = 500, .fd_timeout_ms = 3000, .backoff_initial_ms = 100, .backoff_max_ms = 5000,
+        .verbose = r->verbose, .max_members = max, .foreign_members = true,
+    };
+    struct sim *s = r->sim = sim_new(&p);
+    if (boot_cluster(r, n, 10, 30000) < 0)
+        return -1;
+    enum { FAKES = 5000 };
+    struct member *fake = calloc(FAKES, sizeof *fake);
+    if (!fake)
+        return fail(r, "out of memory");
+    for (size_t i = 0; i < FAKES; i++) {
+        snprintf(fake[i].name, sizeof fake[i].name, "fake%05zu", i);
+        snprintf(fake[i].address, sizeof fake[i].address, "127.1.%zu.%zu:1", i / 250, i % 250);
+        fake[i].incarnation = 1;
+    }
+    struct overlay_msg m = { .type = OVERLAY_MSG_STATE, .members = fake, .n_members = FAKES };
+    s->ops->receive(s->nodes[0].core, s->nodes[1].name, &m);
+    free(fake);
+    sim_run_until(s, s->now + 10000);
+    for (size_t i = 0; i < n; i++) {
+        size_t held = s->ops->members(s->nodes[i].core)->n;
+        if (held > max)
+            return fail(r, "n%zu holds %zu members (max_members %zu)", i, held, max);
+        for (size_t j = 0; j < n; j++)
+            if (i != j && !sim_up(s, i, j))
+                return fail(r, "n%zu no longer sees n%zu up after the forged table", i, j);
+    }
+    printf("  poisoned_table: 5000 forged members offered to n0; every node holds at most %zu\n", max);
+    return 0;
+}
+
 /* ---- the runner ---- */
 
 struct scenario {
@@ -566,6 +605,7 @@ static const struct scenario scenarios[] = {
     { "leave", sc_leave },
     { "stall", sc_stall },
     { "seed_retry", sc_seed_retry },
+    { "poisoned_table", sc_poisoned_table },
 };
 
 static double real_ms(void)

@@ -357,6 +357,8 @@ static void env_send(void *ctx, const char *node, const struct overlay_msg *m)
 static size_t obs_index(const struct sim_node *n, const char *name, const char *what)
 {
     long j = node_by_name(n->sim, name);
+    if (j < 0 && n->sim->p.foreign_members)
+        return SIZE_MAX; /* a scenario that forges members: events about them are expected */
     if (j < 0 || (size_t)j == n->idx) {
         violation(n->sim, "%s: %s about %s", n->name, what, j < 0 ? "an unknown node" : "itself");
         return SIZE_MAX;
@@ -548,6 +550,7 @@ static void boot(struct sim *s, size_t i, const char *const *seeds, size_t n_see
         .backoff_max_ms = s->p.backoff_max_ms,
         .initial_members = initial,
         .n_initial_members = n_initial,
+        .max_members = s->p.max_members,
     };
     n->core = s->ops->create(&cfg, &env);
     if (!n->core) {

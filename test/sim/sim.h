@@ -35,6 +35,8 @@ struct sim_params {
     uint32_t gossip_interval_ms, gossip_fanout, ping_interval_ms, fd_timeout_ms;
     uint32_t backoff_initial_ms, backoff_max_ms;
     bool verbose;                       /* print the cores' log lines */
+    size_t max_members;                 /* the cores' bound; 0: none */
+    bool foreign_members;               /* members that are no simulated node may appear */
 };
 
 struct sim_stats {
