@@ -1873,8 +1873,8 @@ struct transport *transport_new(struct event_base *base, const struct transport_
     t->handshake_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : t->timeout_ms;
     t->idle_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : 600000;
     t->silence_ms = cfg->silence_ms ? cfg->silence_ms : 3000;
-    t->max_pending = cfg->max_pending_connections ? cfg->max_pending_connections : 64;
-    t->max_pending_per_ip = cfg->max_pending_per_address ? cfg->max_pending_per_address : 8;
+    t->max_pending = cfg->max_pending_connections ? cfg->max_pending_connections : 256;
+    t->max_pending_per_ip = cfg->max_pending_per_address ? cfg->max_pending_per_address : 64;
     t->max_frame = cfg->max_frame_bytes ? (size_t)cfg->max_frame_bytes : TP_DEFAULT_MAX_FRAME;
     if (t->max_frame > UINT32_MAX)
         t->max_frame = UINT32_MAX;

@@ -77,8 +77,8 @@ struct transport_config {
     uint32_t connect_timeout_ms;    /* TCP connect + handshake, ours */
     uint32_t handshake_timeout_ms;  /* an accepted connection's Hello (0: connect_timeout_ms) */
     uint32_t idle_timeout_ms;       /* an accepted connection that brings nothing (0: 10 min) */
-    uint32_t max_pending_connections;   /* accepted, mid-handshake, at most (0: 64) */
-    uint32_t max_pending_per_address;   /* the same from one IP address (0: 8) */
+    uint32_t max_pending_connections;   /* accepted, mid-handshake, at most (0: 256) */
+    uint32_t max_pending_per_address;   /* the same from one IP address (0: 64) */
     uint32_t silence_ms;            /* a control connection quiet this long is taken as gone (0: 3000) */
     uint64_t max_frame_bytes;
     uint64_t max_queue_bytes;       /* per peer and channel, shared by its lanes */

@@ -519,7 +519,8 @@ static struct partisan_status *status_of(void)
  * deadline; the daemon's memory barely moves and status counts it all. */
 static void test_strangers_on_the_peer_port_are_bounded(void)
 {
-    CHECK(start_default("\"transport\": {\"handshake_timeout_ms\": 20000}") == 0, "daemon did not start");
+    CHECK(start_default("\"transport\": {\"handshake_timeout_ms\": 20000, \"max_pending_per_address\": 8}") == 0,
+          "daemon did not start");
     const char *colon = strrchr(d.listen, ':');
     CHECK(colon, "no port in %s", d.listen);
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1)) };
