@@ -28,7 +28,7 @@ GEN_H     := $(GEN:.c=.h)
 
 DAEMON_SRC := daemon/main.c daemon/config.c daemon/log.c daemon/ipc.c daemon/router.c \
               daemon/node.c daemon/transport.c daemon/membership.c daemon/overlay_full_mesh.c \
-              daemon/state.c daemon/flow.c daemon/channel.c daemon/control.c daemon/gossip_codec.c daemon/tls.c proto/frame.c proto/pbarena.c
+              daemon/state.c daemon/flow.c daemon/channel.c daemon/control.c daemon/gossip_codec.c daemon/tls.c daemon/config_diff.c proto/frame.c proto/pbarena.c
 CLIENT_SRC := client/client.c proto/frame.c
 CTL_SRC    := client/partisanctl.c
 

@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "config_diff.h"
 #include "control.h"
 #include "gossip_codec.h"
 #include "ipc.h"
@@ -576,47 +577,10 @@ void node_free(struct node *n)
     free(n);
 }
 
-static bool same_seeds(const struct config *a, const struct config *b)
+static void needs_restart(void *ctx, const char *key)
 {
-    if (a->n_seeds != b->n_seeds)
-        return false;
-    for (size_t i = 0; i < a->n_seeds; i++)
-        if (a->seeds[i].port != b->seeds[i].port || strcmp(a->seeds[i].host, b->seeds[i].host) != 0)
-            return false;
-    return true;
-}
-
-static bool same_groups(const struct config_groups *a, const struct config_groups *b)
-{
-    if (a->n != b->n)
-        return false;
-    for (size_t i = 0; i < a->n; i++)
-        if (a->gid[i] != b->gid[i])
-            return false;
-    return true;
-}
-
-static bool same_ipc_access(const struct config *a, const struct config *b)
-{
-    if (!same_groups(&a->ipc_admin_groups, &b->ipc_admin_groups) ||
-        !same_groups(&a->ipc_client_groups, &b->ipc_client_groups) || a->n_ipc_names != b->n_ipc_names)
-        return false;
-    for (size_t i = 0; i < a->n_ipc_names; i++)
-        if (a->ipc_names[i].uid != b->ipc_names[i].uid || strcmp(a->ipc_names[i].name, b->ipc_names[i].name) != 0)
-            return false;
-    return true;
-}
-
-static bool same_channels(const struct config *a, const struct config *b)
-{
-    if (a->n_channels != b->n_channels)
-        return false;
-    for (size_t i = 0; i < a->n_channels; i++)
-        if (strcmp(a->channels[i].name, b->channels[i].name) != 0 ||
-            a->channels[i].parallelism != b->channels[i].parallelism ||
-            a->channels[i].monotonic != b->channels[i].monotonic)
-            return false;
-    return true;
+    (void)ctx;
+    log_warn("reload: %s changed in the file but needs a restart; keeping the running value", key);
 }
 
 void node_reload(struct node *n, const struct config *fresh)
@@ -626,33 +590,5 @@ void node_reload(struct node *n, const struct config *fresh)
         log_set_level(fresh->log_level);
         n->cfg.log_level = fresh->log_level;
     }
-    struct { const char *key; bool changed; } keys[] = {
-        { "node.name", strcmp(fresh->node_name, n->cfg.node_name) != 0 },
-        { "node.listen", strcmp(fresh->listen.host, n->cfg.listen.host) != 0 || fresh->listen.port != n->cfg.listen.port },
-        { "node.state_dir", strcmp(fresh->state_dir, n->cfg.state_dir) != 0 },
-        { "cluster.name", strcmp(fresh->cluster_name, n->cfg.cluster_name) != 0 },
-        { "cluster.seeds", !same_seeds(fresh, &n->cfg) },
-        { "cluster.max_members", fresh->max_members != n->cfg.max_members },
-        { "overlay", fresh->overlay != n->cfg.overlay || fresh->gossip_interval_ms != n->cfg.gossip_interval_ms ||
-              fresh->gossip_fanout != n->cfg.gossip_fanout },
-        { "failure_detector", fresh->ping_interval_ms != n->cfg.ping_interval_ms || fresh->fd_timeout_ms != n->cfg.fd_timeout_ms },
-        { "transport", fresh->connect_timeout_ms != n->cfg.connect_timeout_ms ||
-              fresh->handshake_timeout_ms != n->cfg.handshake_timeout_ms ||
-              fresh->idle_timeout_ms != n->cfg.idle_timeout_ms ||
-              fresh->max_pending_connections != n->cfg.max_pending_connections ||
-              fresh->max_pending_per_address != n->cfg.max_pending_per_address ||
-              fresh->backoff_initial_ms != n->cfg.backoff_initial_ms || fresh->backoff_max_ms != n->cfg.backoff_max_ms ||
-              fresh->peer_max_frame_bytes != n->cfg.peer_max_frame_bytes || fresh->peer_max_queue_bytes != n->cfg.peer_max_queue_bytes ||
-              fresh->flow_window_bytes != n->cfg.flow_window_bytes },
-        { "channels", !same_channels(fresh, &n->cfg) },
-        { "ipc.admin_groups, ipc.client_groups or ipc.names", !same_ipc_access(fresh, &n->cfg) },
-        { "tls", strcmp(fresh->tls_ca_file, n->cfg.tls_ca_file) != 0 ||
-              strcmp(fresh->tls_cert_file, n->cfg.tls_cert_file) != 0 ||
-              strcmp(fresh->tls_key_file, n->cfg.tls_key_file) != 0 },
-        { "ipc", strcmp(fresh->ipc_socket, n->cfg.ipc_socket) != 0 || fresh->ipc_mode != n->cfg.ipc_mode ||
-              fresh->ipc_max_frame_bytes != n->cfg.ipc_max_frame_bytes || fresh->ipc_max_queue_bytes != n->cfg.ipc_max_queue_bytes },
-    };
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (keys[i].changed)
-            log_warn("reload: %s changed in the file but needs a restart; keeping the running value", keys[i].key);
+    config_restart_changes(&n->cfg, fresh, needs_restart, NULL);
 }
