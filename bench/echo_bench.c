@@ -265,14 +265,49 @@ static void run_baseline(struct result *out)
     stop_pid(fb);
 }
 
-static void run_partisand(struct result *out, long *rss_a, long *rss_b)
+/* A cluster CA and certificates for bench-a and bench-b, made with the
+ * openssl CLI as the README tells an operator to; returns their directory,
+ * or NULL (then the TLS figures are skipped, and the bench says so). */
+static const char *make_certs(void)
+{
+    static char dir[600];
+    snprintf(dir, sizeof dir, "%s/certs", harness_tmpdir());
+    char script[2048];
+    snprintf(script, sizeof script,
+             "set -e; mkdir -p '%s'; cd '%s'\n"
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 -subj /CN=ca "
+             "-keyout ca.key -out ca.crt 2>/dev/null\n"
+             "for n in bench-a bench-b; do\n"
+             "  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=$n "
+             "-keyout $n.key -out $n.csr 2>/dev/null\n"
+             "  printf 'subjectAltName=DNS:%%s\\nbasicConstraints=critical,CA:FALSE\\n"
+             "extendedKeyUsage=serverAuth,clientAuth\\n' $n > $n.ext\n"
+             "  openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 825 -extfile $n.ext "
+             "-out $n.crt 2>/dev/null\n"
+             "done\n", dir, dir);
+    char *argv[] = { "sh", "-c", script, NULL };
+    char out[256], err[1024];
+    return harness_exec(argv, NULL, out, sizeof out, err, sizeof err, 30000) == 0 ? dir : NULL;
+}
+
+/* certs NULL: plaintext peer links; else TLS with the certificates there. */
+static void run_partisand(struct result *out, long *rss_a, long *rss_b, const char *certs)
 {
     static struct daemon_proc da, db;
-    harness_daemon_init(&da, "bench-a", "\"log\": {\"level\": \"warn\"}");
+    char tls_a[2048] = "", tls_b[2048] = "";
+    if (certs) {
+        snprintf(tls_a, sizeof tls_a, ", \"tls\": {\"ca_file\": \"%s/ca.crt\", \"cert_file\": \"%s/bench-a.crt\", "
+                 "\"key_file\": \"%s/bench-a.key\"}", certs, certs, certs);
+        snprintf(tls_b, sizeof tls_b, ", \"tls\": {\"ca_file\": \"%s/ca.crt\", \"cert_file\": \"%s/bench-b.crt\", "
+                 "\"key_file\": \"%s/bench-b.key\"}", certs, certs, certs);
+    }
+    char extra[4096];
+    snprintf(extra, sizeof extra, "\"log\": {\"level\": \"warn\"}%s", tls_a);
+    harness_daemon_init(&da, "bench-a", extra);
     if (harness_daemon_start(&da, T) != 0)
         exit(1);
-    char extra[512];
-    snprintf(extra, sizeof extra, "\"log\": {\"level\": \"warn\"}, \"cluster\": {\"name\": \"test\", \"seeds\": [\"%s\"]}", da.listen);
+    snprintf(extra, sizeof extra, "\"log\": {\"level\": \"warn\"}, \"cluster\": {\"name\": \"test\", \"seeds\": [\"%s\"]}%s",
+             da.listen, tls_b);
     harness_daemon_init(&db, "bench-b", extra);
     if (harness_daemon_start(&db, T) != 0)
         exit(1);
@@ -351,10 +386,13 @@ int main(int argc, char **argv)
         rtt_iters = 2000;
         tput_msgs = 20000;
     }
-    struct result base[SIZES], part[SIZES];
-    long rss_a = 0, rss_b = 0;
+    struct result base[SIZES], part[SIZES], tls[SIZES];
+    long rss_a = 0, rss_b = 0, tls_rss_a = 0, tls_rss_b = 0;
     run_baseline(base);
-    run_partisand(part, &rss_a, &rss_b);
+    run_partisand(part, &rss_a, &rss_b, NULL);
+    const char *certs = make_certs();
+    if (certs)
+        run_partisand(tls, &tls_rss_a, &tls_rss_b, certs);
     printf("partisand vs baseline (app -> unix -> forwarder -> tcp -> forwarder -> unix -> app), loopback, %d round trips, %d one-way messages\n\n",
            rtt_iters, tput_msgs);
     printf("%-26s %14s %14s %10s\n", "figure", "partisand", "baseline", "ratio");
@@ -372,6 +410,23 @@ int main(int argc, char **argv)
             printf("  (messages not counted at the receiver: partisand %ld, baseline %ld)\n", part[i].lost, base[i].lost);
     }
     printf("\ndaemon RSS after the run: A %ld KiB, B %ld KiB\n", rss_a, rss_b);
+    if (certs) {
+        printf("\nwhat TLS 1.3 on the peer link costs (same workload, same run)\n");
+        printf("%-26s %14s %14s %10s\n", "figure", "plaintext", "TLS", "TLS/plain");
+        for (int i = 0; i < SIZES; i++) {
+            char label[64];
+            snprintf(label, sizeof label, "rtt p50 %zu B (us)", sizes[i]);
+            printf("%-26s %14.0f %14.0f %9.2fx\n", label, part[i].p50_us, tls[i].p50_us, tls[i].p50_us / part[i].p50_us);
+            snprintf(label, sizeof label, "rtt p99 %zu B (us)", sizes[i]);
+            printf("%-26s %14.0f %14.0f %9.2fx\n", label, part[i].p99_us, tls[i].p99_us, tls[i].p99_us / part[i].p99_us);
+            snprintf(label, sizeof label, "one-way %zu B (msg/s)", sizes[i]);
+            printf("%-26s %14.0f %14.0f %9.2fx\n", label, part[i].msgs_per_s, tls[i].msgs_per_s,
+                   tls[i].msgs_per_s / part[i].msgs_per_s);
+        }
+        printf("TLS daemons' RSS after the run: A %ld KiB, B %ld KiB\n", tls_rss_a, tls_rss_b);
+    } else {
+        printf("\n(TLS figures skipped: the openssl command could not make certificates)\n");
+    }
     converge_64();
     harness_cleanup();
     return 0;
