@@ -1,9 +1,12 @@
 /* make bench: partisand against a protocol-free baseline, same run, same
  * machine. Two daemons on loopback; app A sends to app B, which echoes.
  * Prints round-trip p50/p99 and one-way throughput for 64 B and 1 KiB
- * messages, the ratios to the baseline, each daemon's RSS, and a 64-node
+ * messages, the ratios to the baseline, the same figures from a second pair
+ * of daemons whose peer link is TLS 1.3 (certificates made with the openssl
+ * CLI) with the TLS / plaintext ratios, each daemon's RSS, and a 64-node
  * loopback cluster's time to converge. Figures only: nothing here passes or
- * fails on a number. */
+ * fails on a number. Every wait is bounded (T); a stalled run is reported,
+ * not waited on for ever. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -12,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -39,8 +43,13 @@ static int raw_connect(const char *path)
         int fd = socket(AF_UNIX, SOCK_STREAM, 0);
         struct sockaddr_un sun = { .sun_family = AF_UNIX };
         snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
-        if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0)
+        if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0) {
+            /* Bounded reads and writes without a poll per message. */
+            struct timeval tv = { .tv_sec = T / 1000 };
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
             return fd;
+        }
         close(fd);
         usleep(10000);
     }
@@ -80,7 +89,7 @@ static long ep_recv(struct endpoint *e, void *out, size_t cap)
 {
     if (e->c) {
         struct partisan_message *m = NULL;
-        if (partisan_recv(e->c, &m, -1) != 0)
+        if (partisan_recv(e->c, &m, T) != 0)
             return -1;
         size_t n = m->len < cap ? m->len : cap;
         memcpy(out, m->payload, n);
@@ -102,13 +111,17 @@ static long ep_recv(struct endpoint *e, void *out, size_t cap)
             e->rbuf = realloc(e->rbuf, e->rcap);
         }
         ssize_t r = read(e->fd, e->rbuf + e->rlen, e->rcap - e->rlen);
+        if (r < 0 && errno == EINTR)
+            continue;
         if (r <= 0)
-            return -1;
+            return -1;          /* closed, failed, or nothing for T ms */
         e->rlen += (size_t)r;
     }
 }
 
-/* ---- the B side: echo "e..." messages, count "s..." messages ---- */
+/* ---- the B side: echo "e..." messages, count "s..." messages ----
+ * It exits when nothing arrives for T ms (ep_recv fails), and is killed by
+ * its PID when the run ends. */
 
 static void run_b(struct endpoint *e)
 {
@@ -147,7 +160,9 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-struct result { double p50_us, p99_us, msgs_per_s, mib_per_s; long lost; };
+/* rtt_n: round trips timed (fewer than asked if a reply did not come back
+ * within T ms); tput_ok: the receiver's count came back. */
+struct result { double p50_us, p99_us, msgs_per_s, mib_per_s; long lost; int rtt_n, tput_ok; };
 
 static struct result measure(struct endpoint *a, size_t size, int rtt_iters, int tput_msgs)
 {
@@ -156,21 +171,30 @@ static struct result measure(struct endpoint *a, size_t size, int rtt_iters, int
     memset(msg, 'x', size);
     uint64_t *lat = calloc((size_t)rtt_iters, sizeof *lat);
     msg[0] = 'e';
-    for (int i = 0; i < rtt_iters / 10; i++) {   /* warm-up */
+    int warm_ok = 1;
+    for (int i = 0; i < rtt_iters / 10 && warm_ok; i++) {   /* warm-up */
         ep_send(a, msg, size);
-        ep_recv(a, back, sizeof back);
+        warm_ok = ep_recv(a, back, sizeof back) >= 0;
     }
-    for (int i = 0; i < rtt_iters; i++) {
+    int done = 0;
+    for (; warm_ok && done < rtt_iters; done++) {
         uint64_t t0 = now_us();
         ep_send(a, msg, size);
         if (ep_recv(a, back, sizeof back) < 0)
             break;
-        lat[i] = now_us() - t0;
+        lat[done] = now_us() - t0;
     }
-    qsort(lat, (size_t)rtt_iters, sizeof *lat, cmp_u64);
-    r.p50_us = (double)lat[rtt_iters / 2];
-    r.p99_us = (double)lat[rtt_iters * 99 / 100];
+    r.rtt_n = done;
+    if (done > 0) {
+        qsort(lat, (size_t)done, sizeof *lat, cmp_u64);
+        r.p50_us = (double)lat[done / 2];
+        r.p99_us = (double)lat[(size_t)done * 99 / 100];
+    }
     free(lat);
+    if (!warm_ok || done < rtt_iters) {
+        r.lost = tput_msgs;
+        return r;               /* the echo path is broken: no throughput run */
+    }
 
     msg[0] = 'S';
     ep_send(a, msg, 1);
@@ -186,6 +210,7 @@ static struct result measure(struct endpoint *a, size_t size, int rtt_iters, int
     if (n > 1 && back[0] == 'R') {
         back[n] = 0;
         got = atol((char *)back + 1);
+        r.tput_ok = 1;
     }
     r.lost = tput_msgs - got;
     r.msgs_per_s = (double)got * 1e6 / (double)us;
@@ -265,19 +290,26 @@ static void run_baseline(struct result *out)
     stop_pid(fb);
 }
 
-/* A cluster CA and certificates for bench-a and bench-b, made with the
- * openssl CLI as the README tells an operator to; returns their directory,
- * or NULL (then the TLS figures are skipped, and the bench says so). */
+/* The TLS pair's node names: each certificate names its node. Names of
+ * their own, so that they get directories (state, socket, log) of their own
+ * rather than the plaintext pair's. */
+#define TLS_A "bench-tls-a"
+#define TLS_B "bench-tls-b"
+
+/* A cluster CA and a certificate for each TLS node, made with the openssl
+ * CLI as the README tells an operator to, in the harness temp dir; returns
+ * their directory, or NULL (then the TLS figures are skipped, and the bench
+ * says why). */
 static const char *make_certs(void)
 {
     static char dir[600];
     snprintf(dir, sizeof dir, "%s/certs", harness_tmpdir());
-    char script[2048];
+    char script[4096];
     snprintf(script, sizeof script,
              "set -e; mkdir -p '%s'; cd '%s'\n"
              "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 -subj /CN=ca "
              "-keyout ca.key -out ca.crt 2>/dev/null\n"
-             "for n in bench-a bench-b; do\n"
+             "for n in " TLS_A " " TLS_B "; do\n"
              "  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=$n "
              "-keyout $n.key -out $n.csr 2>/dev/null\n"
              "  printf 'subjectAltName=DNS:%%s\\nbasicConstraints=critical,CA:FALSE\\n"
@@ -287,51 +319,101 @@ static const char *make_certs(void)
              "done\n", dir, dir);
     char *argv[] = { "sh", "-c", script, NULL };
     char out[256], err[1024];
-    return harness_exec(argv, NULL, out, sizeof out, err, sizeof err, 30000) == 0 ? dir : NULL;
+    int rc = harness_exec(argv, NULL, out, sizeof out, err, sizeof err, T);
+    if (rc != 0) {
+        fprintf(stderr, "echo_bench: making certificates with openssl failed (exit %d): %s\n", rc, err);
+        return NULL;
+    }
+    return dir;
 }
 
-/* certs NULL: plaintext peer links; else TLS with the certificates there. */
-static void run_partisand(struct result *out, long *rss_a, long *rss_b, const char *certs)
+/* Waits (until deadline) for the whole echo path to work: membership
+ * converged (over TLS if configured) and b's app registered. Only an echo
+ * proves the latter: a send the daemon accepted may still reach b before
+ * "echo" is registered there and be dropped, and the first round trip would
+ * then wait for a reply that never comes. Each try is tagged and replies to
+ * earlier tries are skipped (the links keep order), so none is left over to
+ * pair with a measured round trip. */
+static int echo_ready(partisan_client *c, const char *node, uint64_t deadline)
 {
-    static struct daemon_proc da, db;
+    for (unsigned k = 0; harness_now_ms() < deadline; k++) {
+        char ping[32];
+        int len = snprintf(ping, sizeof ping, "eready %u", k);
+        if (partisan_send(c, node, "echo", ping, (size_t)len) != 0) {
+            usleep(20000);
+            continue;
+        }
+        uint64_t until = harness_now_ms() + 300;
+        for (;;) {
+            uint64_t now = harness_now_ms();
+            if (now >= until)
+                break;
+            struct partisan_message *m = NULL;
+            if (partisan_recv(c, &m, (int)(until - now)) != 0)
+                break;
+            int match = m->len == (size_t)len && memcmp(m->payload, ping, (size_t)len) == 0;
+            partisan_message_free(m);
+            if (match)
+                return 0;
+        }
+    }
+    return -1;
+}
+
+/* Two daemons, name_a and name_b, and the echo workload between them.
+ * certs NULL: plaintext peer links; else TLS with the certificates there,
+ * named after the nodes. Returns 0, or -1 if the pair did not start or did
+ * not carry a message within T ms (everything it started is ended). */
+static int run_partisand(struct result *out, long *rss_a, long *rss_b, const char *name_a, const char *name_b,
+                         const char *certs)
+{
+    static struct daemon_proc pairs[2][2];
+    struct daemon_proc *da = &pairs[certs != NULL][0], *db = &pairs[certs != NULL][1];
     char tls_a[2048] = "", tls_b[2048] = "";
     if (certs) {
-        snprintf(tls_a, sizeof tls_a, ", \"tls\": {\"ca_file\": \"%s/ca.crt\", \"cert_file\": \"%s/bench-a.crt\", "
-                 "\"key_file\": \"%s/bench-a.key\"}", certs, certs, certs);
-        snprintf(tls_b, sizeof tls_b, ", \"tls\": {\"ca_file\": \"%s/ca.crt\", \"cert_file\": \"%s/bench-b.crt\", "
-                 "\"key_file\": \"%s/bench-b.key\"}", certs, certs, certs);
+        snprintf(tls_a, sizeof tls_a, ", \"tls\": {\"ca_file\": \"%s/ca.crt\", \"cert_file\": \"%s/%s.crt\", "
+                 "\"key_file\": \"%s/%s.key\"}", certs, certs, name_a, certs, name_a);
+        snprintf(tls_b, sizeof tls_b, ", \"tls\": {\"ca_file\": \"%s/ca.crt\", \"cert_file\": \"%s/%s.crt\", "
+                 "\"key_file\": \"%s/%s.key\"}", certs, certs, name_b, certs, name_b);
     }
     char extra[4096];
     snprintf(extra, sizeof extra, "\"log\": {\"level\": \"warn\"}%s", tls_a);
-    harness_daemon_init(&da, "bench-a", extra);
-    if (harness_daemon_start(&da, T) != 0)
-        exit(1);
+    harness_daemon_init(da, name_a, extra);
+    if (harness_daemon_start(da, T) != 0)
+        return -1;              /* it is ended already */
     snprintf(extra, sizeof extra, "\"log\": {\"level\": \"warn\"}, \"cluster\": {\"name\": \"test\", \"seeds\": [\"%s\"]}%s",
-             da.listen, tls_b);
-    harness_daemon_init(&db, "bench-b", extra);
-    if (harness_daemon_start(&db, T) != 0)
-        exit(1);
+             da->listen, tls_b);
+    harness_daemon_init(db, name_b, extra);
+    if (harness_daemon_start(db, T) != 0) {
+        harness_daemon_stop(da, T);
+        return -1;
+    }
     pid_t child = fork();
     if (child == 0) {
-        struct endpoint b = { .peer_node = "bench-a", .peer_name = "pong" };
-        if (partisan_connect(db.socket, &b.c) != 0 || partisan_register(b.c, "echo", T) != 0)
+        struct endpoint b = { .peer_node = name_a, .peer_name = "pong" };
+        if (partisan_connect(db->socket, &b.c) != 0 || partisan_register(b.c, "echo", T) != 0)
             _exit(1);
         run_b(&b);
     }
-    struct endpoint a = { .peer_node = "bench-b", .peer_name = "echo" };
-    if (partisan_connect(da.socket, &a.c) != 0 || partisan_register(a.c, "pong", T) != 0)
-        exit(1);
-    /* Wait until a's messages reach b (membership converged, b registered). */
-    for (int i = 0; i < 500 && partisan_send_sync(a.c, "bench-b", "echo", "ping", 4, T) != 0; i++)
-        usleep(20000);
-    for (int i = 0; i < SIZES; i++)
-        out[i] = measure(&a, sizes[i], rtt_iters, tput_msgs);
-    *rss_a = rss_kib(da.pid);
-    *rss_b = rss_kib(db.pid);
+    int rc = -1;
+    struct endpoint a = { .peer_node = name_b, .peer_name = "echo" };
+    if (partisan_connect(da->socket, &a.c) == 0 && partisan_register(a.c, "pong", T) == 0) {
+        if (echo_ready(a.c, name_b, harness_now_ms() + T) == 0) {
+            rc = 0;
+            for (int i = 0; i < SIZES; i++)
+                out[i] = measure(&a, sizes[i], rtt_iters, tput_msgs);
+            *rss_a = rss_kib(da->pid);
+            *rss_b = rss_kib(db->pid);
+        } else {
+            fprintf(stderr, "echo_bench: no echo from %s back to %s within %d ms (logs: %s, %s)\n", name_b, name_a, T,
+                    da->log, db->log);
+        }
+    }
     partisan_close(a.c);
     stop_pid(child);
-    harness_daemon_stop(&da, T);
-    harness_daemon_stop(&db, T);
+    harness_daemon_stop(da, T);
+    harness_daemon_stop(db, T);
+    return rc;
 }
 
 static void converge_64(void)
@@ -378,6 +460,21 @@ static void converge_64(void)
         harness_daemon_stop(&d[i], T);
 }
 
+/* One row of the main table: partisand, partisand+TLS (or "-"), baseline,
+ * partisand / baseline, partisand+TLS / partisand. */
+static void row(const char *label, const char *fmt, double part, double tls, int have_tls, double base)
+{
+    char p[32], t[32] = "-", b[32], ratio[32], tr[32] = "-";
+    snprintf(p, sizeof p, fmt, part);
+    snprintf(b, sizeof b, fmt, base);
+    snprintf(ratio, sizeof ratio, "%.2fx", part / base);
+    if (have_tls) {
+        snprintf(t, sizeof t, fmt, tls);
+        snprintf(tr, sizeof tr, "%.2fx", tls / part);
+    }
+    printf("%-26s %14s %14s %14s %10s %16s\n", label, p, t, b, ratio, tr);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -386,47 +483,50 @@ int main(int argc, char **argv)
         rtt_iters = 2000;
         tput_msgs = 20000;
     }
-    struct result base[SIZES], part[SIZES], tls[SIZES];
+    struct result base[SIZES] = { 0 }, part[SIZES] = { 0 }, tls[SIZES] = { 0 };
     long rss_a = 0, rss_b = 0, tls_rss_a = 0, tls_rss_b = 0;
     run_baseline(base);
-    run_partisand(part, &rss_a, &rss_b, NULL);
+    if (run_partisand(part, &rss_a, &rss_b, "bench-a", "bench-b", NULL) != 0) {
+        harness_cleanup();
+        exit(1);
+    }
     const char *certs = make_certs();
-    if (certs)
-        run_partisand(tls, &tls_rss_a, &tls_rss_b, certs);
-    printf("partisand vs baseline (app -> unix -> forwarder -> tcp -> forwarder -> unix -> app), loopback, %d round trips, %d one-way messages\n\n",
+    const char *no_tls = certs ? NULL : "the openssl command could not make certificates";
+    if (certs && run_partisand(tls, &tls_rss_a, &tls_rss_b, TLS_A, TLS_B, certs) != 0)
+        no_tls = "the TLS pair did not start or did not carry a message";
+    int have_tls = no_tls == NULL;
+    printf("partisand vs baseline (app -> unix -> forwarder -> tcp -> forwarder -> unix -> app), loopback, %d round trips, %d one-way messages\n",
            rtt_iters, tput_msgs);
-    printf("%-26s %14s %14s %10s\n", "figure", "partisand", "baseline", "ratio");
+    printf("partisand+TLS: the same with TLS 1.3 on the peer link; ratio = partisand / baseline, TLS / plaintext = partisand+TLS / partisand\n\n");
+    printf("%-26s %14s %14s %14s %10s %16s\n", "figure", "partisand", "partisand+TLS", "baseline", "ratio",
+           "TLS / plaintext");
     for (int i = 0; i < SIZES; i++) {
         char label[64];
         snprintf(label, sizeof label, "rtt p50 %zu B (us)", sizes[i]);
-        printf("%-26s %14.0f %14.0f %9.2fx\n", label, part[i].p50_us, base[i].p50_us, part[i].p50_us / base[i].p50_us);
+        row(label, "%.0f", part[i].p50_us, tls[i].p50_us, have_tls, base[i].p50_us);
         snprintf(label, sizeof label, "rtt p99 %zu B (us)", sizes[i]);
-        printf("%-26s %14.0f %14.0f %9.2fx\n", label, part[i].p99_us, base[i].p99_us, part[i].p99_us / base[i].p99_us);
+        row(label, "%.0f", part[i].p99_us, tls[i].p99_us, have_tls, base[i].p99_us);
         snprintf(label, sizeof label, "one-way %zu B (msg/s)", sizes[i]);
-        printf("%-26s %14.0f %14.0f %9.2fx\n", label, part[i].msgs_per_s, base[i].msgs_per_s, part[i].msgs_per_s / base[i].msgs_per_s);
+        row(label, "%.0f", part[i].msgs_per_s, tls[i].msgs_per_s, have_tls, base[i].msgs_per_s);
         snprintf(label, sizeof label, "one-way %zu B (MiB/s)", sizes[i]);
-        printf("%-26s %14.1f %14.1f %9.2fx\n", label, part[i].mib_per_s, base[i].mib_per_s, part[i].mib_per_s / base[i].mib_per_s);
-        if (part[i].lost || base[i].lost)
-            printf("  (messages not counted at the receiver: partisand %ld, baseline %ld)\n", part[i].lost, base[i].lost);
+        row(label, "%.1f", part[i].mib_per_s, tls[i].mib_per_s, have_tls, base[i].mib_per_s);
+        long tls_lost = have_tls ? tls[i].lost : 0;
+        if (part[i].lost || base[i].lost || tls_lost)
+            printf("  (messages not counted at the receiver: partisand %ld, partisand+TLS %ld, baseline %ld)\n",
+                   part[i].lost, tls_lost, base[i].lost);
+        const struct result *runs[3] = { &part[i], have_tls ? &tls[i] : NULL, &base[i] };
+        static const char *const run_names[3] = { "partisand", "partisand+TLS", "baseline" };
+        for (int k = 0; k < 3; k++)
+            if (runs[k] && (runs[k]->rtt_n < rtt_iters || !runs[k]->tput_ok))
+                printf("  (%s, %zu B: a reply did not come back within %d ms: %d of %d round trips timed%s)\n",
+                       run_names[k], sizes[i], T, runs[k]->rtt_n, rtt_iters,
+                       runs[k]->tput_ok ? "" : ", no receiver count for the one-way run");
     }
+    if (!have_tls)
+        printf("  (partisand+TLS skipped: %s)\n", no_tls);
     printf("\ndaemon RSS after the run: A %ld KiB, B %ld KiB\n", rss_a, rss_b);
-    if (certs) {
-        printf("\nwhat TLS 1.3 on the peer link costs (same workload, same run)\n");
-        printf("%-26s %14s %14s %10s\n", "figure", "plaintext", "TLS", "TLS/plain");
-        for (int i = 0; i < SIZES; i++) {
-            char label[64];
-            snprintf(label, sizeof label, "rtt p50 %zu B (us)", sizes[i]);
-            printf("%-26s %14.0f %14.0f %9.2fx\n", label, part[i].p50_us, tls[i].p50_us, tls[i].p50_us / part[i].p50_us);
-            snprintf(label, sizeof label, "rtt p99 %zu B (us)", sizes[i]);
-            printf("%-26s %14.0f %14.0f %9.2fx\n", label, part[i].p99_us, tls[i].p99_us, tls[i].p99_us / part[i].p99_us);
-            snprintf(label, sizeof label, "one-way %zu B (msg/s)", sizes[i]);
-            printf("%-26s %14.0f %14.0f %9.2fx\n", label, part[i].msgs_per_s, tls[i].msgs_per_s,
-                   tls[i].msgs_per_s / part[i].msgs_per_s);
-        }
+    if (have_tls)
         printf("TLS daemons' RSS after the run: A %ld KiB, B %ld KiB\n", tls_rss_a, tls_rss_b);
-    } else {
-        printf("\n(TLS figures skipped: the openssl command could not make certificates)\n");
-    }
     converge_64();
     harness_cleanup();
     return 0;
