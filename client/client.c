@@ -1229,6 +1229,21 @@ PARTISAN_API int partisan_join(partisan_client *c, const char *address, int time
     return simple_call(c, &req, timeout_ms);
 }
 
+PARTISAN_API int partisan_forget(partisan_client *c, const char *node, int timeout_ms)
+{
+    if (!c || !node || !*node)
+        return PARTISAN_EINVAL;
+    int rc = check_str(c, "node", node);
+    if (rc)
+        return rc;
+    Partisan__Ipc__ForgetRequest r = PARTISAN__IPC__FORGET_REQUEST__INIT;
+    r.node = (char *)node;
+    Partisan__Ipc__IpcRequest req = PARTISAN__IPC__IPC_REQUEST__INIT;
+    req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_FORGET;
+    req.forget = &r;
+    return simple_call(c, &req, timeout_ms);
+}
+
 PARTISAN_API int partisan_leave(partisan_client *c, const char *node, int timeout_ms)
 {
     if (!c)

@@ -235,6 +235,12 @@ void partisan_stats_free(struct partisan_stats *s);
 int partisan_join(partisan_client *c, const char *address, int timeout_ms);
 /* node NULL or "": this node leaves for good; else removes that member. */
 int partisan_leave(partisan_client *c, const char *node, int timeout_ms);
+/* Purges NODE for good, cluster-wide (admin): it is removed as by leave if
+ * still alive, and its tombstone expires on every node within a few gossip
+ * rounds (20 x overlay.gossip_interval_ms, at least 2 s), after which no
+ * node lists, stores or dials it. PARTISAN_ENONODE if not known;
+ * PARTISAN_EINVAL for this node itself. */
+int partisan_forget(partisan_client *c, const char *node, int timeout_ms);
 
 #ifdef __cplusplus
 }

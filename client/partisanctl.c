@@ -29,7 +29,7 @@ static const char short_usage[] =
     "commands: status | members [--all] | stats |\n"
     "          send [--channel NAME] [--key KEY] NODE NAME MESSAGE|@FILE|- |\n"
     "          recv NAME [--count N] [--timeout-ms MS] | watch | join HOST:PORT |\n"
-    "          leave [NODE] | help\n"
+    "          leave [NODE] | forget NODE | help\n"
     "run 'partisanctl --help' for details\n";
 
 static const char long_usage[] =
@@ -77,6 +77,7 @@ static const char long_usage[] =
     "                     EVENT NODE ADDRESS, EVENT one of joined, left, up, down\n"
     "  join HOST:PORT     join the cluster through the member at HOST:PORT\n"
     "  leave [NODE]       make this node (or NODE) leave the cluster for good\n"
+    "  forget NODE        purge NODE (gone for good) from every node's member list\n"
     "  help               this text\n"
     "\n"
     "Exit status: 0 success, 1 error, 2 usage error.\n";
@@ -703,6 +704,12 @@ int main(int argc, char **argv)
         rc = partisan_join(c, pos[0], o.timeout_ms);
         if (rc)
             die_call(c, rc, "join %s", pos[0]);
+    } else if (strcmp(cmd, "forget") == 0) {
+        want_args(cmd, npos, 1, 1);
+        c = connect_or_die(&o);
+        rc = partisan_forget(c, pos[0], o.timeout_ms);
+        if (rc)
+            die_call(c, rc, "forget %s", pos[0]);
     } else if (strcmp(cmd, "leave") == 0) {
         want_args(cmd, npos, 0, 1);
         c = connect_or_die(&o);

@@ -60,6 +60,7 @@ static const struct key_spec keys[] = {
     KEY_NAME("cluster", "name", cluster_name, "partisan", CONFIG_NAME_MAX),
     KEY_TEXT("cluster", "seeds", KT_SEEDS, seeds, NULL),
     KEY_INT("cluster", "max_members", KT_U32, max_members, 1024, 2, 1000000),
+    KEY_INT("cluster", "tombstone_ttl_ms", KT_U64, tombstone_ttl_ms, 86400000, 0, UINT64_C(31536000000)),
     KEY_TEXT("overlay", "type", KT_OVERLAY, overlay, "full_mesh"),
     KEY_INT("overlay", "gossip_interval_ms", KT_U32, gossip_interval_ms, 1000, 10, 600000),
     KEY_INT("overlay", "gossip_fanout", KT_U32, gossip_fanout, 3, 1, 64),

@@ -8,6 +8,7 @@
  *   cluster.name              string, default "partisan"
  *   cluster.seeds             list of "host:port", default []
  *   cluster.max_members       default 1024, 2..1000000
+ *   cluster.tombstone_ttl_ms  default 86400000 (24 h), 0 (never)..31536000000
  *   overlay.type              "full_mesh" (others: "not yet supported")
  *   overlay.gossip_interval_ms    default 1000, 10..600000
  *   overlay.gossip_fanout         default 3, 1..64
@@ -104,6 +105,7 @@ struct config {
     struct config_addr *seeds;         /* owned; config_free() releases */
     size_t n_seeds;
     uint32_t max_members;              /* cluster.max_members: left ones included */
+    uint64_t tombstone_ttl_ms;         /* cluster.tombstone_ttl_ms: 0 never */
 
     enum overlay_type overlay;
     uint32_t gossip_interval_ms;

@@ -56,6 +56,7 @@ void config_restart_changes(const struct config *running, const struct config *f
         { "cluster.name", strcmp(fresh->cluster_name, running->cluster_name) != 0 },
         { "cluster.seeds", !same_seeds(fresh, running) },
         { "cluster.max_members", fresh->max_members != running->max_members },
+        { "cluster.tombstone_ttl_ms", fresh->tombstone_ttl_ms != running->tombstone_ttl_ms },
         { "overlay", fresh->overlay != running->overlay || fresh->gossip_interval_ms != running->gossip_interval_ms ||
               fresh->gossip_fanout != running->gossip_fanout },
         { "failure_detector", fresh->ping_interval_ms != running->ping_interval_ms || fresh->fd_timeout_ms != running->fd_timeout_ms },

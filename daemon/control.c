@@ -77,6 +77,7 @@ static bool needs_admin(Partisan__Ipc__IpcRequest__BodyCase kind)
     switch (kind) {
     case PARTISAN__IPC__IPC_REQUEST__BODY_JOIN:
     case PARTISAN__IPC__IPC_REQUEST__BODY_LEAVE:
+    case PARTISAN__IPC__IPC_REQUEST__BODY_FORGET:
         return true;
     default:
         return false;
@@ -95,6 +96,7 @@ static const char *request_name(Partisan__Ipc__IpcRequest__BodyCase kind)
     case PARTISAN__IPC__IPC_REQUEST__BODY_JOIN: return "join";
     case PARTISAN__IPC__IPC_REQUEST__BODY_LEAVE: return "leave";
     case PARTISAN__IPC__IPC_REQUEST__BODY_STATS: return "stats";
+    case PARTISAN__IPC__IPC_REQUEST__BODY_FORGET: return "forget";
     default: return "this request";
     }
 }
@@ -397,6 +399,26 @@ static void handle_leave(struct control *n, struct ipc_session *s, uint64_t id, 
     ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__OK, NULL);
 }
 
+static void handle_forget(struct control *n, struct ipc_session *s, uint64_t id, const char *node)
+{
+    if (refuse_if_left(n, s, id))
+        return;
+    if (!node[0] || strcmp(node, n->env.cfg->node_name) == 0) {
+        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__INVALID,
+                  "a node cannot forget itself; make it leave instead");
+        return;
+    }
+    if (n->env.ops->forget(n->env.core, node) != 0) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s is not known to this node (nothing to forget)", node);
+        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__NO_SUCH_NODE, msg);
+        return;
+    }
+    log_info("%s: %s is forgotten, cluster-wide", ipc_session_label(s), node);
+    n->env.left(n->env.ctx);
+    ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__OK, NULL);
+}
+
 void control_handle(struct control *n, struct ipc_session *s, const Partisan__Ipc__IpcRequest *req)
 {
     if (!permitted(n, s, req))
@@ -429,6 +451,9 @@ void control_handle(struct control *n, struct ipc_session *s, const Partisan__Ip
         break;
     case PARTISAN__IPC__IPC_REQUEST__BODY_STATS:
         handle_stats(n, s, req->id);
+        break;
+    case PARTISAN__IPC__IPC_REQUEST__BODY_FORGET:
+        handle_forget(n, s, req->id, req->forget->node);
         break;
     default:
         ipc_reply(s, req->id, PARTISAN__IPC__ERROR_CODE__UNSUPPORTED,

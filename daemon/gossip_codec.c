@@ -28,6 +28,7 @@ int gossip_encode(const struct overlay_msg *m, int (*send)(void *ctx, const Part
             states[i].address = (char *)m->members[i].address;
             states[i].incarnation = m->members[i].incarnation;
             states[i].left = m->members[i].left;
+            states[i].expires_ms = m->members[i].left ? m->members[i].expires_ms : 0;
             ptrs[i] = &states[i];
         }
         g.n_members = m->n_members;
@@ -69,6 +70,7 @@ int gossip_decode(const Partisan__Peer__Gossip *g, struct overlay_msg *out, stru
             memcpy(v[i].address, s->address, strlen(s->address) + 1);
             v[i].incarnation = s->incarnation;
             v[i].left = s->left;
+            v[i].expires_ms = s->left ? s->expires_ms : 0;
         }
         m.members = v;
         m.n_members = g->n_members;

@@ -24,7 +24,14 @@ int membership_compare(const struct member *a, const struct member *b)
     if (a->left != b->left)
         return a->left ? 1 : -1;
     int c = strcmp(a->address, b->address);
-    return (c > 0) - (c < 0);
+    if (c != 0)
+        return (c > 0) - (c < 0);
+    if (!a->left)
+        return 0;
+    /* The earlier expiry is the greater entry; none is the latest. */
+    uint64_t ea = a->expires_ms ? a->expires_ms : UINT64_MAX;
+    uint64_t eb = b->expires_ms ? b->expires_ms : UINT64_MAX;
+    return (ea < eb) - (ea > eb);
 }
 
 /* Index of name, or of where it would be inserted (with *found false). */
@@ -63,6 +70,7 @@ static void copy_entry(struct member *dst, const struct member *src)
     strcpy(dst->address, src->address);
     dst->incarnation = src->incarnation;
     dst->left = src->left;
+    dst->expires_ms = src->left ? src->expires_ms : 0;
 }
 
 static int reserve(struct membership *m, size_t want)
@@ -331,6 +339,8 @@ static uint64_t entry_hash(const struct member *e)
     h = fnv1a(h, e->name);
     h = fnv1a(h, e->address);
     h = mix64(h ^ e->incarnation);
+    if (e->left)
+        h = mix64(h ^ e->expires_ms);
     return mix64(h + (e->left ? 0x9e3779b97f4a7c15ULL : 0));
 }
 
@@ -361,4 +371,28 @@ bool membership_token_valid(const char *s, size_t max_len)
         if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
             return false;
     return true;
+}
+
+bool membership_expired(const struct member *e, uint64_t wall_ms)
+{
+    return e->left && e->expires_ms != 0 && e->expires_ms <= wall_ms;
+}
+
+size_t membership_expire(struct membership *m, uint64_t wall_ms,
+                         void (*fn)(void *ctx, const struct member *gone), void *ctx)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        if (membership_expired(&m->v[i], wall_ms)) {
+            if (fn)
+                fn(ctx, &m->v[i]);
+            continue;
+        }
+        if (k != i)
+            m->v[k] = m->v[i];
+        k++;
+    }
+    size_t gone = m->n - k;
+    m->n = k;
+    return gone;
 }

@@ -2,11 +2,16 @@
  *
  * Per node: its address, an incarnation number and alive/left. Merging keeps,
  * per name, the entry that is greatest in the order
- *   (incarnation, left, address)   compared lexicographically,
- * so `left` wins a tie of incarnations and the address breaks the last tie.
- * Merge is therefore commutative, associative and idempotent. Entries are
- * never deleted by merge: a member that left stays as a "left" tombstone so
- * old gossip cannot bring it back at the same incarnation.
+ *   (incarnation, left, address, expiry)   compared lexicographically,
+ * so `left` wins a tie of incarnations and the address breaks the next tie;
+ * between two tombstones the one expiring first wins (no expiry counts as
+ * latest), so a `forget` overrides an ordinary leave and every node ends up
+ * with the same expiry. Merge is therefore commutative, associative and
+ * idempotent. Entries are never deleted by merge: a member that left stays
+ * as a "left" tombstone so old gossip cannot bring it back at the same
+ * incarnation, until membership_expire() drops it at its expiry (a wall-clock
+ * time carried in the entry, so every node drops it at the same moment and
+ * none brings it back to another; see overlay_full_mesh.c).
  *
  * Pure data structure: no I/O, no clock. */
 #ifndef PARTISAN_MEMBERSHIP_H
@@ -24,6 +29,9 @@ struct member {
     char address[MEMBER_ADDR_MAX + 1];
     uint64_t incarnation;
     bool left;
+    /* Left entries: Unix-epoch milliseconds at which every node drops the
+     * tombstone; 0: never. Always 0 for alive entries. */
+    uint64_t expires_ms;
 };
 
 /* Sorted by name; lookups are binary searches. */
@@ -67,6 +75,15 @@ uint64_t membership_digest(const struct membership *m);
  * max_len bytes of printable ASCII without spaces. Such text ends up in
  * logs, the state file and every application's member list. */
 bool membership_token_valid(const char *s, size_t max_len);
+
+/* Removes the left entries whose expiry is at or before wall_ms, calling
+ * fn (if not NULL) with each before it goes. Returns how many went. */
+size_t membership_expire(struct membership *m, uint64_t wall_ms,
+                         void (*fn)(void *ctx, const struct member *gone), void *ctx);
+
+/* Whether entry e is a tombstone already expired at wall_ms: such an entry
+ * arriving from a peer or a file must not be merged back. */
+bool membership_expired(const struct member *e, uint64_t wall_ms);
 
 /* Number of entries that are not left. */
 size_t membership_alive_count(const struct membership *m);

@@ -101,6 +101,7 @@ static void schedule_save(struct node *n)
 /* ---- overlay env ---- */
 
 static uint64_t env_now(void *ctx) { (void)ctx; return clock_now_ms(); }
+static uint64_t env_wall(void *ctx) { (void)ctx; return clock_wall_ms(); }
 static uint64_t env_random(void *ctx) { return next_random(&((struct node *)ctx)->rng); }
 
 static void env_connect(void *ctx, const struct peer_addr *peer)
@@ -147,6 +148,12 @@ static void env_left(void *ctx, const struct member *m)
     log_info("member left: %s at %s", m->name, m->address);
     ipc_broadcast_event(n->ipc, PARTISAN__IPC__MEMBER_EVENT__KIND__LEFT, m->name, m->address);
     schedule_save(n);
+}
+
+static void env_forgotten(void *ctx, const char *node)
+{
+    (void)node;
+    schedule_save(ctx);
 }
 
 static const char *member_address(struct node *n, const char *name)
@@ -443,16 +450,19 @@ static int start_overlay(struct node *n, char *err, size_t errlen)
         .backoff_initial_ms = n->cfg.backoff_initial_ms,
         .backoff_max_ms = n->cfg.backoff_max_ms,
         .max_members = n->cfg.max_members,
+        .tombstone_ttl_ms = n->cfg.tombstone_ttl_ms,
     };
     struct overlay_env env = {
         .ctx = n,
         .now_ms = env_now,
+        .wall_ms = env_wall,
         .random = env_random,
         .connect = env_connect,
         .disconnect = env_disconnect,
         .send = env_send,
         .member_joined = env_joined,
         .member_left = env_left,
+        .member_forgotten = env_forgotten,
         .member_up = env_up,
         .member_down = env_down,
         .log = env_log,

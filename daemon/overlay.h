@@ -62,6 +62,9 @@ enum overlay_log_level { OVERLAY_LOG_DEBUG = 0, OVERLAY_LOG_INFO, OVERLAY_LOG_WA
 struct overlay_env {
     void *ctx;
     uint64_t (*now_ms)(void *ctx);                   /* monotonic milliseconds */
+    /* Unix-epoch milliseconds, for tombstone expiry, which every node must
+     * place at the same instant. May be NULL: tombstones then never expire. */
+    uint64_t (*wall_ms)(void *ctx);
     uint64_t (*random)(void *ctx);                   /* uniformly random 64 bits */
     void (*connect)(void *ctx, const struct peer_addr *peer);
     void (*disconnect)(void *ctx, const char *node); /* close both directions' connections */
@@ -72,6 +75,9 @@ struct overlay_env {
     void (*member_left)(void *ctx, const struct member *m);
     void (*member_up)(void *ctx, const char *node);
     void (*member_down)(void *ctx, const char *node);
+    /* Optional (may be NULL): a tombstone expired and the member is gone
+     * from the table (no application event: it had left already). */
+    void (*member_forgotten)(void *ctx, const char *node);
     /* Optional (may be NULL): a line for the daemon's log. */
     void (*log)(void *ctx, enum overlay_log_level level, const char *msg);
 };
@@ -97,6 +103,9 @@ struct overlay_config {
     /* At most this many members (left ones included); names beyond it in
      * a merge are ignored, with a warning. 0: no bound. */
     size_t max_members;
+    /* How long a member that left stays as a tombstone before every node
+     * drops it. 0: for ever. */
+    uint64_t tombstone_ttl_ms;
 };
 
 struct overlay;
@@ -113,6 +122,11 @@ struct overlay_ops {
     /* node NULL: this node leaves for good. Else removes that member.
      * Returns 0, or -1 if node is not a member. */
     int (*leave)(struct overlay *o, const char *node);
+    /* Purges a member for good, cluster-wide: it is removed as by leave (if
+     * still alive) and its tombstone expires on every node a few gossip
+     * rounds later (overlay_forget_grace_ms), after which no node lists,
+     * stores or dials it. Returns 0, or -1 if node is self or not known. */
+    int (*forget)(struct overlay *o, const char *node);
     void (*peer_connected)(struct overlay *o, const char *node, const char *address,
                            uint64_t incarnation);
     /* An outbound dial (to peer, as passed to env->connect) did not complete. */
@@ -133,6 +147,10 @@ struct overlay_ops {
     /* True once this node left the cluster (itself, or removed by another). */
     bool (*has_left)(const struct overlay *o);
 };
+
+/* How long after a forget its tombstone expires: long enough to reach every
+ * member by gossip first. */
+uint64_t overlay_forget_grace_ms(const struct overlay_config *cfg);
 
 extern const struct overlay_ops overlay_full_mesh_ops;
 

@@ -20,6 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A forgotten member's tombstone lives this many gossip rounds (at least
+ * the minimum), so that it reaches every node holding the member alive
+ * before any node drops it. */
+#define FORGET_GOSSIP_ROUNDS 20
+#define FORGET_GRACE_MIN_MS 2000
+
 enum conn_state { CONN_NONE, CONN_DIALLING, CONN_UP };
 
 struct peer {
@@ -76,6 +82,9 @@ struct overlay {
     uint64_t full_ignored;              /* names ignored since that warning */
     struct member *bounded;             /* merge input filtered to the bound */
     size_t bounded_cap;
+    struct member *unexpired;           /* merge input without expired tombstones */
+    size_t unexpired_cap;
+    uint64_t next_expiry_check;
 };
 
 /* ---- small helpers ---- */
@@ -520,6 +529,18 @@ static void on_change(void *ctx, enum membership_change what, const struct membe
     }
 }
 
+static uint64_t wall_ms(const struct overlay *o)
+{
+    return o->env.wall_ms ? o->env.wall_ms(o->env.ctx) : 0;
+}
+
+/* The expiry of a tombstone made now that lives ttl_ms; 0: never. */
+static uint64_t expiry_in(const struct overlay *o, uint64_t ttl_ms)
+{
+    uint64_t w = wall_ms(o);
+    return ttl_ms && w ? w + ttl_ms : 0;
+}
+
 static void merge_self(struct overlay *o, bool left)
 {
     struct member me;
@@ -528,6 +549,7 @@ static void merge_self(struct overlay *o, bool left)
     copy_str(me.address, sizeof me.address, o->self_address);
     me.incarnation = o->self_inc;
     me.left = left;
+    me.expires_ms = left ? expiry_in(o, o->cfg.tombstone_ttl_ms) : 0;
     if (membership_merge_one(&o->ms, &me, NULL) > 0)
         o->digest_valid = false;
 }
@@ -601,8 +623,35 @@ static const struct member *within_bound(struct overlay *o, const struct member 
     return o->bounded;
 }
 
+/* The entries of v that are not tombstones already expired: one of those,
+ * from a peer whose clock is behind or from an old state file, would bring
+ * back what every other node has dropped. */
+static const struct member *without_expired(struct overlay *o, const struct member *v, size_t *n)
+{
+    uint64_t w = wall_ms(o);
+    size_t first = 0;
+    while (first < *n && !membership_expired(&v[first], w))
+        first++;
+    if (!w || first == *n)
+        return v;
+    if (o->unexpired_cap < *n) {
+        struct member *u = realloc(o->unexpired, *n * sizeof *u);
+        if (!u)
+            return v;               /* merged now, dropped at the next expiry check */
+        o->unexpired = u;
+        o->unexpired_cap = *n;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (!membership_expired(&v[i], w))
+            o->unexpired[k++] = v[i];
+    *n = k;
+    return o->unexpired;
+}
+
 static int merge_in(struct overlay *o, const struct member *v, size_t n, const char *from)
 {
+    v = without_expired(o, v, &n);
     v = within_bound(o, v, &n);
     o->merging_from = from;
     o->sender_rejoined = o->self_touched = o->any_left = false;
@@ -678,6 +727,7 @@ static void fm_destroy(struct overlay *o)
     free(o->seeds);
     free(o->initial);
     free(o->bounded);
+    free(o->unexpired);
     membership_free(&o->ms);
     free(o);
 }
@@ -716,6 +766,19 @@ static void fm_join(struct overlay *o, const char *address)
         seed_dial(o, s);
 }
 
+/* Marks a member left (e: its entry, left) and tells everyone, itself
+ * included: the connection stays long enough for it to hear. */
+static void remove_member(struct overlay *o, const struct member *e)
+{
+    o->keep_conn = peer_find(o, e->name);
+    merge_in(o, e, 1, NULL);
+    o->keep_conn = NULL;
+    push_state_all(o);
+    struct peer *p = peer_find(o, e->name);
+    if (p)
+        drop_conn(o, p, "removed");
+}
+
 static int fm_leave(struct overlay *o, const char *node)
 {
     if (o->left)
@@ -732,15 +795,65 @@ static int fm_leave(struct overlay *o, const char *node)
         return -1;
     struct member e = *m;
     e.left = true;
-    /* The connection stays long enough for the removed member to hear it. */
-    o->keep_conn = peer_find(o, node);
-    merge_in(o, &e, 1, NULL);
-    o->keep_conn = NULL;
-    push_state_all(o);
-    struct peer *p = peer_find(o, node);
-    if (p)
-        drop_conn(o, p, "removed");
+    e.expires_ms = expiry_in(o, o->cfg.tombstone_ttl_ms);
+    remove_member(o, &e);
     return 0;
+}
+
+uint64_t overlay_forget_grace_ms(const struct overlay_config *cfg)
+{
+    uint64_t g = (uint64_t)FORGET_GOSSIP_ROUNDS * cfg->gossip_interval_ms;
+    return g < FORGET_GRACE_MIN_MS ? FORGET_GRACE_MIN_MS : g;
+}
+
+static int fm_forget(struct overlay *o, const char *node)
+{
+    if (o->left || !node || is_self(o, node))
+        return -1;
+    const struct member *m = membership_find(&o->ms, node);
+    if (!m)
+        return -1;
+    struct member e = *m;
+    bool was_alive = !e.left;
+    e.left = true;
+    /* Without a wall clock the tombstone could never expire: a forget is
+     * then a plain removal. */
+    e.expires_ms = expiry_in(o, overlay_forget_grace_ms(&o->cfg));
+    logf_(o, OVERLAY_LOG_INFO, "%s: forgotten by the operator; every node drops it within %" PRIu64 " ms",
+          node, overlay_forget_grace_ms(&o->cfg));
+    if (was_alive) {
+        remove_member(o, &e);
+    } else {
+        merge_in(o, &e, 1, NULL);
+        push_state_all(o);
+    }
+    return 0;
+}
+
+static void forgot(void *ctx, const struct member *gone)
+{
+    struct overlay *o = ctx;
+    logf_(o, OVERLAY_LOG_INFO, "%s: tombstone expired; the member is forgotten", gone->name);
+    if (o->env.member_forgotten)
+        o->env.member_forgotten(o->env.ctx, gone->name);
+    bool found;
+    size_t i = peer_index(o, gone->name, &found);
+    if (found && o->peers[i]->conn == CONN_NONE) {
+        free(o->peers[i]);
+        memmove(&o->peers[i], &o->peers[i + 1], (o->n_peers - i - 1) * sizeof *o->peers);
+        o->n_peers--;
+    }
+}
+
+/* Drops expired tombstones, once a second at most. */
+static void expire_tombstones(struct overlay *o, uint64_t t)
+{
+    if (t < o->next_expiry_check)
+        return;
+    o->next_expiry_check = t + 1000;
+    uint64_t w = wall_ms(o);
+    if (w && membership_expire(&o->ms, w, forgot, o) > 0)
+        o->digest_valid = false;
 }
 
 /* A member that was down answers again: the network that cut it off may
@@ -1019,6 +1132,7 @@ static void fm_tick(struct overlay *o)
     }
     uint64_t t = now_ms(o);
     detect_stall(o, t);
+    expire_tombstones(o, t);
     check_silence(o, t);
     check_dials(o, t);
     if (t >= o->next_ping) {
@@ -1088,4 +1202,5 @@ const struct overlay_ops overlay_full_mesh_ops = {
     .is_up = fm_is_up,
     .next_hop = fm_next_hop,
     .has_left = fm_has_left,
+    .forget = fm_forget,
 };

@@ -112,17 +112,20 @@ int state_load_members(const char *state_dir, struct membership *m)
         struct member e;
         memset(&e, 0, sizeof e);
         char state[8];
-        unsigned long long inc;
+        unsigned long long inc, expires = 0;
         char fmt[64];
-        snprintf(fmt, sizeof fmt, "%%%ds %%%ds %%llu %%7s", MEMBER_NAME_MAX, MEMBER_ADDR_MAX);
-        if (sscanf(line, fmt, e.name, e.address, &inc, state) != 4 ||
-            (strcmp(state, "alive") != 0 && strcmp(state, "left") != 0)) {
+        snprintf(fmt, sizeof fmt, "%%%ds %%%ds %%llu %%7s %%llu", MEMBER_NAME_MAX, MEMBER_ADDR_MAX);
+        /* The fifth column (a tombstone's expiry) is absent in files an
+         * older version wrote: such tombstones never expire. */
+        int got = sscanf(line, fmt, e.name, e.address, &inc, state, &expires);
+        if (got < 4 || (strcmp(state, "alive") != 0 && strcmp(state, "left") != 0)) {
             log_warn("state: %s/members line %d is corrupt; ignoring the file", state_dir, lineno);
             loaded = 0;
             break;
         }
         e.incarnation = inc;
         e.left = strcmp(state, "left") == 0;
+        e.expires_ms = e.left && got == 5 ? expires : 0;
         if (membership_merge_one(m, &e, NULL) < 0)
             break;
         loaded++;
@@ -133,36 +136,29 @@ int state_load_members(const char *state_dir, struct membership *m)
 
 static int write_members(const char *state_dir, const struct membership *m);
 
+/* The table is written as it is, not merged into what is stored: the
+ * running core was started from the stored table, so it holds everything
+ * the file did except what expired or was forgotten since, which must stay
+ * gone after a restart. */
 int state_save_members(const char *state_dir, const struct membership *m)
 {
     if (!state_dir || !*state_dir)
         return 0;
-    /* Merge into what is stored rather than replace it: a run that learned
-     * nothing (stopped at once, or cut off) must not make the next run
-     * forget the cluster. The table is a CRDT, so merging loses nothing. */
-    struct membership merged;
-    membership_init(&merged);
-    state_load_members(state_dir, &merged);
-    if (membership_merge(&merged, m->v, m->n, NULL, NULL) < 0) {
-        membership_free(&merged);
-        return write_members(state_dir, m);
-    }
-    int rc = write_members(state_dir, &merged);
-    membership_free(&merged);
-    return rc;
+    return write_members(state_dir, m);
 }
 
 static int write_members(const char *state_dir, const struct membership *m)
 {
-    size_t cap = m->n * (MEMBER_NAME_MAX + MEMBER_ADDR_MAX + 40) + 1;
+    size_t cap = m->n * (MEMBER_NAME_MAX + MEMBER_ADDR_MAX + 64) + 1;
     char *buf = malloc(cap);
     if (!buf)
         return -1;
     size_t off = 0;
     for (size_t i = 0; i < m->n; i++)
-        off += (size_t)snprintf(buf + off, cap - off, "%s %s %" PRIu64 " %s\n", m->v[i].name,
-                                m->v[i].address, m->v[i].incarnation,
-                                m->v[i].left ? "left" : "alive");
+        off += (size_t)snprintf(buf + off, cap - off, "%s %s %" PRIu64 " %s %" PRIu64 "\n",
+                                m->v[i].name, m->v[i].address, m->v[i].incarnation,
+                                m->v[i].left ? "left" : "alive",
+                                m->v[i].left ? m->v[i].expires_ms : 0);
     int rc = write_atomically(state_dir, "members", buf, off);
     free(buf);
     return rc;

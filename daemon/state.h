@@ -24,8 +24,9 @@ uint64_t state_next_incarnation(const char *state_dir, uint64_t now_ms);
  * Returns the number of entries loaded (0 when none or corrupt). */
 int state_load_members(const char *state_dir, struct membership *m);
 
-/* Stores the member table, merged with what the directory already holds
- * (so a short run that knew nobody never erases what an earlier run knew).
+/* Stores the member table as it is. The daemon's core starts from the
+ * stored table, so a short run that knew nobody still writes back what an
+ * earlier run knew; what expired or was forgotten stays gone.
  * Returns 0, or -1 (logged). */
 int state_save_members(const char *state_dir, const struct membership *m);
 

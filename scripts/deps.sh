@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that building and testing partisand need.
 # Idempotent and quick when everything is present; never prompts; uses sudo
-# only when not already root.
+# only when not already root. With --fuzz, also what test/fuzz/run.sh needs.
 set -euo pipefail
 
 packages=(
@@ -11,6 +11,9 @@ packages=(
     libssl-dev openssl  # TLS peer links; the CLI makes the tests' certificates
     iproute2        # ss -K: channel_test resets peer connections
 )
+if [ "${1:-}" = "--fuzz" ]; then
+    packages+=(clang libclang-rt-14-dev)   # libFuzzer and the sanitizers' runtime
+fi
 
 missing=()
 for p in "${packages[@]}"; do

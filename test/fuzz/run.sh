@@ -61,7 +61,10 @@ for t in "${TARGETS[@]}"; do
     opts=(-max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
           -artifact_prefix="$OUT/artifacts/$t-")
     case $t in
-    fuzz_config) opts+=(-dict=test/fuzz/config.dict -max_len=4096) ;;
+    fuzz_config)
+        { cat test/fuzz/config.dict
+          grep -oE '"[a-z_]+"' daemon/config.c | sort -u; } >"$OUT/config.dict"
+        opts+=(-dict="$OUT/config.dict" -max_len=4096) ;;
     fuzz_frame) opts+=(-max_len=8192) ;;
     esac
     echo "== $t: fuzzing for ${SECS}s"

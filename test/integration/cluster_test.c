@@ -339,6 +339,103 @@ static void test_removed_while_paused_learns_it(void)
     CHECK(hit == 1, "n3's log does not say it was removed");
 }
 
+/* Whether any running node other than those in skip[] lists who, even as
+ * left (members --all). */
+static bool anyone_lists(const char *who, const char *const *skip, size_t n_skip)
+{
+    for (int i = 0; i < N; i++) {
+        bool skipped = nodes[i].pid <= 0;
+        for (size_t k = 0; k < n_skip; k++)
+            skipped = skipped || strcmp(nodes[i].name, skip[k]) == 0;
+        if (skipped)
+            continue;
+        partisan_client *c = NULL;
+        if (partisan_connect(nodes[i].socket, &c) != 0)
+            return true;
+        struct partisan_member *m = NULL;
+        size_t n = 0;
+        bool listed = true;
+        if (partisan_members(c, 1, &m, &n, T) == 0) {
+            listed = false;
+            for (size_t k = 0; k < n; k++)
+                listed = listed || strcmp(m[k].name, who) == 0;
+            partisan_members_free(m, n);
+        }
+        partisan_close(c);
+        if (listed)
+            return true;
+    }
+    return false;
+}
+
+struct purge { const char *who; const char *skip[2]; };
+
+static bool purged(void *arg)
+{
+    const struct purge *p = arg;
+    return !anyone_lists(p->who, p->skip, 2);
+}
+
+/* Whether node i's state file names who. */
+static bool stored(int i, const char *who)
+{
+    char path[700], needle[64];
+    snprintf(path, sizeof path, "%s/state/members", nodes[i].dir);
+    snprintf(needle, sizeof needle, "%s ", who);
+    return harness_file_contains(path, needle) == 1;
+}
+
+/* Tombstones expire (cluster.tombstone_ttl_ms) on every node and stay
+ * gone; `forget` purges a dead member from every node's list and state
+ * file within its grace, and a restart does not bring it back. */
+static void test_tombstones_expire_and_forget(void)
+{
+    for (int i = 0; i < N; i++) {
+        char name[16], extra[1024];
+        snprintf(name, sizeof name, "n%d", i + 1);
+        snprintf(extra, sizeof extra, "%s, \"cluster\": {\"name\": \"test\", \"tombstone_ttl_ms\": 3000%s%s%s}",
+                 TIMERS, i ? ", \"seeds\": [\"" : "", i ? nodes[0].listen : "", i ? "\"]" : "");
+        harness_daemon_init(&nodes[i], name, extra);
+        CHECK(harness_daemon_start(&nodes[i], T) == 0, "%s did not start", name);
+    }
+    struct want w = { 0, N - 1, N, NULL };
+    CHECK(harness_wait_until(all_see, &w, 15000), "cluster did not converge");
+    char out[4096], err[512];
+    int rc = harness_ctl(&nodes[2], NULL, out, sizeof out, err, sizeof err, T, "leave", NULL);
+    CHECK(rc == 0, "leave: %s", err);
+    memset(gone, 0, sizeof gone);
+    CHECK(harness_wait_until(left_everywhere, "n3", T), "n3's leave did not reach every node");
+    struct purge p3 = { "n3", { "n3", "n3" } };
+    CHECK(harness_wait_until(purged, &p3, 3000 + 8000), "n3's tombstone did not expire everywhere");
+    for (int k = 0; k < 10; k++) {
+        CHECK(!anyone_lists("n3", p3.skip, 2), "n3's expired tombstone came back");
+        usleep(300 * 1000);
+    }
+
+    harness_daemon_kill(&nodes[4]);
+    rc = harness_ctl(&nodes[0], NULL, out, sizeof out, err, sizeof err, T, "forget", "n1", NULL);
+    CHECK(rc == 1 && strstr(err, "itself"), "forget of the node itself: exit %d, %s", rc, err);
+    rc = harness_ctl(&nodes[0], NULL, out, sizeof out, err, sizeof err, T, "forget", "nobody", NULL);
+    CHECK(rc == 1 && strstr(err, "not known"), "forget of an unknown node: exit %d, %s", rc, err);
+    rc = harness_ctl(&nodes[0], NULL, out, sizeof out, err, sizeof err, T, "forget", "n5", NULL);
+    CHECK(rc == 0, "forget n5: exit %d, %s", rc, err);
+    /* Grace: 20 gossip rounds of 200 ms. */
+    struct purge p5 = { "n5", { "n3", "n5" } };
+    CHECK(harness_wait_until(purged, &p5, 4000 + 8000), "forgotten n5 is still listed somewhere");
+    /* The state files are rewritten a little after a change. */
+    sleep(2);
+    for (int i = 0; i < N; i++)
+        if (i != 2 && i != 4)
+            CHECK(!stored(i, "n5") && !stored(i, "n3"), "%s's state file still names n5 or n3", nodes[i].name);
+    CHECK(harness_daemon_stop(&nodes[0], T) == 0, "n1 did not stop");
+    CHECK(harness_daemon_start(&nodes[0], T) == 0, "n1 did not restart");
+    struct want back = { 0, 1, 3, NULL };
+    CHECK(harness_wait_until(all_see, &back, T), "n1 did not rejoin after its restart");
+    CHECK(!anyone_lists("n5", p5.skip, 2) && !anyone_lists("n3", p3.skip, 2),
+          "a restart brought a forgotten or expired member back");
+    CHECK(harness_file_contains(nodes[0].log, "forgotten") == 1, "n1's log does not say n5 was forgotten");
+}
+
 /* A cluster CA and node certificates, made with the openssl CLI exactly as
  * the README tells an operator to. */
 static int make_certs(const char *dir)
@@ -751,6 +848,7 @@ int main(void)
     harness_run("other_cluster_refused", test_other_cluster_refused);
     harness_run("duplicate_name_refused", test_duplicate_name_refused);
     harness_run("removed_while_paused_learns_it", test_removed_while_paused_learns_it);
+    harness_run("tombstones_expire_and_forget", test_tombstones_expire_and_forget);
     harness_run("tls_links", test_tls_links);
     harness_run("cli_join_and_watch", test_cli_join_and_watch);
     harness_run("slow_remote_reader_loses_nothing", test_slow_remote_reader_loses_nothing);

@@ -597,6 +597,103 @@ struct scenario {
     int (*run)(struct run *r);
 };
 
+/* Nobody running holds an entry for node k. */
+static bool none_hold(struct sim *s, void *ctx)
+{
+    size_t k = *(const size_t *)ctx;
+    for (size_t i = 0; i < s->p.n; i++)
+        if (i != k && sim_running(s, i) && sim_member(s, i, k))
+            return false;
+    return true;
+}
+
+/* A tombstone stays while it matters, then goes from every node at once
+ * and never comes back, with the nodes' wall clocks apart and messages
+ * lost: the expiry is carried in the entry, and an expired entry from a
+ * node whose clock is behind is not merged back. Then `forget` purges a
+ * crashed member cluster-wide within its grace. */
+static int sc_tombstone_expiry(struct run *r)
+{
+    size_t n = 12;
+    uint64_t ttl = 20000;
+    struct sim_params p = {
+        .n = n, .seed = r->seed, .loss = r->loss > 0 ? r->loss : 0.01,
+        .gossip_interval_ms = 1000, .gossip_fanout = 3, .ping_interval_ms = 500,
+        .fd_timeout_ms = 3000, .backoff_initial_ms = 100, .backoff_max_ms = 5000,
+        .verbose = r->verbose, .tombstone_ttl_ms = ttl, .clock_skew_ms = 700,
+    };
+    struct sim *s = r->sim = sim_new(&p);
+    if (boot_cluster(r, n, 10, 30000) < 0)
+        return -1;
+    size_t pair[2];
+    pick_distinct(s, 2, pair, NULL);
+    size_t c = pair[0], by = pair[1];
+    sim_crash(s, c, false);
+    sim_run_until(s, s->now + 4000);
+    uint64_t t0 = s->now;
+    if (sim_leave(s, by, s->nodes[c].name) != 0)
+        return fail(r, "leave(n%zu) failed on n%zu", c, by);
+    struct left_watch lw = { c };
+    if (!sim_run_cond(s, all_see_left, &lw, t0 + 3000, 5))
+        return fail(r, "not everyone saw n%zu removed within 3000 ms", c);
+    sim_run_until(s, t0 + ttl - 2 * p.clock_skew_ms - 1500);
+    for (size_t i = 0; i < n; i++)
+        if (i != c && sim_running(s, i) && !sim_member(s, i, c))
+            return fail(r, "n%zu dropped n%zu's tombstone before its expiry", i, c);
+    if (!sim_run_cond(s, none_hold, &c, t0 + ttl + 2 * p.clock_skew_ms + 2500, 10)) {
+        for (size_t i = 0; i < n; i++) {
+            const struct member *m = i != c && sim_running(s, i) ? sim_member(s, i, c) : NULL;
+            if (m)
+                return fail(r, "n%zu still holds n%zu (%s, expires %" PRIu64 ", its clock %" PRIu64
+                            ") %" PRIu64 " ms after the removal (ttl %" PRIu64 ")", i, c,
+                            m->left ? "left" : "alive", m->expires_ms,
+                            s->now + (uint64_t)s->nodes[i].skew_ms, s->now - t0, ttl);
+        }
+    }
+    uint64_t gone_at = s->now - t0;
+    for (uint64_t end = s->now + 3 * ttl; s->now < end;) {
+        sim_run_until(s, s->now + 250);
+        if (!none_hold(s, &c))
+            return fail(r, "n%zu's expired tombstone came back %" PRIu64 " ms after the removal", c,
+                        s->now - t0);
+    }
+    if (!converged_same(s, NULL)) {
+        explain(r, "after the expiry");
+        return -1;
+    }
+
+    /* forget: a crashed member that was never removed. */
+    size_t d;
+    do
+        d = pick(s, n);
+    while (d == c || d == by);
+    sim_crash(s, d, false);
+    sim_run_until(s, s->now + 4000);
+    if (sim_forget(s, by, s->nodes[d].name) != 0)
+        return fail(r, "forget(n%zu) failed on n%zu", d, by);
+    if (sim_forget(s, by, s->nodes[by].name) != -1 || sim_forget(s, by, "nosuch") != -1)
+        return fail(r, "forget() of self or of a non-member did not return -1");
+    uint64_t t1 = s->now;
+    struct overlay_config oc = { .gossip_interval_ms = p.gossip_interval_ms };
+    uint64_t grace = overlay_forget_grace_ms(&oc);
+    if (!sim_run_cond(s, none_hold, &d, t1 + grace + 2 * p.clock_skew_ms + 2500, 10))
+        return fail(r, "n%zu still held %" PRIu64 " ms after forget (grace %" PRIu64 " ms)", d,
+                    s->now - t1, grace);
+    uint64_t forgot_at = s->now - t1;
+    sim_run_until(s, s->now + 3 * grace);
+    if (!none_hold(s, &d))
+        return fail(r, "forgotten n%zu came back", d);
+    if (!converged_same(s, NULL)) {
+        explain(r, "after the forget");
+        return -1;
+    }
+    printf("  tombstone_expiry: removed n%zu gone from every node %" PRIu64 " ms after removal (ttl %" PRIu64
+           " ms, clocks up to %u ms apart) and not back in %" PRIu64 " ms; forgotten n%zu gone everywhere after %"
+           PRIu64 " ms (grace %" PRIu64 " ms)\n",
+           c, gone_at, ttl, 2 * p.clock_skew_ms, 3 * ttl, d, forgot_at, grace);
+    return 0;
+}
+
 static const struct scenario scenarios[] = {
     { "join200", sc_join200 },
     { "crash10", sc_crash10 },
@@ -606,6 +703,7 @@ static const struct scenario scenarios[] = {
     { "stall", sc_stall },
     { "seed_retry", sc_seed_retry },
     { "poisoned_table", sc_poisoned_table },
+    { "tombstone_expiry", sc_tombstone_expiry },
 };
 
 static double real_ms(void)

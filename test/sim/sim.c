@@ -30,6 +30,7 @@ struct packed_msg {
         uint64_t incarnation;
         uint32_t name_off, addr_off;
         bool left;
+        uint64_t expires_ms;
     } *m;
     char *text;
 };
@@ -242,6 +243,7 @@ static struct packed_msg *pack(const struct overlay_msg *m)
         size_t ln = strlen(src->name) + 1, la = strlen(src->address) + 1;
         p->m[i].incarnation = src->incarnation;
         p->m[i].left = src->left;
+        p->m[i].expires_ms = src->expires_ms;
         p->m[i].name_off = (uint32_t)off;
         memcpy(p->text + off, src->name, ln);
         off += ln;
@@ -265,6 +267,7 @@ static void unpack(struct sim *s, const struct packed_msg *p, struct overlay_msg
         strcpy(d->address, p->text + p->m[i].addr_off);
         d->incarnation = p->m[i].incarnation;
         d->left = p->m[i].left;
+        d->expires_ms = p->m[i].expires_ms;
     }
     memset(out, 0, sizeof *out);
     out->type = p->type;
@@ -279,6 +282,16 @@ static void unpack(struct sim *s, const struct packed_msg *p, struct overlay_msg
 static uint64_t env_now(void *ctx)
 {
     return ((struct sim_node *)ctx)->sim->now;
+}
+
+/* The wall clock starts at a fixed date, so tombstone expiries are real
+ * epoch milliseconds, each node off by its skew. */
+#define SIM_WALL_EPOCH_MS UINT64_C(1790000000000)
+
+static uint64_t env_wall(void *ctx)
+{
+    const struct sim_node *n = ctx;
+    return (uint64_t)((int64_t)(SIM_WALL_EPOCH_MS + n->sim->now) + n->skew_ms);
 }
 
 static uint64_t env_random(void *ctx)
@@ -431,6 +444,7 @@ static void env_log(void *ctx, enum overlay_log_level level, const char *msg)
 
 static const struct overlay_env env_template = {
     .now_ms = env_now,
+    .wall_ms = env_wall,
     .random = env_random,
     .connect = env_connect,
     .disconnect = env_disconnect,
@@ -472,6 +486,9 @@ struct sim *sim_new(const struct sim_params *p)
         snprintf(nd->name, sizeof nd->name, "n%zu", i);
         snprintf(nd->address, sizeof nd->address, "n%zu.sim:7000", i);
         nd->tick_at = UINT64_MAX;
+        if (p->clock_skew_ms)
+            nd->skew_ms = (int64_t)(sim_random(s) % (2 * (uint64_t)p->clock_skew_ms + 1)) -
+                          (int64_t)p->clock_skew_ms;
     }
     return s;
 }
@@ -551,6 +568,7 @@ static void boot(struct sim *s, size_t i, const char *const *seeds, size_t n_see
         .initial_members = initial,
         .n_initial_members = n_initial,
         .max_members = s->p.max_members,
+        .tombstone_ttl_ms = s->p.tombstone_ttl_ms,
     };
     n->core = s->ops->create(&cfg, &env);
     if (!n->core) {
@@ -610,6 +628,18 @@ int sim_leave(struct sim *s, size_t i, const char *node)
         return -1;
     int r = s->ops->leave(s->nodes[i].core, node);
     long j = node ? node_by_name(s, node) : (long)i;
+    if (r == 0 && j >= 0)
+        s->nodes[j].removed = true;
+    reschedule(s, i);
+    return r;
+}
+
+int sim_forget(struct sim *s, size_t i, const char *node)
+{
+    if (!s->nodes[i].core)
+        return -1;
+    int r = s->ops->forget(s->nodes[i].core, node);
+    long j = node_by_name(s, node);
     if (r == 0 && j >= 0)
         s->nodes[j].removed = true;
     reschedule(s, i);

@@ -37,6 +37,8 @@ struct sim_params {
     bool verbose;                       /* print the cores' log lines */
     size_t max_members;                 /* the cores' bound; 0: none */
     bool foreign_members;               /* members that are no simulated node may appear */
+    uint64_t tombstone_ttl_ms;          /* the cores' tombstone lifetime; 0: never */
+    uint32_t clock_skew_ms;             /* each node's wall clock is off by up to this, either way */
 };
 
 struct sim_stats {
@@ -85,6 +87,7 @@ struct sim_node {
     uint64_t stall_until;
     size_t up_count, joined_count;      /* as observed through events */
     uint64_t downs, ups;                /* events this node emitted */
+    int64_t skew_ms;                    /* this node's wall clock minus the true time */
     struct member *saved;               /* the table at its last crash */
     size_t n_saved;
 };
@@ -102,6 +105,8 @@ void sim_crash(struct sim *s, size_t i, bool silent);
 void sim_restart(struct sim *s, size_t i, const char *const *seeds, size_t n_seeds, bool with_state);
 /* ops->leave(node) on node i's core. */
 int sim_leave(struct sim *s, size_t i, const char *node);
+/* ops->forget(node) on node i's core. */
+int sim_forget(struct sim *s, size_t i, const char *node);
 /* group[i] per node; NULL heals every partition. */
 void sim_partition(struct sim *s, const int *group);
 /* Node i processes nothing for ms (its events wait), as under SIGSTOP. */

@@ -42,7 +42,10 @@ static struct member random_entry(void)
     char name[16], addr[32];
     snprintf(name, sizeof name, "node%u", (unsigned)(rnd() % 24));
     snprintf(addr, sizeof addr, "10.0.0.%u:7000", (unsigned)(rnd() % 3));
-    return entry(name, addr, rnd() % 4, rnd() % 3 == 0);
+    struct member e = entry(name, addr, rnd() % 4, rnd() % 3 == 0);
+    if (e.left)
+        e.expires_ms = (rnd() % 3) * 1000;     /* 0: never, so ties on expiry happen too */
+    return e;
 }
 
 static void random_table(struct membership *m)
@@ -200,6 +203,51 @@ START_TEST(left_wins_a_tie)
     ck_assert_int_gt(membership_compare(&left, &alive), 0);
     ck_assert_int_lt(membership_compare(&alive, &left), 0);
     ck_assert_int_eq(membership_compare(&left, &left), 0);
+    membership_free(&m);
+}
+END_TEST
+
+/* Two tombstones of one entry: the one expiring first wins (a forget
+ * overrides a leave), none expiring counts as the latest; alive entries
+ * carry no expiry. membership_expire() drops exactly the tombstones due. */
+START_TEST(earliest_expiry_wins_and_expire_drops)
+{
+    struct membership m;
+    membership_init(&m);
+    struct member never = entry("a", "h:1", 5, true), late = never, soon = never;
+    late.expires_ms = 9000;
+    soon.expires_ms = 3000;
+    ck_assert_int_eq(membership_merge_one(&m, &never, NULL), MEMBERSHIP_ADDED);
+    ck_assert_int_eq(membership_merge_one(&m, &late, NULL), MEMBERSHIP_UPDATED);
+    ck_assert_int_eq(membership_merge_one(&m, &soon, NULL), MEMBERSHIP_UPDATED);
+    ck_assert_int_eq(membership_merge_one(&m, &late, NULL), MEMBERSHIP_UNCHANGED);
+    ck_assert_int_eq(membership_merge_one(&m, &never, NULL), MEMBERSHIP_UNCHANGED);
+    ck_assert_uint_eq(membership_find(&m, "a")->expires_ms, 3000);
+
+    struct member b = entry("b", "h:2", 1, false), c = entry("c", "h:3", 1, true);
+    b.expires_ms = 1;                           /* ignored: b is alive */
+    c.expires_ms = 4000;
+    struct member d = entry("d", "h:4", 1, true);   /* never expires */
+    ck_assert_int_eq(membership_merge_one(&m, &b, NULL), MEMBERSHIP_ADDED);
+    ck_assert_int_eq(membership_merge_one(&m, &c, NULL), MEMBERSHIP_ADDED);
+    ck_assert_int_eq(membership_merge_one(&m, &d, NULL), MEMBERSHIP_ADDED);
+    ck_assert_uint_eq(membership_find(&m, "b")->expires_ms, 0);
+    ck_assert(!membership_expired(membership_find(&m, "b"), UINT64_MAX));
+    ck_assert(membership_expired(&soon, 3000));
+    ck_assert(!membership_expired(&soon, 2999));
+    uint64_t before = membership_digest(&m);
+
+    ck_assert_uint_eq(membership_expire(&m, 2999, NULL, NULL), 0);
+    ck_assert_uint_eq(membership_digest(&m), before);
+    ck_assert_uint_eq(membership_expire(&m, 3000, NULL, NULL), 1);
+    ck_assert_ptr_null(membership_find(&m, "a"));
+    ck_assert_uint_eq(membership_expire(&m, UINT64_MAX - 1, NULL, NULL), 1);
+    ck_assert_ptr_null(membership_find(&m, "c"));
+    ck_assert_uint_eq(m.n, 2);
+    ck_assert_ptr_nonnull(membership_find(&m, "b"));
+    ck_assert_ptr_nonnull(membership_find(&m, "d"));
+    ck_assert_str_eq(m.v[0].name, "b");          /* still sorted */
+    ck_assert_str_eq(m.v[1].name, "d");
     membership_free(&m);
 }
 END_TEST
@@ -443,6 +491,7 @@ static Suite *membership_suite(void)
     TCase *rules = tcase_create("rules");
     tcase_add_test(rules, left_wins_a_tie);
     tcase_add_test(rules, higher_incarnation_wins);
+    tcase_add_test(rules, earliest_expiry_wins_and_expire_drops);
     tcase_add_test(rules, address_move_with_higher_incarnation);
     tcase_add_test(rules, merge_reports_changes);
     tcase_add_test(rules, duplicate_names_change_once);
