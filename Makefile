@@ -27,7 +27,7 @@ GEN       := $(BUILD)/gen/ipc.pb-c.c $(BUILD)/gen/peer.pb-c.c
 GEN_H     := $(GEN:.c=.h)
 
 DAEMON_SRC := daemon/main.c daemon/config.c daemon/log.c daemon/ipc.c daemon/router.c \
-              daemon/node.c daemon/transport.c daemon/membership.c daemon/overlay_full_mesh.c \
+              daemon/node.c daemon/transport.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c \
               daemon/state.c daemon/flow.c daemon/channel.c daemon/control.c daemon/gossip_codec.c daemon/tls.c daemon/config_diff.c proto/frame.c proto/pbarena.c
 CLIENT_SRC := client/client.c proto/frame.c
 CTL_SRC    := client/partisanctl.c
@@ -141,9 +141,9 @@ $(BUILD)/test/check_flow: $(call obj,test/unit/check_flow.c daemon/flow.c)
 $(BUILD)/test/check_transport: $(call obj,test/unit/check_transport.c daemon/transport.c daemon/tls.c daemon/channel.c daemon/membership.c daemon/log.c proto/frame.c proto/pbarena.c) $(BUILD)/obj/gen/peer.pb-c.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
-$(BUILD)/test/sim: $(call obj,test/sim/sim.c test/sim/scenarios.c daemon/membership.c daemon/overlay_full_mesh.c)
+$(BUILD)/test/sim: $(call obj,test/sim/sim.c test/sim/scenarios.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c daemon/gossip_codec.c proto/pbarena.c) $(BUILD)/obj/gen/peer.pb-c.o
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lm
 $(BUILD)/test/ipc_test: $(call obj,test/integration/ipc_test.c test/integration/harness.c) $(BUILD)/libpartisan-client.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c)

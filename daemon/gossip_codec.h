@@ -1,24 +1,61 @@
-/* gossip_codec: the full mesh's overlay messages on the wire — struct
- * overlay_msg to and from peer.proto's Gossip. Kept out of node.c so that
- * the wiring does not know an overlay's wire format, and so that the fuzz
- * harnesses can exercise the real decoder. */
+/* gossip_codec: the full mesh's wire messages — struct gossip_msg to and
+ * from the bytes of peer.proto's Gossip, which travel in PeerFrame.overlay.
+ * Only the full-mesh core and the fuzz harnesses use it: the driver never
+ * looks inside an overlay's messages.
+ *
+ * A codec keeps its buffers between calls (a STATE carries the whole member
+ * table, so a busy node encodes and decodes thousands of entries a second):
+ * after the first messages, encoding and decoding allocate nothing. */
 #ifndef PARTISAN_GOSSIP_CODEC_H
 #define PARTISAN_GOSSIP_CODEC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
-#include "overlay.h"
-#include "peer.pb-c.h"
+#include "membership.h"
+#include "pbarena.h"
 
-/* Builds the Gossip for m and hands it to send(), which must not keep it.
- * Returns send()'s result, or -1 out of memory. */
-int gossip_encode(const struct overlay_msg *m, int (*send)(void *ctx, const Partisan__Peer__Gossip *g), void *ctx);
+enum gossip_type {
+    GOSSIP_STATE = 0,           /* members[]: the sender's whole table; digest: the sender's digest */
+    GOSSIP_DIGEST = 1,          /* digest only */
+    GOSSIP_PING = 2,            /* seq */
+    GOSSIP_PONG = 3,            /* seq */
+    GOSSIP_STATE_REQUEST = 4,   /* asks for a STATE back */
+};
+#define GOSSIP_TYPES 5
 
-/* Reads g into *out; its members (if any) are a new array in *members,
- * for the caller to free(). Returns 0, or -1 with the reason in err: an
- * unknown kind, a malformed member entry, or out of memory. Nothing from
+struct gossip_msg {
+    enum gossip_type type;
+    uint64_t digest;
+    uint64_t seq;
+    const struct member *members;
+    size_t n_members;
+};
+
+struct gossip_codec {
+    uint8_t *wire;
+    size_t wire_cap;
+    void *states, *state_ptrs;      /* protobuf-c structs for packing */
+    size_t states_cap, state_ptrs_cap;
+    struct member *members;         /* what the last unpack decoded */
+    size_t members_cap;
+    struct pbarena arena;
+};
+
+/* Returns 0, or -1 out of memory. */
+int gossip_codec_init(struct gossip_codec *c);
+void gossip_codec_free(struct gossip_codec *c);
+
+/* Encodes m; *out (valid until the next call on c) and *len receive the
+ * bytes (0 of them for an all-default message). Returns 0, or -1 out of
+ * memory. */
+int gossip_pack(struct gossip_codec *c, const struct gossip_msg *m, const uint8_t **out, size_t *len);
+
+/* Reads one message into *out, whose members point into c (valid until the
+ * next call on c). Returns 0, or -1 with the reason in err: not a Gossip,
+ * an unknown kind, a malformed member entry, or out of memory. Nothing from
  * a rejected message reaches the caller. */
-int gossip_decode(const Partisan__Peer__Gossip *g, struct overlay_msg *out, struct member **members, char *err,
+int gossip_unpack(struct gossip_codec *c, const uint8_t *msg, size_t len, struct gossip_msg *out, char *err,
                   size_t errlen);
 
 #endif

@@ -14,7 +14,6 @@
 #include "config.h"
 #include "config_diff.h"
 #include "control.h"
-#include "gossip_codec.h"
 #include "ipc.h"
 #include "log.h"
 #include "overlay.h"
@@ -74,7 +73,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd; (void)what;
     struct node *n = arg;
-    n->ops->tick(n->core);
+    n->ops->tick(n->core, clock_now_ms());
     arm_tick(n);
 }
 
@@ -117,21 +116,10 @@ static void env_disconnect(void *ctx, const char *node)
     router_peer_gone(n->router, node);
 }
 
-struct gossip_to {
-    struct transport *transport;
-    const char *node;
-};
-
-static int send_gossip(void *ctx, const Partisan__Peer__Gossip *g)
+static void env_send(void *ctx, const char *node, const uint8_t *msg, size_t len)
 {
-    const struct gossip_to *to = ctx;
-    return transport_send_gossip(to->transport, to->node, g);
-}
-
-static void env_send(void *ctx, const char *node, const struct overlay_msg *m)
-{
-    struct gossip_to to = { ((struct node *)ctx)->transport, node };
-    gossip_encode(m, send_gossip, &to);   /* no connection: the core redials and resends */
+    /* No connection: the core redials and resends. */
+    transport_send_overlay(((struct node *)ctx)->transport, node, msg, len);
 }
 
 static void env_joined(void *ctx, const struct member *m)
@@ -218,18 +206,10 @@ static void tp_disconnected(void *ctx, const char *node)
     arm_tick(n);
 }
 
-static void tp_gossip(void *ctx, const char *from, const Partisan__Peer__Gossip *g)
+static void tp_overlay(void *ctx, const char *from, const uint8_t *msg, size_t len)
 {
     struct node *n = ctx;
-    struct overlay_msg m;
-    struct member *members;
-    char err[128];
-    if (gossip_decode(g, &m, &members, err, sizeof err) != 0) {
-        log_warn("%s from %s; ignored", err, from);
-        return;
-    }
-    n->ops->receive(n->core, from, &m);
-    free(members);
+    n->ops->receive(n->core, from, msg, len);
     arm_tick(n);
 }
 
@@ -263,22 +243,12 @@ static int tp_check_hello(void *ctx, const char *node, uint64_t incarnation)
     return m && m->left && m->incarnation >= incarnation ? PARTISAN__PEER__REFUSE__REASON__LEFT : 0;
 }
 
-/* A peer says this node was removed: the core hears it as that peer's word
- * about this node (left at its incarnation), which it accepts as for a
- * removal gossiped to it. */
 static void tp_removed(void *ctx, const char *by_node)
 {
     struct node *n = ctx;
     if (n->ops->has_left(n->core))
         return;
-    const struct member *self = membership_find(n->ops->members(n->core), n->cfg.node_name);
-    if (!self)
-        return; /* the core always holds its own entry */
-    struct member me = *self;
-    me.left = true;
-    struct overlay_msg m = { .type = OVERLAY_MSG_STATE, .members = &me, .n_members = 1 };
-    log_warn("node %s says this node was removed from the cluster", by_node);
-    n->ops->receive(n->core, by_node, &m);
+    n->ops->removed_by(n->core, by_node);
     save_state_now(n);
     arm_tick(n);
 }
@@ -386,7 +356,7 @@ static int start_transport(struct node *n, char *err, size_t errlen)
         .on_connected = tp_connected,
         .on_connect_failed = tp_connect_failed,
         .on_disconnected = tp_disconnected,
-        .on_gossip = tp_gossip,
+        .on_overlay = tp_overlay,
         .on_data = tp_data,
         .on_credit = tp_credit,
         .on_lane_drained = tp_lane_drained,
@@ -476,7 +446,12 @@ static int start_overlay(struct node *n, char *err, size_t errlen)
         oc.n_initial_members = known.n;
         log_info("state: %zu remembered member(s) from %s", known.n, n->cfg.state_dir);
     }
-    n->ops = &overlay_full_mesh_ops;
+    n->ops = overlay_find(config_overlay_name(n->cfg.overlay));
+    if (!n->ops) {
+        membership_free(&known);
+        return snprintf(err, errlen, "overlay %s is not built into this daemon (built in: %s)",
+                        config_overlay_name(n->cfg.overlay), overlay_names()), -1;
+    }
     n->core = n->ops->create(&oc, &env);
     if (!n->core) {
         membership_free(&known);

@@ -16,6 +16,17 @@
  * on the peer's outbound connection (this node's inbound one), through
  * overlay_receive(). env->send to a node with no connection is dropped by the
  * driver (the core only sends to nodes it knows are connected).
+ *
+ * Wire messages belong to the core: env->send takes one message already in
+ * the core's own encoding (the full mesh's is peer.proto's Gossip, through
+ * gossip_codec.c; HyParView's is proto/hyparview.proto) and receive() gets
+ * the bytes a peer's core sent, which may be anything a hostile or
+ * mismatched peer chose: a core ignores what it cannot decode. The driver
+ * carries them in PeerFrame.overlay without looking inside, so adding an
+ * overlay changes neither the driver nor the other cores.
+ *
+ * Time: tick() is given the current monotonic time; the other entry points
+ * read it from env->now_ms.
  * env->disconnect(node) closes our outbound connection to node once what was
  * already sent on it is written (a core leaving sends its last STATE just
  * before), and the inbound ones from node; the driver does not report
@@ -39,24 +50,6 @@ struct peer_addr {
     char address[MEMBER_ADDR_MAX + 1];  /* host:port */
 };
 
-enum overlay_msg_type {
-    OVERLAY_MSG_STATE = 0,          /* members[]: the sender's whole table; digest: the sender's digest */
-    OVERLAY_MSG_DIGEST = 1,         /* digest only */
-    OVERLAY_MSG_PING = 2,           /* seq */
-    OVERLAY_MSG_PONG = 3,           /* seq */
-    OVERLAY_MSG_STATE_REQUEST = 4,  /* asks for a STATE back */
-};
-
-/* A message between cores. Pointers are borrowed for the duration of the
- * call that passes it; a driver copies or encodes what it keeps. */
-struct overlay_msg {
-    enum overlay_msg_type type;
-    uint64_t digest;
-    uint64_t seq;
-    const struct member *members;
-    size_t n_members;
-};
-
 enum overlay_log_level { OVERLAY_LOG_DEBUG = 0, OVERLAY_LOG_INFO, OVERLAY_LOG_WARN };
 
 struct overlay_env {
@@ -68,7 +61,7 @@ struct overlay_env {
     uint64_t (*random)(void *ctx);                   /* uniformly random 64 bits */
     void (*connect)(void *ctx, const struct peer_addr *peer);
     void (*disconnect)(void *ctx, const char *node); /* close both directions' connections */
-    void (*send)(void *ctx, const char *node, const struct overlay_msg *m);
+    void (*send)(void *ctx, const char *node, const uint8_t *msg, size_t len);
     /* Events for applications. joined/left follow membership (the cluster's
      * agreement); up/down follow reachability (this node's view). */
     void (*member_joined)(void *ctx, const struct member *m);
@@ -80,7 +73,17 @@ struct overlay_env {
     void (*member_forgotten)(void *ctx, const char *node);
     /* Optional (may be NULL): a line for the daemon's log. */
     void (*log)(void *ctx, enum overlay_log_level level, const char *msg);
+    /* Optional, for overlays with partial views (may be NULL): a node
+     * entered or left this node's set of direct neighbours. */
+    void (*neighbor_up)(void *ctx, const char *node);
+    void (*neighbor_down)(void *ctx, const char *node);
+    /* Optional (may be NULL): an application broadcast (ops->broadcast on
+     * origin) reached this node, once; the driver hands it to name here. */
+    void (*broadcast_deliver)(void *ctx, const char *origin, const char *name, const uint8_t *payload,
+                              size_t len);
 };
+
+struct hyparview_params;   /* overlay_hyparview.h */
 
 struct overlay_config {
     const char *self_name;
@@ -106,6 +109,8 @@ struct overlay_config {
     /* How long a member that left stays as a tombstone before every node
      * drops it. 0: for ever. */
     uint64_t tombstone_ttl_ms;
+    /* The HyParView core's parameters (NULL: its defaults); others ignore it. */
+    const struct hyparview_params *hyparview;
 };
 
 struct overlay;
@@ -132,9 +137,14 @@ struct overlay_ops {
     /* An outbound dial (to peer, as passed to env->connect) did not complete. */
     void (*connect_failed)(struct overlay *o, const struct peer_addr *peer);
     void (*peer_disconnected)(struct overlay *o, const char *node);
-    void (*receive)(struct overlay *o, const char *from, const struct overlay_msg *m);
-    /* Call at least every overlay_next_deadline(); reads env->now_ms. */
-    void (*tick)(struct overlay *o);
+    /* One message from from's core (see "Wire messages" above). */
+    void (*receive)(struct overlay *o, const char *from, const uint8_t *msg, size_t len);
+    /* A peer refused this node's handshake saying this node was removed
+     * from the cluster (peer.proto Refuse.LEFT): it must stop, as if it had
+     * learned the removal by gossip. */
+    void (*removed_by)(struct overlay *o, const char *by_node);
+    /* Call at least every next_deadline(), with the current time. */
+    void (*tick)(struct overlay *o, uint64_t now_ms);
     /* The env->now_ms() time at which tick should next run. */
     uint64_t (*next_deadline)(const struct overlay *o);
     /* The member table (left members included). */
@@ -146,12 +156,24 @@ struct overlay_ops {
     const char *(*next_hop)(const struct overlay *o, const char *dest);
     /* True once this node left the cluster (itself, or removed by another). */
     bool (*has_left)(const struct overlay *o);
+    /* Optional (NULL: every member that is up is a neighbour, as in a full
+     * mesh): whether node is one of this node's direct neighbours. */
+    bool (*is_neighbor)(const struct overlay *o, const char *node);
+    /* Optional (NULL: the driver sends to name on every member that is up,
+     * and delivers locally): spreads payload to name on every node of the
+     * cluster, this one included, through env->broadcast_deliver. Returns 0,
+     * or -1 when it cannot (payload too large, this node left). */
+    int (*broadcast)(struct overlay *o, const char *name, const uint8_t *payload, size_t len);
 };
+
+/* The registry: the core that `overlay.type` names, or NULL. The daemon and
+ * the simulator look cores up here and nowhere else name one. */
+const struct overlay_ops *overlay_find(const char *type);
+/* The registered names, for messages: "full_mesh, hyparview". */
+const char *overlay_names(void);
 
 /* How long after a forget its tombstone expires: long enough to reach every
  * member by gossip first. */
 uint64_t overlay_forget_grace_ms(const struct overlay_config *cfg);
-
-extern const struct overlay_ops overlay_full_mesh_ops;
 
 #endif

@@ -14,6 +14,8 @@
  * is alive in membership, so partitions heal without anyone rejoining. */
 #include "overlay.h"
 
+#include "gossip_codec.h"
+
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -85,6 +87,14 @@ struct overlay {
     struct member *unexpired;           /* merge input without expired tombstones */
     size_t unexpired_cap;
     uint64_t next_expiry_check;
+    struct gossip_codec codec;
+    /* Our STATE, encoded once per change of the table: a join pushes it
+     * to every member, and encoding it for each would cost O(n^2). */
+    struct gossip_codec state_codec;
+    const uint8_t *state_wire;
+    size_t state_wire_len;
+    bool state_wire_valid;
+    uint64_t undecodable, undecodable_warned_at;
 };
 
 /* ---- small helpers ---- */
@@ -368,27 +378,44 @@ static struct seed *seed_for_connection(struct overlay *o, const char *address)
 
 /* ---- sending ---- */
 
+static void send_msg(struct overlay *o, const char *node, const struct gossip_msg *m)
+{
+    const uint8_t *wire;
+    size_t len;
+    if (gossip_pack(&o->codec, m, &wire, &len) != 0) {
+        logf_(o, OVERLAY_LOG_WARN, "out of memory encoding a message for %s", node);
+        return;     /* as a lost message: the next round repeats it */
+    }
+    o->env.send(o->env.ctx, node, wire, len);
+}
+
 static void send_state(struct overlay *o, const char *node)
 {
-    struct overlay_msg m = {
-        .type = OVERLAY_MSG_STATE,
+    struct gossip_msg m = {
+        .type = GOSSIP_STATE,
         .digest = digest(o),
         .members = o->ms.v,
         .n_members = o->ms.n,
     };
+    if (!o->state_wire_valid) {
+        if (gossip_pack(&o->state_codec, &m, &o->state_wire, &o->state_wire_len) != 0) {
+            logf_(o, OVERLAY_LOG_WARN, "out of memory encoding this node's member table");
+            return;     /* as a lost message: the next round repeats it */
+        }
+        o->state_wire_valid = true;
+    }
     struct peer *p = peer_find(o, node);
     if (p) {
         p->sent_state = true;
         p->sent_digest = m.digest;
     }
-    o->env.send(o->env.ctx, node, &m);
+    o->env.send(o->env.ctx, node, o->state_wire, o->state_wire_len);
 }
 
-static void send_simple(struct overlay *o, const char *node, enum overlay_msg_type type,
-                        uint64_t seq)
+static void send_simple(struct overlay *o, const char *node, enum gossip_type type, uint64_t seq)
 {
-    struct overlay_msg m = { .type = type, .seq = seq, .digest = digest(o) };
-    o->env.send(o->env.ctx, node, &m);
+    struct gossip_msg m = { .type = type, .seq = seq, .digest = digest(o) };
+    send_msg(o, node, &m);
 }
 
 static void push_state_all(struct overlay *o)
@@ -551,7 +578,7 @@ static void merge_self(struct overlay *o, bool left)
     me.left = left;
     me.expires_ms = left ? expiry_in(o, o->cfg.tombstone_ttl_ms) : 0;
     if (membership_merge_one(&o->ms, &me, NULL) > 0)
-        o->digest_valid = false;
+        o->digest_valid = o->state_wire_valid = false;
 }
 
 /* Someone else's word about this node: a `left` at our incarnation is a
@@ -663,7 +690,7 @@ static int merge_in(struct overlay *o, const struct member *v, size_t n, const c
     }
     if (r == 0)
         return 0;
-    o->digest_valid = false;
+    o->digest_valid = o->state_wire_valid = false;
     if (o->self_touched)
         check_self(o);
     if (o->any_left)
@@ -679,6 +706,11 @@ static struct overlay *fm_create(const struct overlay_config *cfg, const struct 
     struct overlay *o = calloc(1, sizeof *o);
     if (!o)
         return NULL;
+    if (gossip_codec_init(&o->codec) != 0 || gossip_codec_init(&o->state_codec) != 0) {
+        gossip_codec_free(&o->codec);
+        free(o);
+        return NULL;
+    }
     o->env = *env;
     o->cfg = *cfg;
     o->cfg.self_name = o->cfg.self_address = NULL;
@@ -709,6 +741,8 @@ static struct overlay *fm_create(const struct overlay_config *cfg, const struct 
     }
     if (!ok) {
         membership_free(&o->ms);
+        gossip_codec_free(&o->codec);
+        gossip_codec_free(&o->state_codec);
         free(o->seeds);
         free(o);
         return NULL;
@@ -728,6 +762,8 @@ static void fm_destroy(struct overlay *o)
     free(o->initial);
     free(o->bounded);
     free(o->unexpired);
+    gossip_codec_free(&o->codec);
+    gossip_codec_free(&o->state_codec);
     membership_free(&o->ms);
     free(o);
 }
@@ -853,7 +889,7 @@ static void expire_tombstones(struct overlay *o, uint64_t t)
     o->next_expiry_check = t + 1000;
     uint64_t w = wall_ms(o);
     if (w && membership_expire(&o->ms, w, forgot, o) > 0)
-        o->digest_valid = false;
+        o->digest_valid = o->state_wire_valid = false;
 }
 
 /* A member that was down answers again: the network that cut it off may
@@ -976,7 +1012,7 @@ static void heard_from(struct overlay *o, struct peer *p)
     }
 }
 
-static void receive_state(struct overlay *o, const char *from, const struct overlay_msg *m)
+static void receive_state(struct overlay *o, const char *from, const struct gossip_msg *m)
 {
     merge_in(o, m->members, m->n_members, from);
     if (o->left || !member_alive(o, from))
@@ -994,11 +1030,11 @@ static void receive_state(struct overlay *o, const char *from, const struct over
     }
 }
 
-static void fm_receive(struct overlay *o, const char *from, const struct overlay_msg *m)
+static void receive_msg(struct overlay *o, const char *from, const struct gossip_msg *m)
 {
     if (!o->started || o->left || is_self(o, from))
         return;
-    if (m->type == OVERLAY_MSG_STATE) {
+    if (m->type == GOSSIP_STATE) {
         receive_state(o, from, m);
         return;
     }
@@ -1010,21 +1046,58 @@ static void fm_receive(struct overlay *o, const char *from, const struct overlay
     heard_from(o, p);
     bool can_reply = p->conn == CONN_UP;
     switch (m->type) {
-    case OVERLAY_MSG_PING:
+    case GOSSIP_PING:
         if (can_reply)
-            send_simple(o, from, OVERLAY_MSG_PONG, m->seq);
+            send_simple(o, from, GOSSIP_PONG, m->seq);
         break;
-    case OVERLAY_MSG_DIGEST:
+    case GOSSIP_DIGEST:
         if (can_reply && m->digest != digest(o))
             send_state(o, from);
         break;
-    case OVERLAY_MSG_STATE_REQUEST:
+    case GOSSIP_STATE_REQUEST:
         if (can_reply)
             send_state(o, from);
         break;
     default:
         break;
     }
+}
+
+static void fm_receive(struct overlay *o, const char *from, const uint8_t *msg, size_t len)
+{
+    struct gossip_msg m;
+    char err[160];
+    if (gossip_unpack(&o->codec, msg, len, &m, err, sizeof err) != 0) {
+        /* A peer running another overlay, or a broken one: ignored, and
+         * said once a minute rather than once a message. */
+        o->undecodable++;
+        uint64_t t = now_ms(o);
+        if (!o->undecodable_warned_at || t - o->undecodable_warned_at >= 60000) {
+            logf_(o, OVERLAY_LOG_WARN, "%s from %s ignored (%" PRIu64 " such message(s) in the last minute)",
+                  err, from, o->undecodable);
+            o->undecodable_warned_at = t;
+            o->undecodable = 0;
+        }
+        return;
+    }
+    receive_msg(o, from, &m);
+}
+
+/* A peer refused our handshake because we were removed: the same as
+ * hearing our own entry marked left from it. */
+static void fm_removed_by(struct overlay *o, const char *by_node)
+{
+    if (o->left)
+        return;
+    const struct member *self = membership_find(&o->ms, o->self_name);
+    if (!self)
+        return;     /* the core always holds its own entry */
+    struct member me = *self;
+    me.left = true;
+    me.expires_ms = expiry_in(o, o->cfg.tombstone_ttl_ms);
+    logf_(o, OVERLAY_LOG_WARN, "node %s says this node was removed from the cluster", by_node);
+    struct gossip_msg m = { .type = GOSSIP_STATE, .members = &me, .n_members = 1 };
+    receive_msg(o, by_node, &m);
 }
 
 /* ---- the clock ---- */
@@ -1076,7 +1149,7 @@ static void ping_all(struct overlay *o)
     o->ping_seq++;
     for (size_t i = 0; i < o->n_peers; i++)
         if (o->peers[i]->conn == CONN_UP)
-            send_simple(o, o->peers[i]->name, OVERLAY_MSG_PING, o->ping_seq);
+            send_simple(o, o->peers[i]->name, GOSSIP_PING, o->ping_seq);
 }
 
 static void gossip_round(struct overlay *o)
@@ -1091,7 +1164,7 @@ static void gossip_round(struct overlay *o)
         struct peer *tmp = o->scratch[i];
         o->scratch[i] = o->scratch[j];
         o->scratch[j] = tmp;
-        send_simple(o, o->scratch[i]->name, OVERLAY_MSG_DIGEST, 0);
+        send_simple(o, o->scratch[i]->name, GOSSIP_DIGEST, 0);
     }
 }
 
@@ -1124,13 +1197,13 @@ static uint64_t compute_deadline(const struct overlay *o)
     return d;
 }
 
-static void fm_tick(struct overlay *o)
+static void fm_tick(struct overlay *o, uint64_t now)
 {
     if (!o->started || o->left) {
         o->deadline = UINT64_MAX;
         return;
     }
-    uint64_t t = now_ms(o);
+    uint64_t t = now;
     detect_stall(o, t);
     expire_tombstones(o, t);
     check_silence(o, t);
@@ -1196,6 +1269,7 @@ const struct overlay_ops overlay_full_mesh_ops = {
     .connect_failed = fm_connect_failed,
     .peer_disconnected = fm_peer_disconnected,
     .receive = fm_receive,
+    .removed_by = fm_removed_by,
     .tick = fm_tick,
     .next_deadline = fm_next_deadline,
     .members = fm_members,

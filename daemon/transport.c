@@ -14,7 +14,7 @@
  * once control is back in the event loop; code that invokes a callback checks
  * those flags afterwards and never touches anything else it held. Failures
  * discovered inside a call from the user (a dial that fails at once, a
- * control queue overflow in transport_send_gossip) are reported from the
+ * control queue overflow in transport_send_overlay) are reported from the
  * loop, by activating the conn's timer with a "doom" reason, never from
  * inside the call.
  *
@@ -1056,7 +1056,7 @@ static const char *body_name(int body_case)
     case PARTISAN__PEER__PEER_FRAME__BODY_HELLO: return "Hello";
     case PARTISAN__PEER__PEER_FRAME__BODY_WELCOME: return "Welcome";
     case PARTISAN__PEER__PEER_FRAME__BODY_REFUSE: return "Refuse";
-    case PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP: return "Gossip";
+    case PARTISAN__PEER__PEER_FRAME__BODY_OVERLAY: return "an overlay message";
     case PARTISAN__PEER__PEER_FRAME__BODY_DATA: return "Data";
     case PARTISAN__PEER__PEER_FRAME__BODY_CREDIT: return "Credit";
     default: return "empty or unknown";
@@ -1092,9 +1092,9 @@ static void handle_frame(struct conn *c, const Partisan__Peer__PeerFrame *f)
     }
     const char *from = c->kind == CONN_IN ? c->node : c->peer->node;
     switch (f->body_case) {
-    case PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP:
-        if (t->cb.on_gossip)
-            t->cb.on_gossip(t->cb.ctx, from, f->gossip);
+    case PARTISAN__PEER__PEER_FRAME__BODY_OVERLAY:
+        if (t->cb.on_overlay)
+            t->cb.on_overlay(t->cb.ctx, from, f->overlay.data, f->overlay.len);
         break;
     case PARTISAN__PEER__PEER_FRAME__BODY_DATA:
         if (c->kind != CONN_IN) {
@@ -1591,11 +1591,12 @@ static int send_control(struct transport *t, const char *node, const Partisan__P
     return rc;
 }
 
-int transport_send_gossip(struct transport *t, const char *node, const Partisan__Peer__Gossip *g)
+int transport_send_overlay(struct transport *t, const char *node, const uint8_t *msg, size_t len)
 {
     Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
-    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP;
-    f.gossip = (Partisan__Peer__Gossip *)g;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_OVERLAY;
+    f.overlay.data = (uint8_t *)msg;
+    f.overlay.len = len;
     return send_control(t, node, &f);
 }
 

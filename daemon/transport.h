@@ -101,8 +101,9 @@ struct transport_callbacks {
                               const char *reason);
     /* Our established outbound control connection to `node` was lost. */
     void (*on_disconnected)(void *ctx, const char *node);
-    /* A gossip frame from `from`, on one of its connections to us. */
-    void (*on_gossip)(void *ctx, const char *from, const Partisan__Peer__Gossip *g);
+    /* An overlay message (PeerFrame.overlay) from `from`, on one of its
+     * connections to us; bytes valid during the call. */
+    void (*on_overlay)(void *ctx, const char *from, const uint8_t *msg, size_t len);
     /* An application message from `from` (the connection's node) on
      * `channel` (the connection's). Pointers valid during the call. */
     void (*on_data)(void *ctx, const char *from, const char *channel, const Partisan__Peer__Data *d);
@@ -176,9 +177,10 @@ void transport_connect(struct transport *t, const char *expect_node, const char 
  * reported back: no on_disconnected or on_connect_failed follows. */
 void transport_disconnect(struct transport *t, const char *node);
 
-/* Queues a gossip frame on the control connection to node. Returns 0, or -1
+/* Queues an overlay message (the core's own encoding, carried as
+ * PeerFrame.overlay) on the control connection to node. Returns 0, or -1
  * if there is no established connection to node. */
-int transport_send_gossip(struct transport *t, const char *node, const Partisan__Peer__Gossip *g);
+int transport_send_overlay(struct transport *t, const char *node, const uint8_t *msg, size_t len);
 
 /* Offers node's monotonic lanes' held-back messages to the sockets again. */
 void transport_kick(struct transport *t, const char *node);

@@ -14,8 +14,8 @@
  * unpack each whole body, drain, repeat; stop at the first error (that
  * closes the connection). Each whole IPC body goes to
  * partisan__ipc__ipc_request__unpack and each peer body to
- * partisan__peer__peer_frame__unpack. A Gossip is read with the daemon's
- * own gossip_decode() and its members merged with membership_merge(),
+ * partisan__peer__peer_frame__unpack. An overlay message is read with the
+ * full mesh's own gossip_unpack() and its members merged with membership_merge(),
  * checking the table after each merge. */
 #include <stdbool.h>
 #include <stdint.h>
@@ -86,16 +86,19 @@ static bool same_table(const struct membership *a, const struct membership *b)
     return true;
 }
 
-static void merge_gossip(struct membership *table, const Partisan__Peer__Gossip *g)
+static void merge_gossip(struct membership *table, const uint8_t *msg, size_t len)
 {
-    /* The daemon's own decoder: what it rejects never reaches a merge. */
-    struct overlay_msg m;
-    struct member *members;
-    char err[128];
-    if (gossip_decode(g, &m, &members, err, sizeof err) != 0 || m.n_members == 0) {
-        free(members);
+    /* The full mesh's own decoder: what it rejects never reaches a merge. */
+    static struct gossip_codec codec;
+    static bool codec_ready;
+    if (!codec_ready)
+        codec_ready = gossip_codec_init(&codec) == 0;
+    CHECK(codec_ready);
+    struct gossip_msg m;
+    char err[160];
+    if (gossip_unpack(&codec, msg, len, &m, err, sizeof err) != 0 || m.n_members == 0)
         return;
-    }
+    const struct member *members = m.members;
     size_t n = m.n_members;
 
     /* Into the running table (gossip of earlier frames). */
@@ -145,7 +148,6 @@ static void merge_gossip(struct membership *table, const Partisan__Peer__Gossip 
     free(copy);
     membership_free(&a);
     membership_free(&b);
-    free(members);
 }
 
 /* ----------------------------------------------------------------- frames -- */
@@ -199,8 +201,8 @@ static void handle_body(bool peer, const uint8_t *body, size_t len, ProtobufCAll
     if (peer) {
         Partisan__Peer__PeerFrame *f = partisan__peer__peer_frame__unpack(alloc, len, body);
         if (f) {
-            if (f->body_case == PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP && f->gossip)
-                merge_gossip(table, f->gossip);
+            if (f->body_case == PARTISAN__PEER__PEER_FRAME__BODY_OVERLAY)
+                merge_gossip(table, f->overlay.data, f->overlay.len);
             /* Re-encoding what was decoded must fit the size it reports. */
             size_t n = partisan__peer__peer_frame__get_packed_size(f);
             uint8_t *out = malloc(n ? n : 1);

@@ -67,13 +67,17 @@ static void gossip(uint8_t flags, const char *dir, const char *file, int sorted)
     g.kind = PARTISAN__PEER__GOSSIP__KIND__STATE;
     g.members = pms;
     g.n_members = sorted ? 5 : 6;
+    /* The full mesh's Gossip travels as the bytes of PeerFrame.overlay. */
+    static uint8_t body[4096];
     Partisan__Peer__PeerFrame f;
     partisan__peer__peer_frame__init(&f);
-    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP;
-    f.gossip = &g;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_OVERLAY;
+    f.overlay.data = body;
+    f.overlay.len = partisan__peer__gossip__pack(&g, body);
     begin(flags, 0xff, 255);
     add_peer(&f);
     g.n_members = 2;
+    f.overlay.len = partisan__peer__gossip__pack(&g, body);
     add_peer(&f);
     save(dir, file);
 }

@@ -6,6 +6,8 @@
  * failure is replayed exactly by the printed "reproduce:" line. */
 #include "sim.h"
 
+#include "gossip_codec.h"
+
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -223,11 +225,9 @@ static int no_false_downs(struct run *r, uint64_t since, const char *when)
 static void print_traffic(const struct sim *s, const char *name)
 {
     const struct sim_stats *st = &s->st;
-    printf("  %s: messages sent %" PRIu64 " (STATE %" PRIu64 " carrying %" PRIu64
-           " entries, DIGEST %" PRIu64 ", PING %" PRIu64 ", PONG %" PRIu64 "), dials %" PRIu64
+    printf("  %s: overlay messages sent %" PRIu64 " (%" PRIu64 " bytes), dials %" PRIu64
            " (%" PRIu64 " failed)\n",
-           name, st->sent[0] + st->sent[1] + st->sent[2] + st->sent[3] + st->sent[4], st->sent[0],
-           st->state_entries, st->sent[1], st->sent[2], st->sent[3], st->dials, st->dials_failed);
+           name, st->sent, st->sent_bytes, st->dials, st->dials_failed);
 }
 
 /* ---- the scenarios ---- */
@@ -574,8 +574,14 @@ static int sc_poisoned_table(struct run *r)
         snprintf(fake[i].address, sizeof fake[i].address, "127.1.%zu.%zu:1", i / 250, i % 250);
         fake[i].incarnation = 1;
     }
-    struct overlay_msg m = { .type = OVERLAY_MSG_STATE, .members = fake, .n_members = FAKES };
-    s->ops->receive(s->nodes[0].core, s->nodes[1].name, &m);
+    struct gossip_msg m = { .type = GOSSIP_STATE, .members = fake, .n_members = FAKES };
+    struct gossip_codec codec;
+    const uint8_t *wire;
+    size_t len;
+    if (gossip_codec_init(&codec) != 0 || gossip_pack(&codec, &m, &wire, &len) != 0)
+        return free(fake), fail(r, "out of memory");
+    s->ops->receive(s->nodes[0].core, s->nodes[1].name, wire, len);
+    gossip_codec_free(&codec);
     free(fake);
     sim_run_until(s, s->now + 10000);
     for (size_t i = 0; i < n; i++) {

@@ -20,19 +20,10 @@ struct sim_link {
 
 enum ev_type { EV_TICK, EV_DELIVER, EV_CONNECT, EV_CONNECT_FAIL, EV_DISCONNECTED };
 
-/* A message as it travels: strings packed, so a STATE of 200 members is a
- * few kilobytes instead of 200 * sizeof(struct member). */
-struct packed_msg {
-    enum overlay_msg_type type;
-    uint64_t digest, seq;
-    size_t n;
-    struct packed_member {
-        uint64_t incarnation;
-        uint32_t name_off, addr_off;
-        bool left;
-        uint64_t expires_ms;
-    } *m;
-    char *text;
+/* A message as it travels: the bytes the core encoded, copied. */
+struct wire_msg {
+    uint8_t *bytes;
+    size_t len;
 };
 
 struct sim_event {
@@ -44,7 +35,7 @@ struct sim_event {
     uint64_t conn_id;
     uint64_t dial_time;
     struct peer_addr addr;  /* EV_CONNECT*: as dialled */
-    struct packed_msg *msg;
+    struct wire_msg *msg;
 };
 
 /* ---- PRNG: splitmix64, one stream for everything ---- */
@@ -158,8 +149,7 @@ static struct sim_event *ev_new(struct sim *s, enum ev_type type, size_t node, u
 static void ev_free(struct sim_event *e)
 {
     if (e->msg) {
-        free(e->msg->m);
-        free(e->msg->text);
+        free(e->msg->bytes);
         free(e->msg);
     }
     free(e);
@@ -223,58 +213,13 @@ static void reset_link(struct sim *s, size_t from, size_t to, bool tell)
     }
 }
 
-static struct packed_msg *pack(const struct overlay_msg *m)
+static struct wire_msg *copy_msg(const uint8_t *bytes, size_t len)
 {
-    struct packed_msg *p = xcalloc(1, sizeof *p);
-    p->type = m->type;
-    p->digest = m->digest;
-    p->seq = m->seq;
-    p->n = m->n_members;
-    if (!p->n)
-        return p;
-    size_t len = 0;
-    for (size_t i = 0; i < p->n; i++)
-        len += strlen(m->members[i].name) + strlen(m->members[i].address) + 2;
-    p->m = xmalloc(p->n * sizeof *p->m);
-    p->text = xmalloc(len);
-    size_t off = 0;
-    for (size_t i = 0; i < p->n; i++) {
-        const struct member *src = &m->members[i];
-        size_t ln = strlen(src->name) + 1, la = strlen(src->address) + 1;
-        p->m[i].incarnation = src->incarnation;
-        p->m[i].left = src->left;
-        p->m[i].expires_ms = src->expires_ms;
-        p->m[i].name_off = (uint32_t)off;
-        memcpy(p->text + off, src->name, ln);
-        off += ln;
-        p->m[i].addr_off = (uint32_t)off;
-        memcpy(p->text + off, src->address, la);
-        off += la;
-    }
-    return p;
-}
-
-static void unpack(struct sim *s, const struct packed_msg *p, struct overlay_msg *out)
-{
-    if (p->n > s->scratch_cap) {
-        free(s->scratch);
-        s->scratch_cap = p->n * 2;
-        s->scratch = xmalloc(s->scratch_cap * sizeof *s->scratch);
-    }
-    for (size_t i = 0; i < p->n; i++) {
-        struct member *d = &s->scratch[i];
-        strcpy(d->name, p->text + p->m[i].name_off);
-        strcpy(d->address, p->text + p->m[i].addr_off);
-        d->incarnation = p->m[i].incarnation;
-        d->left = p->m[i].left;
-        d->expires_ms = p->m[i].expires_ms;
-    }
-    memset(out, 0, sizeof *out);
-    out->type = p->type;
-    out->digest = p->digest;
-    out->seq = p->seq;
-    out->members = s->scratch;
-    out->n_members = p->n;
+    struct wire_msg *w = xcalloc(1, sizeof *w);
+    w->bytes = xmalloc(len ? len : 1);
+    memcpy(w->bytes, bytes, len);
+    w->len = len;
+    return w;
 }
 
 /* ---- the environment each core gets ---- */
@@ -340,15 +285,13 @@ static void env_disconnect(void *ctx, const char *node)
     reset_link(s, (size_t)t, n->idx, true);
 }
 
-static void env_send(void *ctx, const char *node, const struct overlay_msg *m)
+static void env_send(void *ctx, const char *node, const uint8_t *msg, size_t len)
 {
     struct sim_node *n = ctx;
     struct sim *s = n->sim;
     long t = node_by_name(s, node);
-    if (m->type <= OVERLAY_MSG_STATE_REQUEST)
-        s->st.sent[m->type]++;
-    if (m->type == OVERLAY_MSG_STATE)
-        s->st.state_entries += m->n_members;
+    s->st.sent++;
+    s->st.sent_bytes += len;
     if (t < 0 || link_of(s, n->idx, (size_t)t)->state != LINK_UP) {
         s->st.dropped++;
         return;
@@ -363,7 +306,7 @@ static void env_send(void *ctx, const char *node, const struct overlay_msg *m)
     e->instance = link_of(s, n->idx, (size_t)t)->peer_instance;
     e->peer = n->idx;
     e->conn_id = link_of(s, n->idx, (size_t)t)->conn_id;
-    e->msg = pack(m);
+    e->msg = copy_msg(msg, len);
     heap_push(s, e);
 }
 
@@ -462,7 +405,12 @@ struct sim *sim_new(const struct sim_params *p)
 {
     struct sim *s = xcalloc(1, sizeof *s);
     s->p = *p;
-    s->ops = &overlay_full_mesh_ops;
+    const char *type = p->overlay ? p->overlay : "full_mesh";
+    s->ops = overlay_find(type);
+    if (!s->ops) {
+        fprintf(stderr, "sim: no overlay \"%s\" (built in: %s)\n", type, overlay_names());
+        exit(2);
+    }
     s->rng = p->seed;
     s->next_conn_id = 1;
     size_t n = p->n, nn = n * n;
@@ -725,10 +673,8 @@ static void handle_deliver(struct sim *s, struct sim_event *e)
         s->st.dropped++;
         return;
     }
-    struct overlay_msg m;
-    unpack(s, e->msg, &m);
     s->st.delivered++;
-    s->ops->receive(s->nodes[to].core, s->nodes[from].name, &m);
+    s->ops->receive(s->nodes[to].core, s->nodes[from].name, e->msg->bytes, e->msg->len);
 }
 
 /* A message for a process that is gone: if the node runs again at that
@@ -775,7 +721,7 @@ static void handle(struct sim *s, struct sim_event *e)
     switch (e->type) {
     case EV_TICK:
         n->tick_at = UINT64_MAX;
-        s->ops->tick(n->core);
+        s->ops->tick(n->core, s->now);
         break;
     case EV_DELIVER:
         handle_deliver(s, e);

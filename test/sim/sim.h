@@ -30,6 +30,7 @@
 
 struct sim_params {
     size_t n;                           /* nodes */
+    const char *overlay;                /* a registry name (overlay.h); NULL: "full_mesh" */
     uint64_t seed;
     double loss;                        /* probability a message is lost */
     uint32_t gossip_interval_ms, gossip_fanout, ping_interval_ms, fd_timeout_ms;
@@ -42,8 +43,7 @@ struct sim_params {
 };
 
 struct sim_stats {
-    uint64_t sent[5];                   /* by enum overlay_msg_type */
-    uint64_t state_entries;             /* members carried by all STATEs */
+    uint64_t sent, sent_bytes;          /* overlay messages the cores sent */
     uint64_t delivered, lost, dropped;  /* dropped: no connection, reset, partition */
     uint64_t dials, dials_failed, dup_dials;
     uint64_t events;

@@ -127,11 +127,27 @@ static void on_disconnected(void *ctx, const char *node)
     }
 }
 
-static void on_gossip(void *ctx, const char *from, const Partisan__Peer__Gossip *g)
+/* The transport carries overlay messages as opaque bytes; these tests send
+ * an 8-byte big-endian sequence number (or one byte) as the message. */
+static uint64_t get_seq(const uint8_t *msg, size_t len)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < len && i < 8; i++)
+        v = v << 8 | msg[i];
+    return len == 8 ? v : 0;
+}
+
+static void put_seq(uint8_t out[8], uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        out[i] = (uint8_t)v;
+}
+
+static void on_overlay(void *ctx, const char *from, const uint8_t *msg, size_t len)
 {
     struct env *e = ctx;
     if (e->gossip_n < 8)
-        e->gossip_seq[e->gossip_n] = g->seq;
+        e->gossip_seq[e->gossip_n] = get_seq(msg, len);
     e->gossip_n++;
     snprintf(e->gossip_from, sizeof e->gossip_from, "%s", from);
 }
@@ -195,7 +211,7 @@ static void mk_full(struct env *e, const char *cluster, const char *name, uint64
     cfg.max_queue_bytes = max_queue;
     struct transport_callbacks cb = {
         .ctx = e, .on_connected = on_connected, .on_connect_failed = on_connect_failed,
-        .on_disconnected = on_disconnected, .on_gossip = on_gossip, .on_data = on_data,
+        .on_disconnected = on_disconnected, .on_overlay = on_overlay, .on_data = on_data,
         .on_lane_drained = on_drained, .on_credit = on_credit,
     };
     e->t = transport_new(base, &cfg, &cb);
@@ -404,10 +420,9 @@ START_TEST(gossip_and_data_arrive_in_order_from_the_sender)
     ck_assert_int_eq(a.connected, 1);
 
     for (uint64_t i = 1; i <= 3; i++) {
-        Partisan__Peer__Gossip g = PARTISAN__PEER__GOSSIP__INIT;
-        g.kind = PARTISAN__PEER__GOSSIP__KIND__PING;
-        g.seq = i;
-        ck_assert_int_eq(transport_send_gossip(a.t, "b", &g), 0);
+        uint8_t seq[8];
+        put_seq(seq, i);
+        ck_assert_int_eq(transport_send_overlay(a.t, "b", seq, sizeof seq), 0);
     }
     for (int i = 0; i < 1000; i++) {
         char payload[32];
@@ -451,7 +466,7 @@ START_TEST(connect_to_closed_port_fails_once)
     ck_assert_str_eq(a.fail_expect, "b");
     ck_assert_str_eq(a.fail_addr, addr);
     ck_assert_ptr_nonnull(strstr(a.fail_reason, "refused"));
-    ck_assert_int_eq(transport_send_gossip(a.t, "b", &(Partisan__Peer__Gossip)PARTISAN__PEER__GOSSIP__INIT), -1);
+    ck_assert_int_eq(transport_send_overlay(a.t, "b", (const uint8_t *)"x", 1), -1);
     done(&a);
 }
 END_TEST
@@ -570,10 +585,10 @@ START_TEST(bad_input_closes_that_connection_only)
 
     /* A well-formed frame that is not a Hello, first. */
     fd = raw_connect(port);
-    Partisan__Peer__Gossip g = PARTISAN__PEER__GOSSIP__INIT;
     Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
-    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP;
-    f.gossip = &g;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_OVERLAY;
+    f.overlay.data = (uint8_t *)"x";
+    f.overlay.len = 1;
     n = pack_frame(buf, &f);
     raw_write(fd, buf, n);
     expect_closed(fd);
@@ -608,10 +623,10 @@ START_TEST(frames_behind_a_refused_hello_are_not_read)
     uint8_t buf[1024];
     size_t n = hello_frame(buf, "other", "x");
     n += hello_frame(buf + n, "other", "x");
-    Partisan__Peer__Gossip g = PARTISAN__PEER__GOSSIP__INIT;
     Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
-    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP;
-    f.gossip = &g;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_OVERLAY;
+    f.overlay.data = (uint8_t *)"x";
+    f.overlay.len = 1;
     n += pack_frame(buf + n, &f);
     raw_write(fd, buf, n);
     Partisan__Peer__PeerFrame *r = raw_read_frame(fd);
@@ -636,10 +651,10 @@ START_TEST(many_frames_in_one_write_all_arrive)
     enum { N = 3000 };
     static uint8_t buf[64 + N * 16];
     size_t n = hello_frame(buf, "prod", "x");
-    Partisan__Peer__Gossip g = PARTISAN__PEER__GOSSIP__INIT;
     Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
-    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP;
-    f.gossip = &g;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_OVERLAY;
+    f.overlay.data = (uint8_t *)"x";
+    f.overlay.len = 1;
     for (int i = 0; i < N; i++)                 /* ~10 bytes each: hundreds per read */
         n += pack_frame(buf + n, &f);
     raw_write(fd, buf, n);
@@ -722,7 +737,7 @@ START_TEST(asked_disconnect_is_silent_and_reconnect_works)
     ck_assert_uint_eq(st(&b)->accepted, 1); /* one dial, and only its control connection */
 
     transport_disconnect(a.t, "b");
-    ck_assert_int_eq(transport_send_gossip(a.t, "b", &(Partisan__Peer__Gossip)PARTISAN__PEER__GOSSIP__INIT), -1);
+    ck_assert_int_eq(transport_send_overlay(a.t, "b", (const uint8_t *)"x", 1), -1);
     run_for(200);
     ck_assert_int_eq(a.disconnected, 0);
     ck_assert_int_eq(a.failed, 0);
@@ -1051,11 +1066,10 @@ START_TEST(idle_accepted_connection_is_closed)
         ck_assert_ptr_nonnull(w);
         partisan__peer__peer_frame__free_unpacked(w, NULL);
     }
-    Partisan__Peer__Gossip g = PARTISAN__PEER__GOSSIP__INIT;
-    g.kind = PARTISAN__PEER__GOSSIP__KIND__PING;
     Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
-    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP;
-    f.gossip = &g;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_OVERLAY;
+    f.overlay.data = (uint8_t *)"x";
+    f.overlay.len = 1;
     size_t n = pack_frame(buf, &f);
     for (int i = 0; i < 12; i++) {
         raw_write(busy, buf, n);
@@ -1081,11 +1095,10 @@ START_TEST(second_live_daemon_with_one_name_is_refused)
     mk(&b, "prod", "b", 2);
     limits = (struct transport_config){ 0 };
     uint8_t buf[1024], ping[64];
-    Partisan__Peer__Gossip g = PARTISAN__PEER__GOSSIP__INIT;
-    g.kind = PARTISAN__PEER__GOSSIP__KIND__PING;
     Partisan__Peer__PeerFrame pf = PARTISAN__PEER__PEER_FRAME__INIT;
-    pf.body_case = PARTISAN__PEER__PEER_FRAME__BODY_GOSSIP;
-    pf.gossip = &g;
+    pf.body_case = PARTISAN__PEER__PEER_FRAME__BODY_OVERLAY;
+    pf.overlay.data = (uint8_t *)"x";
+    pf.overlay.len = 1;
     size_t pn = pack_frame(ping, &pf);
     Partisan__Peer__Hello h = PARTISAN__PEER__HELLO__INIT;
     h.protocol_version = TRANSPORT_PROTOCOL_VERSION;
