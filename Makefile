@@ -27,7 +27,7 @@ GEN       := $(BUILD)/gen/ipc.pb-c.c $(BUILD)/gen/peer.pb-c.c
 GEN_H     := $(GEN:.c=.h)
 
 DAEMON_SRC := daemon/main.c daemon/config.c daemon/log.c daemon/ipc.c daemon/router.c \
-              daemon/node.c daemon/transport.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c \
+              daemon/node.c daemon/transport.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c daemon/dialer.c \
               daemon/state.c daemon/flow.c daemon/channel.c daemon/control.c daemon/gossip_codec.c daemon/tls.c daemon/config_diff.c proto/frame.c proto/pbarena.c
 CLIENT_SRC := client/client.c proto/frame.c
 CTL_SRC    := client/partisanctl.c
@@ -42,7 +42,7 @@ BINS := $(BUILD)/partisand $(BUILD)/partisanctl $(BUILD)/libpartisan-client.so \
         $(BUILD)/libpartisan-client.a $(BUILD)/partisan-client.pc
 
 # Unit tests: one Check binary per module, linked with the module under test.
-UNIT_TESTS := config frame membership transport log flow channel
+UNIT_TESTS := config frame membership transport log flow channel dialer
 UNIT_BINS  := $(addprefix $(BUILD)/test/check_,$(UNIT_TESTS))
 SIM_BIN    := $(BUILD)/test/sim
 ITEST_BINS := $(BUILD)/test/ipc_test $(BUILD)/test/cluster_test $(BUILD)/test/channel_test
@@ -135,13 +135,16 @@ $(BUILD)/test/check_channel: $(call obj,test/unit/check_channel.c daemon/channel
 $(BUILD)/test/check_membership: $(call obj,test/unit/check_membership.c daemon/membership.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)
+$(BUILD)/test/check_dialer: $(call obj,test/unit/check_dialer.c daemon/dialer.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)
 $(BUILD)/test/check_flow: $(call obj,test/unit/check_flow.c daemon/flow.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)
 $(BUILD)/test/check_transport: $(call obj,test/unit/check_transport.c daemon/transport.c daemon/tls.c daemon/channel.c daemon/membership.c daemon/log.c proto/frame.c proto/pbarena.c) $(BUILD)/obj/gen/peer.pb-c.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
-$(BUILD)/test/sim: $(call obj,test/sim/sim.c test/sim/scenarios.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c daemon/gossip_codec.c proto/pbarena.c) $(BUILD)/obj/gen/peer.pb-c.o
+$(BUILD)/test/sim: $(call obj,test/sim/sim.c test/sim/scenarios.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c daemon/dialer.c daemon/gossip_codec.c proto/pbarena.c) $(BUILD)/obj/gen/peer.pb-c.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lm
 $(BUILD)/test/ipc_test: $(call obj,test/integration/ipc_test.c test/integration/harness.c) $(BUILD)/libpartisan-client.a

@@ -14,6 +14,7 @@
  * is alive in membership, so partitions heal without anyone rejoining. */
 #include "overlay.h"
 
+#include "dialer.h"
 #include "gossip_codec.h"
 
 #include <inttypes.h>
@@ -44,14 +45,6 @@ struct peer {
     bool sent_state;
 };
 
-struct seed {
-    char address[MEMBER_ADDR_MAX + 1];
-    bool dialling;
-    bool is_self;
-    uint64_t next_dial, dial_started;
-    uint32_t backoff;
-};
-
 struct overlay {
     struct overlay_env env;
     struct overlay_config cfg;          /* pointers in it are not kept */
@@ -66,8 +59,8 @@ struct overlay {
     struct peer **peers;                /* sorted by name; each allocated once */
     size_t n_peers, cap_peers;
     struct peer **scratch;              /* gossip target choice */
-    struct seed *seeds;
-    size_t n_seeds, cap_seeds;
+    struct dial_policy dial;
+    struct dial_seeds seeds;
     struct member *initial;
     size_t n_initial;
 
@@ -139,17 +132,14 @@ static void arm(struct overlay *o, uint64_t t)
     o->deadline = min_u64(o->deadline, t);
 }
 
-/* ±25% so that nodes that lost the same peer do not redial in lockstep. */
 static uint64_t jittered(struct overlay *o, uint32_t ms)
 {
-    uint64_t spread = ms / 2;
-    return ms - ms / 4 + (spread ? o->env.random(o->env.ctx) % (spread + 1) : 0);
+    return dial_jitter(ms, o->env.random(o->env.ctx));
 }
 
 static uint32_t next_backoff(const struct overlay *o, uint32_t cur)
 {
-    uint64_t n = (uint64_t)cur * 2;
-    return n > o->cfg.backoff_max_ms ? o->cfg.backoff_max_ms : (uint32_t)n;
+    return dial_next_backoff(&o->dial, cur);
 }
 
 /* A dial that got no answer at all (a driver that lost it) is given up after
@@ -286,41 +276,9 @@ static void redial_soon(struct overlay *o, struct peer *p)
 
 /* ---- seeds ---- */
 
-static struct seed *seed_find(struct overlay *o, const char *address)
+static struct dial_seed *seed_add(struct overlay *o, const char *address)
 {
-    for (size_t i = 0; i < o->n_seeds; i++)
-        if (strcmp(o->seeds[i].address, address) == 0)
-            return &o->seeds[i];
-    return NULL;
-}
-
-static struct seed *seed_add(struct overlay *o, const char *address)
-{
-    struct seed *s = seed_find(o, address);
-    if (s)
-        return s;
-    if (o->n_seeds == o->cap_seeds) {
-        size_t cap = o->cap_seeds ? o->cap_seeds * 2 : 4;
-        struct seed *v = realloc(o->seeds, cap * sizeof *v);
-        if (!v)
-            return NULL;
-        o->seeds = v;
-        o->cap_seeds = cap;
-    }
-    s = &o->seeds[o->n_seeds++];
-    memset(s, 0, sizeof *s);
-    copy_str(s->address, sizeof s->address, address);
-    s->backoff = o->cfg.backoff_initial_ms;
-    s->is_self = strcmp(address, o->self_address) == 0;
-    return s;
-}
-
-static bool seed_dialling_at(const struct overlay *o, const char *address)
-{
-    for (size_t i = 0; i < o->n_seeds; i++)
-        if (o->seeds[i].dialling && strcmp(o->seeds[i].address, address) == 0)
-            return true;
-    return false;
+    return dial_seeds_add(&o->seeds, &o->dial, address, o->self_address);
 }
 
 /* Whether a member at this address is connected or being dialled: a seed
@@ -338,42 +296,21 @@ static bool member_busy_at(const struct overlay *o, const char *address)
     return false;
 }
 
-static void seed_dial(struct overlay *o, struct seed *s)
+static void seed_dial(struct overlay *o, struct dial_seed *s)
 {
     struct peer_addr pa;
     memset(&pa, 0, sizeof pa);
     copy_str(pa.address, sizeof pa.address, s->address);
-    s->dialling = true;
-    s->dial_started = now_ms(o);
+    dial_seed_started(s, now_ms(o));
     arm(o, s->dial_started + dial_timeout(o));
     logf_(o, OVERLAY_LOG_DEBUG, "dialling seed %s", s->address);
     o->env.connect(o->env.ctx, &pa);
 }
 
-static void seed_failed(struct overlay *o, struct seed *s)
+static void seed_failed(struct overlay *o, struct dial_seed *s)
 {
-    s->dialling = false;
-    s->next_dial = now_ms(o) + jittered(o, s->backoff);
-    s->backoff = next_backoff(o, s->backoff);
+    dial_seed_failed(s, &o->dial, now_ms(o), o->env.random(o->env.ctx));
     arm(o, s->next_dial);
-}
-
-/* The seed a connection without a member dial behind it answers: the one
- * dialled at that address, else the oldest seed dial (the peer may advertise
- * another spelling of the address we dialled). */
-static struct seed *seed_for_connection(struct overlay *o, const char *address)
-{
-    struct seed *best = NULL;
-    for (size_t i = 0; i < o->n_seeds; i++) {
-        struct seed *s = &o->seeds[i];
-        if (!s->dialling)
-            continue;
-        if (strcmp(s->address, address) == 0)
-            return s;
-        if (!best || s->dial_started < best->dial_started)
-            best = s;
-    }
-    return best;
 }
 
 /* ---- sending ---- */
@@ -446,7 +383,7 @@ static bool dial_wanted(const struct overlay *o, const struct peer *p)
     if (p->conn != CONN_NONE || is_self(o, p->name))
         return false;
     const struct member *m = membership_find(&o->ms, p->name);
-    return m && !m->left && !seed_dialling_at(o, m->address);
+    return m && !m->left && !dial_seeds_dialling_at(&o->seeds, m->address);
 }
 
 static bool should_dial(const struct overlay *o, const struct peer *p, uint64_t t)
@@ -481,8 +418,8 @@ static void seeds_due(struct overlay *o)
     if (o->left || !o->started || !alone(o))
         return;
     uint64_t t = now_ms(o);
-    for (size_t i = 0; i < o->n_seeds; i++) {
-        struct seed *s = &o->seeds[i];
+    for (size_t i = 0; i < o->seeds.n; i++) {
+        struct dial_seed *s = &o->seeds.v[i];
         if (s->is_self || s->dialling || t < s->next_dial || member_busy_at(o, s->address))
             continue;
         seed_dial(o, s);
@@ -498,8 +435,8 @@ static void go_quiet(struct overlay *o)
     o->left = true;
     for (size_t i = 0; i < o->n_peers; i++)
         drop_conn(o, o->peers[i], "this node left");
-    for (size_t i = 0; i < o->n_seeds; i++)
-        o->seeds[i].dialling = false;
+    for (size_t i = 0; i < o->seeds.n; i++)
+        o->seeds.v[i].dialling = false;
 }
 
 static void drop_left_peers(struct overlay *o)
@@ -716,10 +653,10 @@ static struct overlay *fm_create(const struct overlay_config *cfg, const struct 
     o->cfg.self_name = o->cfg.self_address = NULL;
     o->cfg.seeds = NULL;
     o->cfg.initial_members = NULL;
-    if (o->cfg.backoff_initial_ms == 0)
-        o->cfg.backoff_initial_ms = 1;
-    if (o->cfg.backoff_max_ms < o->cfg.backoff_initial_ms)
-        o->cfg.backoff_max_ms = o->cfg.backoff_initial_ms;
+    o->dial = (struct dial_policy){ cfg->backoff_initial_ms, cfg->backoff_max_ms };
+    dial_policy_normalise(&o->dial);
+    o->cfg.backoff_initial_ms = o->dial.backoff_initial_ms;
+    o->cfg.backoff_max_ms = o->dial.backoff_max_ms;
     if (o->cfg.gossip_fanout == 0)
         o->cfg.gossip_fanout = 1;
     copy_str(o->self_name, sizeof o->self_name, cfg->self_name);
@@ -743,7 +680,7 @@ static struct overlay *fm_create(const struct overlay_config *cfg, const struct 
         membership_free(&o->ms);
         gossip_codec_free(&o->codec);
         gossip_codec_free(&o->state_codec);
-        free(o->seeds);
+        dial_seeds_free(&o->seeds);
         free(o);
         return NULL;
     }
@@ -758,7 +695,7 @@ static void fm_destroy(struct overlay *o)
         free(o->peers[i]);
     free(o->peers);
     free(o->scratch);
-    free(o->seeds);
+    dial_seeds_free(&o->seeds);
     free(o->initial);
     free(o->bounded);
     free(o->unexpired);
@@ -784,8 +721,8 @@ static void fm_start(struct overlay *o)
         o->initial = NULL;
         o->n_initial = 0;
     }
-    for (size_t i = 0; i < o->n_seeds; i++)
-        o->seeds[i].next_dial = t;
+    for (size_t i = 0; i < o->seeds.n; i++)
+        o->seeds.v[i].next_dial = t;
     dial_due(o);
     seeds_due(o);
 }
@@ -794,7 +731,7 @@ static void fm_join(struct overlay *o, const char *address)
 {
     if (o->left || !address || !*address)
         return;
-    struct seed *s = seed_add(o, address);
+    struct dial_seed *s = seed_add(o, address);
     if (!s || s->is_self || s->dialling || !o->started)
         return;
     s->backoff = o->cfg.backoff_initial_ms;
@@ -920,7 +857,7 @@ static void fm_peer_connected(struct overlay *o, const char *node, const char *a
     }
     struct peer *p = peer_find(o, node);
     if (!p || p->conn != CONN_DIALLING) {
-        struct seed *s = seed_for_connection(o, address);
+        struct dial_seed *s = dial_seeds_for_connection(&o->seeds, address);
         if (s) {
             s->dialling = false;
             s->backoff = o->cfg.backoff_initial_ms;
@@ -967,7 +904,7 @@ static void fm_connect_failed(struct overlay *o, const struct peer_addr *peer)
     if (!o->started || o->left)
         return;
     if (!peer->node[0]) {
-        struct seed *s = seed_find(o, peer->address);
+        struct dial_seed *s = dial_seeds_find(&o->seeds, peer->address);
         if (s && s->dialling) {
             seed_failed(o, s);
             dial_due(o);    /* members at its address waited for it */
@@ -1137,8 +1074,8 @@ static void check_dials(struct overlay *o, uint64_t t)
             schedule_redial(o, p);
         }
     }
-    for (size_t i = 0; i < o->n_seeds; i++) {
-        struct seed *s = &o->seeds[i];
+    for (size_t i = 0; i < o->seeds.n; i++) {
+        struct dial_seed *s = &o->seeds.v[i];
         if (s->dialling && t - s->dial_started >= dial_timeout(o))
             seed_failed(o, s);
     }
@@ -1187,8 +1124,8 @@ static uint64_t compute_deadline(const struct overlay *o)
             d = min_u64(d, p->next_dial);
     }
     bool lonely = alone(o);
-    for (size_t i = 0; i < o->n_seeds; i++) {
-        const struct seed *s = &o->seeds[i];
+    for (size_t i = 0; i < o->seeds.n; i++) {
+        const struct dial_seed *s = &o->seeds.v[i];
         if (s->dialling)
             d = min_u64(d, s->dial_started + dial_timeout(o));
         else if (lonely && !s->is_self && !member_busy_at(o, s->address))
