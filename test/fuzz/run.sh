@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses and runs each, one after the other, for
 # SECONDS seconds (default 60). Usage, from the repository root:
-#   bash test/fuzz/run.sh [SECONDS] [fuzz_config|fuzz_frame ...]
+#   bash test/fuzz/run.sh [SECONDS] [fuzz_config|fuzz_frame|fuzz_overlay ...]
 # Findings (crash-*, leak-*, timeout-*, oom-*) land in build/fuzz/artifacts/.
 # A single input is replayed with: build/fuzz/fuzz_config FILE
 set -euo pipefail
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 SECS=${1:-60}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_config fuzz_frame)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_config fuzz_frame fuzz_overlay)
 
 CC=${FUZZ_CC:-clang}
 OUT=build/fuzz
@@ -19,13 +19,27 @@ mkdir -p "$OUT/artifacts"
 
 # Generated protobuf-c code, as the Makefile makes it. Naming the headers
 # keeps make from deleting them as intermediate files.
-make --no-print-directory BUILD=build/fz $GEN/ipc.pb-c.c $GEN/ipc.pb-c.h \
-     $GEN/peer.pb-c.c $GEN/peer.pb-c.h >/dev/null
+PROTOS=()
+for p in proto/*.proto; do
+    b=$(basename "$p" .proto)
+    PROTOS+=("$GEN/$b.pb-c.c" "$GEN/$b.pb-c.h")
+done
+make --no-print-directory BUILD=build/fz "${PROTOS[@]}" >/dev/null
+# Every overlay core the registry (daemon/overlay.c) can name, and what
+# they share; the generated code of every overlay's messages.
+OVERLAY_SRC=(daemon/overlay.c daemon/overlay_*.c daemon/dialer.c daemon/membership.c daemon/gossip_codec.c
+             proto/pbarena.c)
+[ -f daemon/plumtree.c ] && OVERLAY_SRC+=(daemon/plumtree.c)
+OVERLAY_GEN=()
+for p in proto/*.proto; do
+    b=$(basename "$p" .proto)
+    [ "$b" = ipc ] || OVERLAY_GEN+=("$GEN/$b.pb-c.c")
+done
 
 CFLAGS=(-g -O1 -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter
-        -Iproto -Idaemon -I$GEN $(pkg-config --cflags jansson libprotobuf-c))
+        -Iproto -Idaemon -I$GEN $(pkg-config --cflags jansson libprotobuf-c libevent))
 SAN=(-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
-LIBS=($(pkg-config --libs jansson libprotobuf-c))
+LIBS=($(pkg-config --libs jansson libprotobuf-c libevent))
 
 build() {
     case $1 in
@@ -39,6 +53,9 @@ build() {
         # Seeds: well-formed streams (built without libFuzzer's main).
         $CC "${CFLAGS[@]}" -o $OUT/gen_seeds test/fuzz/gen_seeds.c proto/frame.c \
             $GEN/ipc.pb-c.c $GEN/peer.pb-c.c "${LIBS[@]}" ;;
+    fuzz_overlay)
+        $CC "${CFLAGS[@]}" "${SAN[@]}" -Wno-missing-field-initializers -o $OUT/fuzz_overlay \
+            test/fuzz/fuzz_overlay.c "${OVERLAY_SRC[@]}" "${OVERLAY_GEN[@]}" "${LIBS[@]}" ;;
     esac
 }
 
@@ -51,6 +68,13 @@ seed() {
         printf '{}' >"$dir/empty" ;;
     fuzz_frame)
         $OUT/gen_seeds "$dir" ;;
+    fuzz_overlay)
+        # Per core: peers connect, time passes, the core's own messages
+        # come back to it (op 7), so the fuzzer starts from real traffic.
+        for c in 0 1; do
+            printf "\\x0$c\\x01\\x09\\x11\\x04\\x64\\x07\\x0c\\x07\\xa4\\x07\\x0a\\x07" >"$dir/traffic_$c"
+            printf "\\x0$c\\x01\\x04\\x64\\x05\\x07\\x06\\x04\\xff\\x04\\xff" >"$dir/leave_forget_$c"
+        done ;;
     esac
 }
 
@@ -66,6 +90,7 @@ for t in "${TARGETS[@]}"; do
           grep -oE '"[a-z_]+"' daemon/config.c | sort -u; } >"$OUT/config.dict"
         opts+=(-dict="$OUT/config.dict" -max_len=4096) ;;
     fuzz_frame) opts+=(-max_len=8192) ;;
+    fuzz_overlay) opts+=(-max_len=4096) ;;
     esac
     echo "== $t: fuzzing for ${SECS}s"
     "$OUT/$t" "${opts[@]}" "$OUT/corpus/$t"
