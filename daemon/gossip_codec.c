@@ -80,6 +80,11 @@ static int decode(struct gossip_codec *c, const Partisan__Peer__Gossip *g, struc
         return -1;
     }
     struct gossip_msg m = { .type = (enum gossip_type)g->kind, .digest = g->digest, .seq = g->seq };
+    if (c->max_entries && g->n_members > c->max_entries) {
+        snprintf(err, errlen, "gossip carries %zu members, more than %zu (%u x cluster.max_members)", g->n_members,
+                 c->max_entries, GOSSIP_MEMBERS_SLACK);
+        return -1;
+    }
     if (g->n_members) {
         if (grow((void **)&c->members, &c->members_cap, g->n_members, sizeof *c->members) != 0) {
             snprintf(err, errlen, "out of memory reading gossip");

@@ -40,7 +40,17 @@ struct gossip_codec {
     struct member *members;         /* what the last unpack decoded */
     size_t members_cap;
     struct pbarena arena;
+    /* A message carrying more entries than this is refused before they
+     * are copied out (0: no bound); see GOSSIP_MEMBERS_SLACK. */
+    size_t max_entries;
 };
+
+/* A STATE carries its sender's whole table, which its own
+ * cluster.max_members bounds. A sender configured with a somewhat larger
+ * bound is still heard (the merge keeps what fits); one sending more than
+ * this many times our bound is refused whole, so that a forged table
+ * cannot make this node allocate for millions of entries. */
+#define GOSSIP_MEMBERS_SLACK 4
 
 /* Returns 0, or -1 out of memory. */
 int gossip_codec_init(struct gossip_codec *c);

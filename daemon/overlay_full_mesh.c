@@ -648,6 +648,7 @@ static struct overlay *fm_create(const struct overlay_config *cfg, const struct 
         free(o);
         return NULL;
     }
+    o->codec.max_entries = cfg->max_members * GOSSIP_MEMBERS_SLACK;
     o->env = *env;
     o->cfg = *cfg;
     o->cfg.self_name = o->cfg.self_address = NULL;
