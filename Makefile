@@ -49,7 +49,7 @@ ITEST_BINS := $(BUILD)/test/ipc_test $(BUILD)/test/cluster_test $(BUILD)/test/ch
 ITEST_SCRIPTS := install_test.sh
 # Every test test/run.sh must find and run; a missing one counts as failed.
 TEST_NAMES  = $(notdir $(UNIT_BINS) $(SIM_BIN) $(ITEST_BINS)) $(ITEST_SCRIPTS)
-BENCH_BINS := $(BUILD)/bench/echo_bench $(BUILD)/bench/baseline_forwarder $(BUILD)/bench/channel_bench
+BENCH_BINS := $(BUILD)/bench/echo_bench $(BUILD)/bench/baseline_forwarder $(BUILD)/bench/channel_bench $(BUILD)/bench/idle_bench
 
 .PHONY: all binaries run test bench install clean deps tests-build
 .DELETE_ON_ERROR:
@@ -161,6 +161,9 @@ $(BUILD)/test/channel_test: $(call obj,test/integration/channel_test.c test/inte
 $(BUILD)/bench/echo_bench: $(call obj,bench/echo_bench.c test/integration/harness.c) $(BUILD)/libpartisan-client.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lm
+$(BUILD)/bench/idle_bench: $(call obj,bench/idle_bench.c test/integration/harness.c) $(BUILD)/libpartisan-client.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
 $(BUILD)/bench/channel_bench: $(call obj,bench/channel_bench.c test/integration/harness.c) $(BUILD)/libpartisan-client.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lpthread -lm

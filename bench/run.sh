@@ -7,3 +7,5 @@ ulimit -n 4096 2>/dev/null || true
 "$build/bench/echo_bench" "${BENCH_ARGS:-}"
 echo
 "$build/bench/channel_bench" "${BENCH_ARGS:-}"
+echo
+"$build/bench/idle_bench"
