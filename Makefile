@@ -42,13 +42,14 @@ BINS := $(BUILD)/partisand $(BUILD)/partisanctl $(BUILD)/libpartisan-client.so \
         $(BUILD)/libpartisan-client.a $(BUILD)/partisan-client.pc
 
 # Unit tests: one Check binary per module, linked with the module under test.
-UNIT_TESTS := config frame membership transport log flow channel dialer
+UNIT_TESTS := config frame membership transport log flow channel dialer delivery causal faults
 UNIT_BINS  := $(addprefix $(BUILD)/test/check_,$(UNIT_TESTS))
 SIM_BIN    := $(BUILD)/test/sim
+DSIM_BIN   := $(BUILD)/test/delivery_sim
 ITEST_BINS := $(BUILD)/test/ipc_test $(BUILD)/test/cluster_test $(BUILD)/test/channel_test
 ITEST_SCRIPTS := install_test.sh
 # Every test test/run.sh must find and run; a missing one counts as failed.
-TEST_NAMES  = $(notdir $(UNIT_BINS) $(SIM_BIN) $(ITEST_BINS)) $(ITEST_SCRIPTS)
+TEST_NAMES  = $(notdir $(UNIT_BINS) $(SIM_BIN) $(DSIM_BIN) $(ITEST_BINS)) $(ITEST_SCRIPTS)
 BENCH_BINS := $(BUILD)/bench/echo_bench $(BUILD)/bench/baseline_forwarder $(BUILD)/bench/channel_bench $(BUILD)/bench/idle_bench
 
 .PHONY: all binaries run test bench install clean deps tests-build
@@ -72,7 +73,7 @@ test: deps
 	@$(MAKE) --no-print-directory BUILD=build/san SAN=1 binaries tests-build
 	@bash test/run.sh build/san $(TEST_NAMES)
 
-tests-build: $(BUILD)/test/tests.list $(UNIT_BINS) $(SIM_BIN) $(ITEST_BINS)
+tests-build: $(BUILD)/test/tests.list $(UNIT_BINS) $(SIM_BIN) $(DSIM_BIN) $(ITEST_BINS)
 
 # What `bash test/run.sh BUILD` expects to find; rewritten on every build so
 # that it always matches this Makefile, even when a test fails to build.
@@ -138,6 +139,18 @@ $(BUILD)/test/check_membership: $(call obj,test/unit/check_membership.c daemon/m
 $(BUILD)/test/check_dialer: $(call obj,test/unit/check_dialer.c daemon/dialer.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)
+$(BUILD)/test/check_delivery: $(call obj,test/unit/check_delivery.c daemon/delivery.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)
+$(BUILD)/test/check_causal: $(call obj,test/unit/check_causal.c daemon/causal.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)
+$(BUILD)/test/check_faults: $(call obj,test/unit/check_faults.c daemon/faults.c proto/frame.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs jansson) $(CHECK_LIBS) -lm
+$(BUILD)/test/delivery_sim: $(call obj,test/sim/delivery_sim.c daemon/delivery.c daemon/causal.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^
 $(BUILD)/test/check_flow: $(call obj,test/unit/check_flow.c daemon/flow.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)
