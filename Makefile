@@ -23,11 +23,12 @@ endif
 CFLAGS_ALL  = $(CSTD) $(OPT) $(WARN) -I$(BUILD)/gen -Iproto -Idaemon -Iclient -Itest/integration -DPARTISAN_VERSION='"$(VERSION)"' $(PKG_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(OPT) $(LDFLAGS)
 
-GEN       := $(BUILD)/gen/ipc.pb-c.c $(BUILD)/gen/peer.pb-c.c
+GEN       := $(BUILD)/gen/ipc.pb-c.c $(BUILD)/gen/peer.pb-c.c $(BUILD)/gen/hyparview.pb-c.c
 GEN_H     := $(GEN:.c=.h)
 
 DAEMON_SRC := daemon/main.c daemon/config.c daemon/log.c daemon/ipc.c daemon/router.c \
               daemon/node.c daemon/transport.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c daemon/dialer.c \
+              daemon/overlay_hyparview.c daemon/plumtree.c \
               daemon/state.c daemon/flow.c daemon/channel.c daemon/control.c daemon/gossip_codec.c daemon/tls.c daemon/config_diff.c proto/frame.c proto/pbarena.c
 CLIENT_SRC := client/client.c proto/frame.c
 CTL_SRC    := client/partisanctl.c
@@ -35,7 +36,7 @@ CTL_SRC    := client/partisanctl.c
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 pic = $(patsubst %.c,$(BUILD)/pic/%.o,$(1))
 
-DAEMON_OBJ := $(call obj,$(DAEMON_SRC)) $(BUILD)/obj/gen/ipc.pb-c.o $(BUILD)/obj/gen/peer.pb-c.o
+DAEMON_OBJ := $(call obj,$(DAEMON_SRC)) $(BUILD)/obj/gen/ipc.pb-c.o $(BUILD)/obj/gen/peer.pb-c.o $(BUILD)/obj/gen/hyparview.pb-c.o
 CLIENT_PIC := $(call pic,$(CLIENT_SRC)) $(BUILD)/pic/gen/ipc.pb-c.o
 
 BINS := $(BUILD)/partisand $(BUILD)/partisanctl $(BUILD)/libpartisan-client.so \
@@ -52,7 +53,7 @@ ITEST_SCRIPTS := install_test.sh
 TEST_NAMES  = $(notdir $(UNIT_BINS) $(SIM_BIN) $(DSIM_BIN) $(ITEST_BINS)) $(ITEST_SCRIPTS)
 BENCH_BINS := $(BUILD)/bench/echo_bench $(BUILD)/bench/baseline_forwarder $(BUILD)/bench/channel_bench $(BUILD)/bench/idle_bench
 
-.PHONY: all binaries run test bench install clean deps tests-build
+.PHONY: all binaries run test bench bench-scale install clean deps tests-build
 .DELETE_ON_ERROR:
 # Generated code is kept: the fuzz harnesses and editors include it.
 .PRECIOUS: $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h
@@ -85,6 +86,11 @@ $(BUILD)/test/tests.list:
 bench: deps
 	@$(MAKE) --no-print-directory binaries $(BENCH_BINS)
 	@bash bench/run.sh $(BUILD)
+
+# Not in `make test`: 10,000 simulated nodes take minutes (bench/scale_bench.c).
+bench-scale: deps
+	@$(MAKE) --no-print-directory $(BUILD)/bench/scale_bench
+	$(BUILD)/bench/scale_bench
 
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p $(BUILD)/gen
@@ -157,7 +163,7 @@ $(BUILD)/test/check_flow: $(call obj,test/unit/check_flow.c daemon/flow.c)
 $(BUILD)/test/check_transport: $(call obj,test/unit/check_transport.c daemon/transport.c daemon/tls.c daemon/channel.c daemon/membership.c daemon/log.c proto/frame.c proto/pbarena.c) $(BUILD)/obj/gen/peer.pb-c.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
-$(BUILD)/test/sim: $(call obj,test/sim/sim.c test/sim/scenarios.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c daemon/dialer.c daemon/gossip_codec.c proto/pbarena.c) $(BUILD)/obj/gen/peer.pb-c.o
+$(BUILD)/test/sim: $(call obj,test/sim/sim.c test/sim/scenarios.c test/sim/scenarios_hyparview.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c daemon/dialer.c daemon/overlay_hyparview.c daemon/plumtree.c daemon/gossip_codec.c proto/pbarena.c) $(BUILD)/obj/gen/peer.pb-c.o $(BUILD)/obj/gen/hyparview.pb-c.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lm
 $(BUILD)/test/ipc_test: $(call obj,test/integration/ipc_test.c test/integration/harness.c) $(BUILD)/libpartisan-client.a
@@ -171,6 +177,10 @@ $(BUILD)/test/channel_test: $(call obj,test/integration/channel_test.c test/inte
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lpthread
 
 # --- bench ---
+$(BUILD)/bench/scale_bench: $(call obj,bench/scale_bench.c daemon/overlay_hyparview.c daemon/plumtree.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c daemon/dialer.c daemon/gossip_codec.c proto/pbarena.c) $(BUILD)/obj/gen/hyparview.pb-c.o $(BUILD)/obj/gen/peer.pb-c.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
+
 $(BUILD)/bench/echo_bench: $(call obj,bench/echo_bench.c test/integration/harness.c) $(BUILD)/libpartisan-client.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lm

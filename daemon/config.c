@@ -64,6 +64,18 @@ static const struct key_spec keys[] = {
     KEY_TEXT("overlay", "type", KT_OVERLAY, overlay, "full_mesh"),
     KEY_INT("overlay", "gossip_interval_ms", KT_U32, gossip_interval_ms, 1000, 10, 600000),
     KEY_INT("overlay", "gossip_fanout", KT_U32, gossip_fanout, 3, 1, 64),
+    /* overlay.hyparview.*: Partisan's names and defaults (daemon/overlay_hyparview.h). */
+    KEY_INT("overlay.hyparview", "active_max_size", KT_U32, hv_active_max_size, 5, 1, 64),
+    KEY_INT("overlay.hyparview", "active_min_size", KT_U32, hv_active_min_size, 2, 0, 64),
+    KEY_INT("overlay.hyparview", "passive_max_size", KT_U32, hv_passive_max_size, 30, 0, 1024),
+    KEY_INT("overlay.hyparview", "active_rwl", KT_U32, hv_active_rwl, 6, 0, 64),
+    KEY_INT("overlay.hyparview", "passive_rwl", KT_U32, hv_passive_rwl, 6, 0, 64),
+    KEY_INT("overlay.hyparview", "shuffle_interval_ms", KT_U32, hv_shuffle_interval_ms, 10000, 10, 3600000),
+    KEY_INT("overlay.hyparview", "shuffle_k_active", KT_U32, hv_shuffle_k_active, 3, 0, 32),
+    KEY_INT("overlay.hyparview", "shuffle_k_passive", KT_U32, hv_shuffle_k_passive, 4, 0, 32),
+    KEY_INT("overlay.hyparview", "random_promotion_interval_ms", KT_U32, hv_random_promotion_interval_ms, 5000, 10,
+            3600000),
+    KEY_INT("overlay.hyparview", "announce_interval_ms", KT_U32, hv_announce_interval_ms, 10000, 100, 3600000),
     KEY_INT("failure_detector", "ping_interval_ms", KT_U32, ping_interval_ms, 500, 10, 60000),
     KEY_INT("failure_detector", "timeout_ms", KT_U32, fd_timeout_ms, 3000, 50, 600000),
     KEY_INT("transport", "connect_timeout_ms", KT_U32, connect_timeout_ms, 2000, 10, 60000),
@@ -94,6 +106,12 @@ static const char *const sections[] = {
     "node", "cluster", "overlay", "failure_detector", "transport", "tls", "ipc", "log",
 };
 #define N_SECTIONS (sizeof sections / sizeof sections[0])
+
+/* Objects nested in a section, each a section of keys[] of its own. */
+static const struct { const char *parent, *name, *section; } subsections[] = {
+    { "overlay", "hyparview", "overlay.hyparview" },
+};
+#define N_SUBSECTIONS (sizeof subsections / sizeof subsections[0])
 
 /* The keys of one element of "channels"; offsets are into struct config_channel. */
 static const struct key_spec channel_keys[] = {
@@ -251,7 +269,7 @@ static void unknown_key_among(struct loader *l, const char *where, const char *k
  * sections and the top-level keys are allowed). */
 static void unknown_key(struct loader *l, const char *section, const char *key)
 {
-    const char *cands[N_SECTIONS + N_KEYS];
+    const char *cands[N_SECTIONS + N_KEYS + 4];
     size_t n = 0;
     if (!section)
         for (size_t i = 0; i < N_SECTIONS; i++)
@@ -259,6 +277,9 @@ static void unknown_key(struct loader *l, const char *section, const char *key)
     for (size_t i = 0; i < N_KEYS; i++)
         if (same_section(keys[i].section, section))
             cands[n++] = keys[i].name;
+    for (size_t i = 0; i < N_SUBSECTIONS && section; i++)
+        if (!strcmp(subsections[i].parent, section))
+            cands[n++] = subsections[i].name;
     unknown_key_among(l, section, key, cands, n);
 }
 
@@ -925,8 +946,23 @@ static void load_section(struct loader *l, const char *section, const json_t *ob
 {
     const char *name;
     json_t *v;
-    json_object_foreach((json_t *)obj, name, v)
-        load_one(l, section, name, v);
+    json_object_foreach((json_t *)obj, name, v) {
+        const char *sub = NULL;
+        for (size_t i = 0; i < N_SUBSECTIONS; i++)
+            if (!strcmp(subsections[i].parent, section) && !strcmp(subsections[i].name, name))
+                sub = subsections[i].section;
+        if (!sub) {
+            load_one(l, section, name, v);
+            continue;
+        }
+        if (!json_is_object(v)) {
+            char path[128];
+            make_path(path, sizeof path, section, name);
+            key_error(l, path, "expected an object, got %s", json_type_name(v));
+            continue;
+        }
+        load_section(l, sub, v);
+    }
 }
 
 static bool key_ok(const struct loader *l, const char *section, const char *name)
@@ -976,6 +1012,7 @@ struct ordered_pair {
 
 static const struct ordered_pair ordered[] = {
     { "failure_detector", "ping_interval_ms", "timeout_ms", true },
+    { "overlay.hyparview", "active_min_size", "active_max_size", false },
     { "transport", "backoff_initial_ms", "backoff_max_ms", false },
     { "transport", "max_frame_bytes", "max_queue_bytes", false },
     { "ipc", "max_frame_bytes", "max_queue_bytes", false },

@@ -12,6 +12,7 @@
  *   overlay.type              "full_mesh" (others: "not yet supported")
  *   overlay.gossip_interval_ms    default 1000, 10..600000
  *   overlay.gossip_fanout         default 3, 1..64
+ *   overlay.hyparview.*       HyParView's views, walks, shuffles and announcements (doc/config.md)
  *   failure_detector.ping_interval_ms  default 500, 10..60000
  *   failure_detector.timeout_ms        default 3000, 50..600000 (> ping_interval_ms)
  *   transport.connect_timeout_ms       default 2000, 10..60000
@@ -110,6 +111,17 @@ struct config {
     enum overlay_type overlay;
     uint32_t gossip_interval_ms;
     uint32_t gossip_fanout;
+    /* overlay.hyparview.*, as struct hyparview_params (overlay_hyparview.h) names them. */
+    uint32_t hv_active_max_size;
+    uint32_t hv_active_min_size;
+    uint32_t hv_passive_max_size;
+    uint32_t hv_active_rwl;
+    uint32_t hv_passive_rwl;
+    uint32_t hv_shuffle_interval_ms;
+    uint32_t hv_shuffle_k_active;
+    uint32_t hv_shuffle_k_passive;
+    uint32_t hv_random_promotion_interval_ms;
+    uint32_t hv_announce_interval_ms;
 
     uint32_t ping_interval_ms;
     uint32_t fd_timeout_ms;

@@ -59,6 +59,15 @@ void config_restart_changes(const struct config *running, const struct config *f
         { "cluster.tombstone_ttl_ms", fresh->tombstone_ttl_ms != running->tombstone_ttl_ms },
         { "overlay", fresh->overlay != running->overlay || fresh->gossip_interval_ms != running->gossip_interval_ms ||
               fresh->gossip_fanout != running->gossip_fanout },
+        { "overlay.hyparview", fresh->hv_active_max_size != running->hv_active_max_size ||
+              fresh->hv_active_min_size != running->hv_active_min_size ||
+              fresh->hv_passive_max_size != running->hv_passive_max_size ||
+              fresh->hv_active_rwl != running->hv_active_rwl || fresh->hv_passive_rwl != running->hv_passive_rwl ||
+              fresh->hv_shuffle_interval_ms != running->hv_shuffle_interval_ms ||
+              fresh->hv_shuffle_k_active != running->hv_shuffle_k_active ||
+              fresh->hv_shuffle_k_passive != running->hv_shuffle_k_passive ||
+              fresh->hv_random_promotion_interval_ms != running->hv_random_promotion_interval_ms ||
+              fresh->hv_announce_interval_ms != running->hv_announce_interval_ms },
         { "failure_detector", fresh->ping_interval_ms != running->ping_interval_ms || fresh->fd_timeout_ms != running->fd_timeout_ms },
         { "transport", fresh->connect_timeout_ms != running->connect_timeout_ms ||
               fresh->handshake_timeout_ms != running->handshake_timeout_ms ||

@@ -452,7 +452,7 @@ static int start_overlay(struct node *n, char *err, size_t errlen)
         return snprintf(err, errlen, "overlay %s is not built into this daemon (built in: %s)",
                         config_overlay_name(n->cfg.overlay), overlay_names()), -1;
     }
-    n->core = n->ops->create(&oc, &env);
+    n->core = overlay_create_configured(n->ops, &n->cfg, &oc, &env);
     if (!n->core) {
         membership_free(&known);
         return snprintf(err, errlen, "cannot create the %s overlay", n->ops->name), -1;

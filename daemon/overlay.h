@@ -172,6 +172,12 @@ const struct overlay_ops *overlay_find(const char *type);
 /* The registered names, for messages: "full_mesh, hyparview". */
 const char *overlay_names(void);
 
+struct config;
+/* ops->create with each core's own parameters (overlay.hyparview.*, ...)
+ * taken from the daemon's config; oc holds the rest. */
+struct overlay *overlay_create_configured(const struct overlay_ops *ops, const struct config *c,
+                                          struct overlay_config *oc, const struct overlay_env *env);
+
 /* How long after a forget its tombstone expires: long enough to reach every
  * member by gossip first. */
 uint64_t overlay_forget_grace_ms(const struct overlay_config *cfg);

@@ -7,6 +7,7 @@
 #include "sim.h"
 
 #include "gossip_codec.h"
+#include "scenarios_hyparview.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -779,7 +780,7 @@ static void usage(const char *prog)
                     "scenarios:", prog);
     for (size_t i = 0; i < sizeof scenarios / sizeof *scenarios; i++)
         fprintf(stderr, " %s", scenarios[i].name);
-    fprintf(stderr, "\n");
+    fprintf(stderr, " %s\n", hyparview_scenario_names());
 }
 
 int main(int argc, char **argv)
@@ -822,6 +823,9 @@ int main(int argc, char **argv)
         else
             failed++;
     }
+    /* The HyParView core's scenarios, from the same seed. */
+    if (hyparview_scenarios_run(r.seed, only, r.verbose, &passed, &failed))
+        found = true;
     if (!found) {
         usage(argv[0]);
         return 2;

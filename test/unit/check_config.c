@@ -234,7 +234,7 @@ START_TEST(unknown_nested_key)
 {
     expect_one_error("{\"overlay\": {\"tpye\": \"full_mesh\"}}",
                      "t.json: overlay.tpye: unknown key (did you mean \"type\"? "
-                     "allowed: type, gossip_interval_ms, gossip_fanout)");
+                     "allowed: type, gossip_interval_ms, gossip_fanout, hyparview)");
     expect_one_error("{\"log\": {\"zzzzzz\": 1}}", "t.json: log.zzzzzz: unknown key (allowed: level)");
 }
 END_TEST
@@ -279,6 +279,35 @@ START_TEST(overlay_types)
     expect_one_error("{\"overlay\": {\"type\": \"ring\"}}",
                      "overlay.type: \"ring\" is an unknown overlay (allowed: full_mesh, hyparview, client_server, static)");
     ck_assert_str_eq(config_overlay_name(OVERLAY_FULL_MESH), "full_mesh");
+}
+END_TEST
+
+START_TEST(hyparview_keys)
+{
+    struct config cfg;
+    ck_assert_int_eq(load("{}", &cfg), 0);
+    ck_assert_uint_eq(cfg.hv_active_max_size, 5);
+    ck_assert_uint_eq(cfg.hv_active_min_size, 2);
+    ck_assert_uint_eq(cfg.hv_passive_max_size, 30);
+    ck_assert_uint_eq(cfg.hv_active_rwl, 6);
+    ck_assert_uint_eq(cfg.hv_passive_rwl, 6);
+    ck_assert_uint_eq(cfg.hv_shuffle_interval_ms, 10000);
+    ck_assert_uint_eq(cfg.hv_shuffle_k_active, 3);
+    ck_assert_uint_eq(cfg.hv_shuffle_k_passive, 4);
+    ck_assert_uint_eq(cfg.hv_random_promotion_interval_ms, 5000);
+    ck_assert_uint_eq(cfg.hv_announce_interval_ms, 10000);
+    config_free(&cfg);
+    ck_assert_int_eq(load("{\"overlay\": {\"hyparview\": {\"active_max_size\": 8, \"passive_rwl\": 3}}}", &cfg), 0);
+    ck_assert_uint_eq(cfg.hv_active_max_size, 8);
+    ck_assert_uint_eq(cfg.hv_passive_rwl, 3);
+    config_free(&cfg);
+    expect_one_error("{\"overlay\": {\"hyparview\": {\"active_max_sise\": 8}}}",
+                     "t.json: overlay.hyparview.active_max_sise: unknown key (did you mean \"active_max_size\"?");
+    expect_one_error("{\"overlay\": {\"hyparview\": 5}}", "t.json: overlay.hyparview: expected an object, got integer");
+    expect_one_error("{\"overlay\": {\"hyparview\": {\"active_max_size\": 0}}}",
+                     "overlay.hyparview.active_max_size: 0 is out of range (1..64)");
+    expect_one_error("{\"overlay\": {\"hyparview\": {\"active_max_size\": 3, \"active_min_size\": 4}}}",
+                     "overlay.hyparview.active_max_size: 3 must be at least overlay.hyparview.active_min_size (4)");
 }
 END_TEST
 
@@ -880,6 +909,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, wrong_types);
     tcase_add_test(tc, out_of_range);
     tcase_add_test(tc, overlay_types);
+    tcase_add_test(tc, hyparview_keys);
     tcase_add_test(tc, names);
     tcase_add_test(tc, bad_addresses);
     tcase_add_test(tc, wildcard_listen_needs_advertise);
