@@ -29,8 +29,8 @@ GEN_H     := $(GEN:.c=.h)
 DAEMON_SRC := daemon/main.c daemon/config.c daemon/log.c daemon/ipc.c daemon/router.c \
               daemon/node.c daemon/transport.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c daemon/dialer.c \
               daemon/overlay_hyparview.c daemon/plumtree.c \
-              daemon/state.c daemon/flow.c daemon/channel.c daemon/control.c daemon/gossip_codec.c daemon/tls.c daemon/config_diff.c proto/frame.c proto/pbarena.c
-CLIENT_SRC := client/client.c proto/frame.c
+              daemon/state.c daemon/flow.c daemon/channel.c daemon/control.c daemon/gossip_codec.c daemon/tls.c daemon/config_diff.c daemon/sockbuf.c proto/frame.c proto/frame_evbuffer.c proto/envelope.c proto/pbarena.c
+CLIENT_SRC := client/client.c proto/frame.c proto/pbarena.c proto/envelope.c
 CTL_SRC    := client/partisanctl.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -47,7 +47,7 @@ UNIT_TESTS := config frame membership transport log flow channel dialer delivery
 UNIT_BINS  := $(addprefix $(BUILD)/test/check_,$(UNIT_TESTS))
 SIM_BIN    := $(BUILD)/test/sim
 DSIM_BIN   := $(BUILD)/test/delivery_sim
-ITEST_BINS := $(BUILD)/test/ipc_test $(BUILD)/test/cluster_test $(BUILD)/test/channel_test
+ITEST_BINS := $(BUILD)/test/ipc_test $(BUILD)/test/cluster_test $(BUILD)/test/channel_test $(BUILD)/test/batch_test
 ITEST_SCRIPTS := install_test.sh
 # Every test test/run.sh must find and run; a missing one counts as failed.
 TEST_NAMES  = $(notdir $(UNIT_BINS) $(SIM_BIN) $(DSIM_BIN) $(ITEST_BINS)) $(ITEST_SCRIPTS)
@@ -133,16 +133,19 @@ $(BUILD)/test/check_config: $(call obj,test/unit/check_config.c daemon/config.c 
 $(BUILD)/test/check_log: $(call obj,test/unit/check_log.c daemon/log.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)
-$(BUILD)/test/check_frame: $(call obj,test/unit/check_frame.c proto/frame.c)
+$(BUILD)/test/check_frame: $(call obj,test/unit/check_frame.c proto/frame.c proto/frame_evbuffer.c proto/envelope.c) $(BUILD)/obj/gen/ipc.pb-c.o $(BUILD)/obj/gen/peer.pb-c.o
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)
-$(BUILD)/test/check_channel: $(call obj,test/unit/check_channel.c daemon/channel.c proto/frame.c)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
+$(BUILD)/test/check_channel: $(call obj,test/unit/check_channel.c daemon/channel.c proto/frame.c proto/frame_evbuffer.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
 $(BUILD)/test/check_membership: $(call obj,test/unit/check_membership.c daemon/membership.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)
 $(BUILD)/test/check_dialer: $(call obj,test/unit/check_dialer.c daemon/dialer.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)
+$(BUILD)/test/check_flow: $(call obj,test/unit/check_flow.c daemon/flow.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)
 $(BUILD)/test/check_delivery: $(call obj,test/unit/check_delivery.c daemon/delivery.c)
@@ -157,10 +160,7 @@ $(BUILD)/test/check_faults: $(call obj,test/unit/check_faults.c daemon/faults.c 
 $(BUILD)/test/delivery_sim: $(call obj,test/sim/delivery_sim.c daemon/delivery.c daemon/causal.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^
-$(BUILD)/test/check_flow: $(call obj,test/unit/check_flow.c daemon/flow.c)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)
-$(BUILD)/test/check_transport: $(call obj,test/unit/check_transport.c daemon/transport.c daemon/tls.c daemon/channel.c daemon/membership.c daemon/log.c proto/frame.c proto/pbarena.c) $(BUILD)/obj/gen/peer.pb-c.o
+$(BUILD)/test/check_transport: $(call obj,test/unit/check_transport.c daemon/transport.c daemon/tls.c daemon/channel.c daemon/membership.c daemon/log.c daemon/sockbuf.c proto/frame.c proto/frame_evbuffer.c proto/envelope.c proto/pbarena.c) $(BUILD)/obj/gen/peer.pb-c.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
 $(BUILD)/test/sim: $(call obj,test/sim/sim.c test/sim/scenarios.c test/sim/scenarios_hyparview.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c daemon/dialer.c daemon/overlay_hyparview.c daemon/plumtree.c daemon/gossip_codec.c proto/pbarena.c) $(BUILD)/obj/gen/peer.pb-c.o $(BUILD)/obj/gen/hyparview.pb-c.o
@@ -176,11 +176,11 @@ $(BUILD)/test/channel_test: $(call obj,test/integration/channel_test.c test/inte
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lpthread
 
-# --- bench ---
-$(BUILD)/bench/scale_bench: $(call obj,bench/scale_bench.c daemon/overlay_hyparview.c daemon/plumtree.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c daemon/dialer.c daemon/gossip_codec.c proto/pbarena.c) $(BUILD)/obj/gen/hyparview.pb-c.o $(BUILD)/obj/gen/peer.pb-c.o
+$(BUILD)/test/batch_test: $(call obj,test/integration/batch_test.c test/integration/harness.c proto/frame.c) $(BUILD)/obj/gen/ipc.pb-c.o $(BUILD)/libpartisan-client.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
 
+# --- bench ---
 $(BUILD)/bench/echo_bench: $(call obj,bench/echo_bench.c test/integration/harness.c) $(BUILD)/libpartisan-client.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lm
@@ -193,6 +193,10 @@ $(BUILD)/bench/channel_bench: $(call obj,bench/channel_bench.c test/integration/
 $(BUILD)/bench/baseline_forwarder: $(call obj,bench/baseline_forwarder.c proto/frame.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libevent)
+
+$(BUILD)/bench/scale_bench: $(call obj,bench/scale_bench.c daemon/overlay_hyparview.c daemon/plumtree.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c daemon/dialer.c daemon/gossip_codec.c proto/pbarena.c) $(BUILD)/obj/gen/hyparview.pb-c.o $(BUILD)/obj/gen/peer.pb-c.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
 
 # --- install ---
 install: all

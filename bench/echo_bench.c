@@ -1,12 +1,17 @@
 /* make bench: partisand against a protocol-free baseline, same run, same
  * machine. Two daemons on loopback; app A sends to app B, which echoes.
  * Prints round-trip p50/p99 and one-way throughput for 64 B and 1 KiB
- * messages, the ratios to the baseline, the same figures from a second pair
- * of daemons whose peer link is TLS 1.3 (certificates made with the openssl
- * CLI) with the TLS / plaintext ratios, each daemon's RSS, and a 64-node
- * loopback cluster's time to converge. Figures only: nothing here passes or
- * fails on a number. Every wait is bounded (T); a stalled run is reported,
- * not waited on for ever. */
+ * messages beside the raw chain (the baseline) measured in the same run in
+ * both its modes, one write per message and batched writes; the same
+ * figures from a second pair of daemons whose peer link is TLS 1.3
+ * (certificates made with the openssl CLI); each daemon's RSS after the
+ * run; 8 senders on one daemon to 8 receivers on the other, aggregate,
+ * beside the one-sender figure; distributed Erlang's one-sender figure
+ * when `erl` is installed (bench/erl_bench.sh); and a 64-node loopback
+ * cluster's time to converge. Figures only: nothing here passes or fails on
+ * a number. Every wait is bounded (T); a stalled run is reported, not
+ * waited on for ever, and a run that lost messages says so and makes the
+ * bench exit 1. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -31,6 +36,9 @@
 struct endpoint {
     partisan_client *c;          /* partisand mode */
     int fd;                      /* baseline mode */
+    int batch;                   /* baseline: coalesce writes (else one write per message) */
+    unsigned char *wbuf;
+    size_t wlen;
     unsigned char *rbuf;
     size_t rlen, rcap;
     const char *peer_node;       /* where to send (partisand mode) */
@@ -77,11 +85,35 @@ static int ep_send(struct endpoint *e, const void *p, size_t n)
     if (e->c)
         return partisan_send(e->c, e->peer_node, e->peer_name, p, n);
     unsigned char hdr[4] = { (unsigned char)(n >> 24), (unsigned char)(n >> 16), (unsigned char)(n >> 8), (unsigned char)n };
-    /* One write per message, as the client library does. */
+    if (e->batch) {
+        /* Batched: frames gather in a 64 KiB buffer, one write when full. */
+        enum { CAP = 65536 };
+        if (!e->wbuf)
+            e->wbuf = malloc(CAP + 4 + 65536);
+        memcpy(e->wbuf + e->wlen, hdr, 4);
+        memcpy(e->wbuf + e->wlen + 4, p, n);
+        e->wlen += 4 + n;
+        if (e->wlen < CAP)
+            return 0;
+        int rc = write_all(e->fd, e->wbuf, e->wlen);
+        e->wlen = 0;
+        return rc;
+    }
+    /* One write per message. */
     unsigned char buf[4 + 65536];
     memcpy(buf, hdr, 4);
     memcpy(buf + 4, p, n);
     return write_all(e->fd, buf, n + 4);
+}
+
+/* What a batching raw sender does before it waits: everything out. (The
+ * library needs no such call: a partisan_recv() writes what is pending.) */
+static void ep_flush(struct endpoint *e)
+{
+    if (!e->c && e->wlen) {
+        write_all(e->fd, e->wbuf, e->wlen);
+        e->wlen = 0;
+    }
 }
 
 /* Receives one message into out (up to cap); returns its length or -1. */
@@ -162,7 +194,25 @@ static uint64_t now_us(void)
 
 /* rtt_n: round trips timed (fewer than asked if a reply did not come back
  * within T ms); tput_ok: the receiver's count came back. */
-struct result { double p50_us, p99_us, msgs_per_s, mib_per_s; long lost; int rtt_n, tput_ok; };
+struct result { double p50_us, p99_us, msgs_per_s, mib_per_s; long lost; int rtt_n, tput_ok; double cpu_ns[2]; };
+
+/* The daemons whose CPU time the one-way runs account per message (0: none). */
+static pid_t cpu_pids[2];
+
+/* user + system CPU time of pid so far, in ns (0 if unknown). */
+static double cpu_ns(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if (pid <= 0 || harness_read_file(path, buf, sizeof buf) <= 0)
+        return 0;
+    const char *p = strrchr(buf, ')');
+    unsigned long long ut = 0, st = 0;
+    /* Fields after the command: state is 3rd, utime 14th, stime 15th. */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) * 1e9 / (double)sysconf(_SC_CLK_TCK);
+}
 
 static struct result measure(struct endpoint *a, size_t size, int rtt_iters, int tput_msgs)
 {
@@ -174,12 +224,14 @@ static struct result measure(struct endpoint *a, size_t size, int rtt_iters, int
     int warm_ok = 1;
     for (int i = 0; i < rtt_iters / 10 && warm_ok; i++) {   /* warm-up */
         ep_send(a, msg, size);
+        ep_flush(a);
         warm_ok = ep_recv(a, back, sizeof back) >= 0;
     }
     int done = 0;
     for (; warm_ok && done < rtt_iters; done++) {
         uint64_t t0 = now_us();
         ep_send(a, msg, size);
+        ep_flush(a);
         if (ep_recv(a, back, sizeof back) < 0)
             break;
         lat[done] = now_us() - t0;
@@ -198,12 +250,15 @@ static struct result measure(struct endpoint *a, size_t size, int rtt_iters, int
 
     msg[0] = 'S';
     ep_send(a, msg, 1);
+    ep_flush(a);
     msg[0] = 's';
+    double cpu0[2] = { cpu_ns(cpu_pids[0]), cpu_ns(cpu_pids[1]) };
     uint64_t t0 = now_us();
     for (int i = 0; i < tput_msgs; i++)
         ep_send(a, msg, size);
     msg[0] = 'D';
     ep_send(a, msg, 1);
+    ep_flush(a);
     long n = ep_recv(a, back, sizeof back - 1);
     uint64_t us = now_us() - t0;
     long got = 0;
@@ -213,6 +268,8 @@ static struct result measure(struct endpoint *a, size_t size, int rtt_iters, int
         r.tput_ok = 1;
     }
     r.lost = tput_msgs - got;
+    for (int k = 0; k < 2; k++)
+        r.cpu_ns[k] = got ? (cpu_ns(cpu_pids[k]) - cpu0[k]) / (double)got : 0;
     r.msgs_per_s = (double)got * 1e6 / (double)us;
     r.mib_per_s = r.msgs_per_s * (double)size / (1024.0 * 1024.0);
     return r;
@@ -259,9 +316,11 @@ static void stop_pid(pid_t pid)
 
 #define SIZES 2
 static const size_t sizes[SIZES] = { 64, 1024 };
-static int rtt_iters = 20000, tput_msgs = 200000;
+static int rtt_iters = 20000, tput_msgs = 500000;
 
-static void run_baseline(struct result *out)
+/* batch: the sender coalesces its one-way frames into 64 KiB writes (its
+ * round trips are then few: they are the unbatched run's figure). */
+static void run_baseline(struct result *out, int batch)
 {
     const char *dir = harness_tmpdir();
     char fwd[600], sa[600], sb[600], pa[8], pb[8];
@@ -279,15 +338,171 @@ static void run_baseline(struct result *out)
         struct endpoint b = { .fd = raw_connect(sb) };
         run_b(&b);
     }
-    struct endpoint a = { .fd = raw_connect(sa) };
+    struct endpoint a = { .fd = raw_connect(sa), .batch = batch };
     usleep(100000);
     for (int i = 0; i < SIZES; i++)
-        out[i] = measure(&a, sizes[i], rtt_iters, tput_msgs);
+        out[i] = measure(&a, sizes[i], batch ? rtt_iters / 20 : rtt_iters, tput_msgs);
     close(a.fd);
     free(a.rbuf);
+    free(a.wbuf);
     stop_pid(child);
     stop_pid(fa);
     stop_pid(fb);
+}
+
+/* ---- 8 applications on A sending to 8 receivers on B ---- */
+
+#define MANY 8
+
+/* Reads one line from fd within timeout_ms; false on timeout or EOF. */
+static int read_line_to(int fd, char *buf, size_t len, int timeout_ms)
+{
+    size_t have = 0;
+    uint64_t until = harness_now_ms() + (uint64_t)timeout_ms;
+    while (have + 1 < len && harness_now_ms() < until) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        if (read(fd, buf + have, 1) != 1)
+            break;
+        if (buf[have++] == '\n')
+            break;
+    }
+    buf[have] = '\0';
+    return have > 0 && buf[have - 1] == '\n';
+}
+
+/* Receiver k: registers sink<k>, says "ready", counts 's' messages until
+ * the 'D' that ends its sender's run, and writes "<count>". */
+static void many_receiver(const char *sock, int k, int wfd)
+{
+    alarm(120);
+    partisan_client *c = NULL;
+    char name[16];
+    snprintf(name, sizeof name, "sink%d", k);
+    if (partisan_connect(sock, &c) != 0 || partisan_register(c, name, T) != 0)
+        _exit(1);
+    dprintf(wfd, "ready\n");
+    long count = 0;
+    for (;;) {
+        struct partisan_message *m = NULL;
+        if (partisan_recv(c, &m, T) != 0)
+            break;                       /* nothing for T ms: report what came */
+        char kind = m->len ? (char)m->payload[0] : 0;
+        partisan_message_free(m);
+        if (kind == 'D')
+            break;
+        count++;
+    }
+    dprintf(wfd, "%ld\n", count);
+    _exit(0);
+}
+
+static void many_sender(const char *sock, const char *node, int k, size_t size, int n, int rfd)
+{
+    alarm(120);
+    partisan_client *c = NULL;
+    char name[16], go[8];
+    snprintf(name, sizeof name, "sink%d", k);
+    if (partisan_connect(sock, &c) != 0)
+        _exit(1);
+    if (read_line_to(rfd, go, sizeof go, T) == 0)   /* start together */
+        _exit(1);
+    unsigned char msg[2048];
+    memset(msg, 's', size);
+    for (int i = 0; i < n; i++)
+        if (partisan_send(c, node, name, msg, size) != 0)
+            _exit(2);
+    msg[0] = 'D';
+    partisan_send(c, node, name, msg, 1);
+    partisan_flush(c, T);
+    _exit(0);
+}
+
+/* Aggregate msg/s of MANY senders on da to MANY receivers on db; *lost
+ * gets what did not arrive. 0 on failure to run. */
+static double run_many(struct daemon_proc *da, struct daemon_proc *db, const char *node_b, size_t size, int n,
+                       long *lost)
+{
+    int rpipe[MANY][2], gpipe[2];
+    pid_t pids[2 * MANY];
+    int np = 0;
+    *lost = (long)MANY * n;
+    if (pipe(gpipe) != 0)
+        return 0;
+    for (int k = 0; k < MANY; k++) {
+        if (pipe(rpipe[k]) != 0)
+            return 0;
+        pid_t pid = fork();
+        if (pid == 0)
+            many_receiver(db->socket, k, rpipe[k][1]);
+        close(rpipe[k][1]);
+        pids[np++] = pid;
+    }
+    char line[64];
+    int ready = 0;
+    for (int k = 0; k < MANY; k++)
+        ready += read_line_to(rpipe[k][0], line, sizeof line, T) && strcmp(line, "ready\n") == 0;
+    for (int k = 0; ready == MANY && k < MANY; k++) {
+        pid_t pid = fork();
+        if (pid == 0)
+            many_sender(da->socket, node_b, k, size, n, gpipe[0]);
+        pids[np++] = pid;
+    }
+    double rate = 0;
+    if (ready == MANY) {
+        usleep(200000);                  /* every sender connected */
+        uint64_t t0 = now_us();
+        for (int k = 0; k < MANY; k++)
+            if (write(gpipe[1], "go\n", 3) != 3)
+                break;
+        long got = 0;
+        for (int k = 0; k < MANY; k++)
+            if (read_line_to(rpipe[k][0], line, sizeof line, 60000))
+                got += atol(line);
+        uint64_t us = now_us() - t0;
+        *lost = (long)MANY * n - got;
+        rate = (double)got * 1e6 / (double)us;
+    } else {
+        fprintf(stderr, "echo_bench: only %d of %d receivers registered\n", ready, MANY);
+    }
+    for (int k = 0; k < MANY; k++)
+        close(rpipe[k][0]);
+    close(gpipe[0]);
+    close(gpipe[1]);
+    for (int i = 0; i < np; i++)
+        stop_pid(pids[i]);
+    return rate;
+}
+
+/* ---- distributed Erlang, when it is installed ---- */
+
+/* Runs bench/erl_bench.sh (two Erlang nodes on loopback, one process
+ * sending n messages of `size` bytes to a registered process on the other)
+ * and returns its msg/s, or 0 with *why set. */
+static double run_erlang(size_t size, int n, const char **why)
+{
+    char *argv[] = { "sh", "-c", "command -v erl", NULL };
+    char out[512], err[512];
+    if (harness_exec(argv, NULL, out, sizeof out, err, sizeof err, T) != 0) {
+        *why = "erl is not installed";
+        return 0;
+    }
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "bench/erl_bench.sh %zu %d '%s'", size, n, harness_tmpdir());
+    char *argv2[] = { "sh", "-c", cmd, NULL };
+    int rc = harness_exec(argv2, NULL, out, sizeof out, err, sizeof err, 120000);
+    if (rc != 0) {
+        *why = "bench/erl_bench.sh failed or timed out";
+        fprintf(stderr, "echo_bench: erl_bench.sh (exit %d): %s %s\n", rc, out, err);
+        return 0;
+    }
+    const char *p = strstr(out, "msg/s ");
+    if (!p) {
+        *why = "bench/erl_bench.sh printed no figure";
+        return 0;
+    }
+    return atof(p + 6);
 }
 
 /* The TLS pair's node names: each certificate names its node. Names of
@@ -365,7 +580,7 @@ static int echo_ready(partisan_client *c, const char *node, uint64_t deadline)
  * named after the nodes. Returns 0, or -1 if the pair did not start or did
  * not carry a message within T ms (everything it started is ended). */
 static int run_partisand(struct result *out, long *rss_a, long *rss_b, const char *name_a, const char *name_b,
-                         const char *certs)
+                         const char *certs, double *many, long *many_lost)
 {
     static struct daemon_proc pairs[2][2];
     struct daemon_proc *da = &pairs[certs != NULL][0], *db = &pairs[certs != NULL][1];
@@ -400,8 +615,14 @@ static int run_partisand(struct result *out, long *rss_a, long *rss_b, const cha
     if (partisan_connect(da->socket, &a.c) == 0 && partisan_register(a.c, "pong", T) == 0) {
         if (echo_ready(a.c, name_b, harness_now_ms() + T) == 0) {
             rc = 0;
+            cpu_pids[0] = da->pid;
+            cpu_pids[1] = db->pid;
             for (int i = 0; i < SIZES; i++)
                 out[i] = measure(&a, sizes[i], rtt_iters, tput_msgs);
+            cpu_pids[0] = cpu_pids[1] = 0;
+            if (many)
+                for (int i = 0; i < SIZES; i++)
+                    many[i] = run_many(da, db, name_b, sizes[i], tput_msgs / MANY, &many_lost[i]);
             *rss_a = rss_kib(da->pid);
             *rss_b = rss_kib(db->pid);
         } else {
@@ -460,74 +681,115 @@ static void converge_64(void)
         harness_daemon_stop(&d[i], T);
 }
 
-/* One row of the main table: partisand, partisand+TLS (or "-"), baseline,
- * partisand / baseline, partisand+TLS / partisand. */
-static void row(const char *label, const char *fmt, double part, double tls, int have_tls, double base)
+/* One row of the main table: partisand, partisand+TLS (or "-"), raw 1w,
+ * raw batched (or "-" when 0), then partisand / raw 1w and partisand / raw
+ * batched. */
+static void row(const char *label, const char *fmt, double part, double tls, int have_tls, double base,
+                double batched)
 {
-    char p[32], t[32] = "-", b[32], ratio[32], tr[32] = "-";
+    char p[32], t[32] = "-", b[32], bb[32] = "-", r1[32], r2[32] = "-";
     snprintf(p, sizeof p, fmt, part);
     snprintf(b, sizeof b, fmt, base);
-    snprintf(ratio, sizeof ratio, "%.2fx", part / base);
-    if (have_tls) {
-        snprintf(t, sizeof t, fmt, tls);
-        snprintf(tr, sizeof tr, "%.2fx", tls / part);
+    snprintf(r1, sizeof r1, "%.2fx", part / base);
+    if (batched > 0) {
+        snprintf(bb, sizeof bb, fmt, batched);
+        snprintf(r2, sizeof r2, "%.2fx", part / batched);
     }
-    printf("%-26s %14s %14s %14s %10s %16s\n", label, p, t, b, ratio, tr);
+    if (have_tls)
+        snprintf(t, sizeof t, fmt, tls);
+    printf("%-24s %11s %11s %11s %11s %9s %11s\n", label, p, t, b, bb, r1, r2);
 }
 
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    /* --main: the main table and the 8-sender figure only (no TLS pair, no
+     * Erlang, no 64-node cluster), for profiling runs. */
+    int main_only = 0;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--main") == 0)
+            main_only = 1;
     if (argc > 1 && strcmp(argv[1], "--quick") == 0) {
         rtt_iters = 2000;
         tput_msgs = 20000;
     }
-    struct result base[SIZES] = { 0 }, part[SIZES] = { 0 }, tls[SIZES] = { 0 };
-    long rss_a = 0, rss_b = 0, tls_rss_a = 0, tls_rss_b = 0;
-    run_baseline(base);
-    if (run_partisand(part, &rss_a, &rss_b, "bench-a", "bench-b", NULL) != 0) {
+    struct result base[SIZES] = { 0 }, batched[SIZES] = { 0 }, part[SIZES] = { 0 }, tls[SIZES] = { 0 };
+    long rss_a = 0, rss_b = 0, tls_rss_a = 0, tls_rss_b = 0, many_lost[SIZES] = { 0 };
+    double many[SIZES] = { 0 };
+    run_baseline(base, 0);
+    run_baseline(batched, 1);
+    if (run_partisand(part, &rss_a, &rss_b, "bench-a", "bench-b", NULL, many, many_lost) != 0) {
         harness_cleanup();
         exit(1);
     }
-    const char *certs = make_certs();
-    const char *no_tls = certs ? NULL : "the openssl command could not make certificates";
-    if (certs && run_partisand(tls, &tls_rss_a, &tls_rss_b, TLS_A, TLS_B, certs) != 0)
+    const char *certs = main_only ? NULL : make_certs();
+    const char *no_tls = main_only ? "--main" : certs ? NULL : "the openssl command could not make certificates";
+    if (certs && run_partisand(tls, &tls_rss_a, &tls_rss_b, TLS_A, TLS_B, certs, NULL, NULL) != 0)
         no_tls = "the TLS pair did not start or did not carry a message";
     int have_tls = no_tls == NULL;
-    printf("partisand vs baseline (app -> unix -> forwarder -> tcp -> forwarder -> unix -> app), loopback, %d round trips, %d one-way messages\n",
-           rtt_iters, tput_msgs);
-    printf("partisand+TLS: the same with TLS 1.3 on the peer link; ratio = partisand / baseline, TLS / plaintext = partisand+TLS / partisand\n\n");
-    printf("%-26s %14s %14s %14s %10s %16s\n", "figure", "partisand", "partisand+TLS", "baseline", "ratio",
-           "TLS / plaintext");
+    const char *no_erl = "--main";
+    double erl = main_only ? 0 : run_erlang(64, tput_msgs, &no_erl);
+    printf("partisand vs the raw chain (app -> unix -> forwarder -> tcp -> forwarder -> unix -> app, no protocol), loopback, "
+           "%d round trips, %d one-way messages\n", rtt_iters, tput_msgs);
+    printf("raw 1w: one write per message; raw batched: 64 KiB writes; TLS: partisand with TLS 1.3 on the peer link\n\n");
+    printf("%-24s %11s %11s %11s %11s %9s %11s\n", "figure", "partisand", "partisand+TLS", "raw 1w", "raw batched",
+           "vs 1w", "vs batched");
+    int lost_any = 0;
     for (int i = 0; i < SIZES; i++) {
         char label[64];
         snprintf(label, sizeof label, "rtt p50 %zu B (us)", sizes[i]);
-        row(label, "%.0f", part[i].p50_us, tls[i].p50_us, have_tls, base[i].p50_us);
+        row(label, "%.0f", part[i].p50_us, tls[i].p50_us, have_tls, base[i].p50_us, 0);
         snprintf(label, sizeof label, "rtt p99 %zu B (us)", sizes[i]);
-        row(label, "%.0f", part[i].p99_us, tls[i].p99_us, have_tls, base[i].p99_us);
+        row(label, "%.0f", part[i].p99_us, tls[i].p99_us, have_tls, base[i].p99_us, 0);
         snprintf(label, sizeof label, "one-way %zu B (msg/s)", sizes[i]);
-        row(label, "%.0f", part[i].msgs_per_s, tls[i].msgs_per_s, have_tls, base[i].msgs_per_s);
+        row(label, "%.0f", part[i].msgs_per_s, tls[i].msgs_per_s, have_tls, base[i].msgs_per_s,
+            batched[i].msgs_per_s);
         snprintf(label, sizeof label, "one-way %zu B (MiB/s)", sizes[i]);
-        row(label, "%.1f", part[i].mib_per_s, tls[i].mib_per_s, have_tls, base[i].mib_per_s);
+        row(label, "%.1f", part[i].mib_per_s, tls[i].mib_per_s, have_tls, base[i].mib_per_s, batched[i].mib_per_s);
         long tls_lost = have_tls ? tls[i].lost : 0;
-        if (part[i].lost || base[i].lost || tls_lost)
-            printf("  (messages not counted at the receiver: partisand %ld, partisand+TLS %ld, baseline %ld)\n",
-                   part[i].lost, tls_lost, base[i].lost);
-        const struct result *runs[3] = { &part[i], have_tls ? &tls[i] : NULL, &base[i] };
-        static const char *const run_names[3] = { "partisand", "partisand+TLS", "baseline" };
-        for (int k = 0; k < 3; k++)
-            if (runs[k] && (runs[k]->rtt_n < rtt_iters || !runs[k]->tput_ok))
-                printf("  (%s, %zu B: a reply did not come back within %d ms: %d of %d round trips timed%s)\n",
-                       run_names[k], sizes[i], T, runs[k]->rtt_n, rtt_iters,
+        if (part[i].lost || base[i].lost || batched[i].lost || tls_lost) {
+            printf("  LOST (sent, not counted at the receiver): partisand %ld, partisand+TLS %ld, raw 1w %ld, raw batched %ld\n",
+                   part[i].lost, tls_lost, base[i].lost, batched[i].lost);
+            lost_any = 1;
+        }
+        const struct result *runs[4] = { &part[i], have_tls ? &tls[i] : NULL, &base[i], &batched[i] };
+        static const char *const run_names[4] = { "partisand", "partisand+TLS", "raw 1w", "raw batched" };
+        for (int k = 0; k < 4; k++)
+            if (runs[k] && (runs[k]->rtt_n < (k == 3 ? rtt_iters / 20 : rtt_iters) || !runs[k]->tput_ok))
+                printf("  (%s, %zu B: a reply did not come back within %d ms: %d round trips timed%s)\n",
+                       run_names[k], sizes[i], T, runs[k]->rtt_n,
                        runs[k]->tput_ok ? "" : ", no receiver count for the one-way run");
     }
     if (!have_tls)
         printf("  (partisand+TLS skipped: %s)\n", no_tls);
+    printf("\nCPU per message in the one-way runs (user + system, 10 ms ticks): ");
+    for (int i = 0; i < SIZES; i++)
+        printf("%s%zu B: daemon A %.0f ns, daemon B %.0f ns", i ? "; " : "", sizes[i], part[i].cpu_ns[0],
+               part[i].cpu_ns[1]);
+    printf("\n");
+    printf("\n%d senders on A -> %d receivers on B (one each), %d messages each, aggregate:\n", MANY, MANY, tput_msgs / MANY);
+    for (int i = 0; i < SIZES; i++) {
+        printf("  %4zu B: %10.0f msg/s aggregate   (one sender: %.0f msg/s)\n", sizes[i], many[i], part[i].msgs_per_s);
+        if (many_lost[i]) {
+            printf("  LOST: %ld of %d messages did not reach the %d receivers\n", many_lost[i], tput_msgs, MANY);
+            lost_any = 1;
+        }
+    }
+    if (erl > 0)
+        printf("\ndistributed Erlang, one sender, 64 B: %.0f msg/s (partisand %.0f)\n", erl, part[0].msgs_per_s);
+    else
+        printf("\ndistributed Erlang: skipped (%s)\n", no_erl);
     printf("\ndaemon RSS after the run: A %ld KiB, B %ld KiB\n", rss_a, rss_b);
     if (have_tls)
         printf("TLS daemons' RSS after the run: A %ld KiB, B %ld KiB\n", tls_rss_a, tls_rss_b);
-    converge_64();
+    if (lost_any) {
+        printf("\necho_bench: messages were lost (above); exiting\n");
+        harness_cleanup();
+        exit(1);
+    }
+    if (!main_only)
+        converge_64();
     harness_cleanup();
     return 0;
 }

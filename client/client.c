@@ -1,14 +1,25 @@
 /* libpartisan-client: see partisan.h for the contract.
  *
  * Shape of the data path (DESIGN.md, "The data path never waits"):
- * - partisan_send() packs its request straight into the outbound buffer and
- *   makes one send() of everything pending; it waits only when the socket is
- *   full, and then keeps reading so the daemon can never block on us.
- * - Replies to pipelined sends are matched by id as they are read, counted,
- *   and the first failure is kept for the next partisan_send()/flush().
- * - Every read takes all the socket has and decodes every whole frame;
- *   deliveries and events meet on the way go to a FIFO for partisan_recv().
- * - Decoding uses a per-handle bump arena, so a reply costs no malloc. */
+ * - partisan_send() packs its envelope and copies its payload straight into
+ *   the outbound buffer (frame.h: the payload travels raw after the
+ *   envelope). It writes at once unless the handle wrote within LINGER_US
+ *   (a lone send is never delayed); otherwise the frame joins the pending
+ *   bytes, which go out in one write once they pass BATCH_BYTES, with the
+ *   next send after LINGER_US, when a call waits on the socket, or when
+ *   partisan_flush() is called (an event loop calls it when partisan_fd()
+ *   is writable). Blocking, it waits only
+ *   when PENDING_MAX bytes are unwritten, and keeps reading meanwhile so
+ *   the daemon can never block on us; non-blocking, it says PARTISAN_EBUSY.
+ * - Accepted sends are answered by Acks covering many ids; a failed send
+ *   gets its own Reply, kept as a failure report naming its sequence
+ *   number (the request id), and the first one is also reported by the
+ *   next partisan_send()/flush() as before.
+ * - Every read takes all the socket has and decodes every whole frame
+ *   (frame_next(), the reader the daemon uses too); deliveries and events
+ *   met on the way go to a FIFO for partisan_recv().
+ * - Decoding uses a per-handle bump arena (pbarena.c, the daemon's), so a
+ *   reply costs no malloc. */
 #include "partisan.h"
 
 #include <errno.h>
@@ -24,8 +35,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "envelope.h"
 #include "frame.h"
 #include "ipc.pb-c.h"
+#include "pbarena.h"
 
 #define PARTISAN_API __attribute__((visibility("default")))
 
@@ -42,59 +55,27 @@
 /* Outstanding async replies: above the soft mark partisan_send() reads what
  * is already there; above the hard mark it waits until below it, so the
  * daemon's bounded per-session queue never fills with replies for us. */
-#define ASYNC_SOFT 1024
-#define ASYNC_HARD 4096
+#define ASYNC_SOFT 16384
+#define ASYNC_HARD 131072
 #define ASYNC_DRAIN_EVERY 256
 #define READ_CHUNK (64u * 1024)
 #define ARENA_BLOCK (64u * 1024)
-
-/* ---- a bump arena for protobuf-c unpacking ---- */
-
-struct arena_big {
-    struct arena_big *next;
-    max_align_t data[];
-};
-
-struct arena {
-    unsigned char *block;
-    size_t cap, used;
-    struct arena_big *bigs;
-    ProtobufCAllocator pa;
-};
-
-static void *arena_alloc(void *ctx, size_t n)
-{
-    struct arena *a = ctx;
-    size_t aligned = (n + 15) & ~(size_t)15;
-    if (aligned >= n && aligned <= a->cap - a->used) {
-        void *p = a->block + a->used;
-        a->used += aligned;
-        return p;
-    }
-    struct arena_big *b = malloc(sizeof *b + n);
-    if (!b)
-        return NULL;
-    b->next = a->bigs;
-    a->bigs = b;
-    return b->data;
-}
-
-static void arena_release(void *ctx, void *p)
-{
-    /* Everything goes at once in arena_reset(). */
-    (void)ctx;
-    (void)p;
-}
-
-static void arena_reset(struct arena *a)
-{
-    while (a->bigs) {
-        struct arena_big *next = a->bigs->next;
-        free(a->bigs);
-        a->bigs = next;
-    }
-    a->used = 0;
-}
+/* Pending bytes that go out without waiting for anything else. */
+#define BATCH_BYTES (128u * 1024)
+/* The socket's send buffer: room for several batches in flight, so the
+ * daemon reads big batches while the next one gathers. */
+#define SOCKET_SNDBUF (1024 * 1024)
+/* A send this long after the handle's last write goes out at once. */
+#ifndef LINGER_US
+#define LINGER_US 100
+#endif
+#define CLOCK_EVERY 16
+/* Unwritten bytes past which a blocking send waits for the socket and a
+ * non-blocking one is refused with PARTISAN_EBUSY. */
+#define PENDING_MAX (1024u * 1024)
+/* Failure reports kept for partisan_next_failure(); older ones beyond this
+ * are counted, not kept. */
+#define FAILURES_MAX 1024
 
 /* ---- byte buffers: live bytes are data[off, len) ---- */
 
@@ -154,8 +135,25 @@ struct partisan_client {
 
     struct bytes out;
     uint64_t out_written;   /* bytes ever written: tells whether a frame started leaving */
+    uint64_t last_write_us; /* when bytes last left: a send soon after joins a batch */
+    size_t write_at;        /* pending bytes at which a send writes without waiting for LINGER_US */
+    unsigned batch_frames;  /* sends queued since the last write */
     struct bytes in;
-    struct arena arena;
+    struct pbarena arena;
+    bool nonblocking;
+
+    /* Ids of pipelined sends not yet answered, oldest first (a ring): an
+     * Ack answers a prefix, a Reply names one. */
+    uint64_t *fifo;
+    size_t fifo_head, fifo_n, fifo_cap;
+    uint64_t last_seq;
+    uint64_t last_send_id;  /* of any send, pipelined or not */
+    uint64_t sync_asked;    /* last_send_id when the last SyncRequest was queued */
+
+    /* Failure reports not yet taken (a ring), and those that did not fit. */
+    struct partisan_failure *fails;
+    size_t fail_head, fail_n;
+    uint64_t fails_dropped;
 
     struct qmsg *q_head, *q_tail;
     size_t q_len;
@@ -171,6 +169,7 @@ struct partisan_client {
     /* The one blocking request being waited for (0: none). */
     uint64_t wait_id;
     enum wait_kind wait_kind;
+    bool wait_is_send;      /* an Ack answers it */
     bool wait_done;
     int wait_code;
     struct partisan_status *wait_status;
@@ -179,7 +178,8 @@ struct partisan_client {
     struct partisan_stats *wait_stats;
 
     /* Blocking requests that timed out: their replies are dropped on arrival
-     * instead of being miscounted as async ones. Rarely more than a few. */
+     * instead of being miscounted as async ones. Rarely more than a few.
+     * The low bit of each entry says it was a send (an Ack answers it). */
     uint64_t *abandoned;
     size_t n_abandoned, cap_abandoned;
 
@@ -248,6 +248,13 @@ PARTISAN_API const char *partisan_strerror(int err)
     case PARTISAN_EPERM: return "permission denied";
     }
     return "unknown error";
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 static int64_t now_ms(void)
@@ -333,12 +340,16 @@ static char *put_str(char **cursor, const char *s, size_t n)
     return p;
 }
 
-static int on_deliver(partisan_client *c, const Partisan__Ipc__Deliver *d)
+static int on_deliver(partisan_client *c, const Partisan__Ipc__Deliver *d, const uint8_t *raw,
+                      size_t raw_len)
 {
     /* An empty channel (a daemon that predates channels, or one leaving the
      * field out for the default) is the "default" channel. */
     const char *ch = *d->channel ? d->channel : "default";
-    size_t nf = strlen(d->from_node), nn = strlen(d->name), nc = strlen(ch), np = d->payload.len;
+    /* The payload follows the envelope raw; field 3 only from a daemon
+     * that put it there. */
+    const uint8_t *pl = raw_len ? raw : d->payload.data;
+    size_t nf = strlen(d->from_node), nn = strlen(d->name), nc = strlen(ch), np = raw_len ? raw_len : d->payload.len;
     struct qmsg *q = qmsg_new(nf + nn + nc + 3 + np + 1);
     if (!q)
         return PARTISAN_ENOMEM;
@@ -349,7 +360,7 @@ static int on_deliver(partisan_client *c, const Partisan__Ipc__Deliver *d)
     q->m.channel = put_str(&cur, ch, nc);
     q->m.payload = (uint8_t *)cur;
     if (np)
-        memcpy(cur, d->payload.data, np);
+        memcpy(cur, pl, np);
     cur[np] = '\0';   /* lets text payloads be printed as strings */
     q->m.len = np;
     queue_push(c, q);
@@ -473,7 +484,7 @@ static struct partisan_stats *convert_stats(const Partisan__Ipc__Stats *ps)
 static bool take_abandoned(partisan_client *c, uint64_t id)
 {
     for (size_t i = 0; i < c->n_abandoned; i++) {
-        if (c->abandoned[i] == id) {
+        if (c->abandoned[i] >> 1 == id) {
             c->abandoned[i] = c->abandoned[--c->n_abandoned];
             return true;
         }
@@ -481,7 +492,18 @@ static bool take_abandoned(partisan_client *c, uint64_t id)
     return false;
 }
 
-static void abandon(partisan_client *c, uint64_t id)
+/* An Ack through `through` also answers abandoned sends up to it. */
+static void ack_abandoned(partisan_client *c, uint64_t through)
+{
+    for (size_t i = 0; i < c->n_abandoned;) {
+        if ((c->abandoned[i] & 1) && c->abandoned[i] >> 1 <= through)
+            c->abandoned[i] = c->abandoned[--c->n_abandoned];
+        else
+            i++;
+    }
+}
+
+static void abandon(partisan_client *c, uint64_t id, bool is_send)
 {
     if (c->n_abandoned == c->cap_abandoned) {
         size_t cap = c->cap_abandoned ? c->cap_abandoned * 2 : 8;
@@ -491,7 +513,88 @@ static void abandon(partisan_client *c, uint64_t id)
         c->abandoned = p;
         c->cap_abandoned = cap;
     }
-    c->abandoned[c->n_abandoned++] = id;
+    c->abandoned[c->n_abandoned++] = id << 1 | (is_send ? 1u : 0u);
+}
+
+/* ---- pipelined sends in flight, and their failures ---- */
+
+static int fifo_push(partisan_client *c, uint64_t id)
+{
+    if (c->fifo_n == c->fifo_cap) {
+        size_t cap = c->fifo_cap ? c->fifo_cap * 2 : 1024;
+        uint64_t *p = malloc(cap * sizeof *p);
+        if (!p)
+            return -1;
+        for (size_t i = 0; i < c->fifo_n; i++)
+            p[i] = c->fifo[(c->fifo_head + i) & (c->fifo_cap - 1)];
+        free(c->fifo);
+        c->fifo = p;
+        c->fifo_cap = cap;
+        c->fifo_head = 0;
+    }
+    c->fifo[(c->fifo_head + c->fifo_n++) & (c->fifo_cap - 1)] = id;
+    return 0;
+}
+
+/* Removes id wherever it is; false if it is not in flight. A Reply of its
+ * own is for a failure, and answers come in order, so the id is at or near
+ * the head: the entries before it move up one and the head advances, at
+ * the cost of how far in it was (a whole stream of refused sends must not
+ * cost the square of its length). */
+static bool fifo_remove(partisan_client *c, uint64_t id)
+{
+    size_t mask = c->fifo_cap - 1;
+    for (size_t i = 0; i < c->fifo_n; i++) {
+        if (c->fifo[(c->fifo_head + i) & mask] != id)
+            continue;
+        for (size_t k = i; k > 0; k--)
+            c->fifo[(c->fifo_head + k) & mask] = c->fifo[(c->fifo_head + k - 1) & mask];
+        c->fifo_head = (c->fifo_head + 1) & mask;
+        c->fifo_n--;
+        return true;
+    }
+    return false;
+}
+
+static void note_failure(partisan_client *c, uint64_t id, int code, const char *why)
+{
+    if (c->async_err) {
+        c->async_more++;
+    } else {
+        c->async_err = code;
+        c->async_more = 0;
+        snprintf(c->async_msg, sizeof c->async_msg, "%s: %s", partisan_strerror(code),
+                 *why ? why : "(no detail from the daemon)");
+    }
+    if (!c->fails && !(c->fails = malloc(FAILURES_MAX * sizeof *c->fails))) {
+        c->fails_dropped++;
+        return;
+    }
+    if (c->fail_n == FAILURES_MAX) {
+        /* Keep the newest: the oldest were most likely dealt with already. */
+        c->fail_head = (c->fail_head + 1) % FAILURES_MAX;
+        c->fail_n--;
+        c->fails_dropped++;
+    }
+    struct partisan_failure *f = &c->fails[(c->fail_head + c->fail_n++) % FAILURES_MAX];
+    f->seq = id;
+    f->code = code;
+    snprintf(f->message, sizeof f->message, "%s", *why ? why : partisan_strerror(code));
+}
+
+static void on_ack(partisan_client *c, uint64_t through)
+{
+    while (c->fifo_n && c->fifo[c->fifo_head & (c->fifo_cap - 1)] <= through) {
+        c->fifo_head = (c->fifo_head + 1) & (c->fifo_cap - 1);
+        c->fifo_n--;
+    }
+    c->async_outstanding = c->fifo_n;
+    if (c->wait_id && c->wait_is_send && !c->wait_done && c->wait_id <= through) {
+        c->wait_done = true;
+        c->wait_code = 0;
+    }
+    if (c->n_abandoned)
+        ack_abandoned(c, through);
 }
 
 static int on_reply(partisan_client *c, const Partisan__Ipc__Reply *r)
@@ -530,19 +633,11 @@ static int on_reply(partisan_client *c, const Partisan__Ipc__Reply *r)
     }
     if (c->n_abandoned && take_abandoned(c, r->id))
         return 0;
-    if (c->async_outstanding == 0)
+    if (!fifo_remove(c, r->id))
         return 0;   /* a reply to nothing we wait for: not worth killing the session */
-    c->async_outstanding--;
-    if (code) {
-        if (c->async_err) {
-            c->async_more++;
-        } else {
-            c->async_err = code;
-            c->async_more = 0;
-            snprintf(c->async_msg, sizeof c->async_msg, "%s: %s", partisan_strerror(code),
-                     *r->error ? r->error : "(no detail from the daemon)");
-        }
-    }
+    c->async_outstanding = c->fifo_n;
+    if (code)
+        note_failure(c, r->id, code, r->error);
     return 0;
 }
 
@@ -552,29 +647,46 @@ static int parse_frames(partisan_client *c)
     struct bytes *b = &c->in;
     int rc = 0;
     while (rc == 0) {
-        size_t body;
-        enum frame_result fr = frame_ipc_peek(b->data + b->off, bytes_live(b), MAX_FRAME_BODY, &body);
+        struct frame f;
+        enum frame_result fr = frame_next(FRAME_KIND_IPC, b->data + b->off, bytes_live(b), MAX_FRAME_BODY, &f);
         if (fr == FRAME_NEED_MORE)
             break;
         if (fr != FRAME_OK) {
-            set_error(c, "bad frame from the daemon: %s (length %zu)", frame_result_str(fr), body);
+            set_error(c, "bad frame from the daemon: %s (length %zu)", frame_result_str(fr), f.body_len);
             return fail_broken(c, PARTISAN_EPROTO);
         }
+        struct envelope_deliver ed;
+        if (envelope_deliver_read(f.env, f.env_len, &ed) == 0) {
+            /* The common case, decoded by hand (envelope.h). */
+            char from[ENVELOPE_STR_MAX + 1], name[ENVELOPE_STR_MAX + 1], ch[ENVELOPE_STR_MAX + 1];
+            Partisan__Ipc__Deliver d = PARTISAN__IPC__DELIVER__INIT;
+            d.from_node = envelope_cstr(from, &ed.from_node);
+            d.name = envelope_cstr(name, &ed.name);
+            d.channel = envelope_cstr(ch, &ed.channel);
+            d.payload.data = (uint8_t *)ed.payload.p;
+            d.payload.len = ed.payload.len;
+            rc = on_deliver(c, &d, f.payload, f.payload_len);
+            b->off += f.size;
+            continue;
+        }
         Partisan__Ipc__IpcServerMsg *m = partisan__ipc__ipc_server_msg__unpack(
-            &c->arena.pa, body, b->data + b->off + FRAME_IPC_HEADER);
-        b->off += FRAME_IPC_HEADER + body;
+            &c->arena.allocator, f.env_len, f.env);
         if (!m) {
-            arena_reset(&c->arena);
-            set_error(c, "undecodable message from the daemon (%zu bytes)", body);
+            pbarena_reset(&c->arena);
+            set_error(c, "undecodable message from the daemon (%zu bytes)", f.body_len);
             return fail_broken(c, PARTISAN_EPROTO);
         }
         switch (m->body_case) {
         case PARTISAN__IPC__IPC_SERVER_MSG__BODY_REPLY: rc = on_reply(c, m->reply); break;
-        case PARTISAN__IPC__IPC_SERVER_MSG__BODY_DELIVER: rc = on_deliver(c, m->deliver); break;
+        case PARTISAN__IPC__IPC_SERVER_MSG__BODY_DELIVER:
+            rc = on_deliver(c, m->deliver, f.payload, f.payload_len);
+            break;
         case PARTISAN__IPC__IPC_SERVER_MSG__BODY_EVENT: rc = on_event(c, m->event); break;
+        case PARTISAN__IPC__IPC_SERVER_MSG__BODY_ACK: on_ack(c, m->ack->through_id); break;
         default: break;   /* a kind added by a newer daemon */
         }
-        arena_reset(&c->arena);
+        pbarena_reset(&c->arena);
+        b->off += f.size;
     }
     if (b->off == b->len)
         b->off = b->len = 0;
@@ -635,6 +747,10 @@ static int read_some(partisan_client *c)
 static int write_some(partisan_client *c)
 {
     struct bytes *b = &c->out;
+    if (bytes_live(b)) {
+        c->last_write_us = now_us();
+        c->batch_frames = 0;
+    }
     while (bytes_live(b)) {
         ssize_t n = send(c->fd, b->data + b->off, bytes_live(b), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
@@ -705,11 +821,40 @@ static int drain_out(partisan_client *c, int64_t deadline)
 /* Packs req as a frame at the end of the outbound buffer; *frame_start is
  * its position counted in bytes ever queued, so the caller can tell later
  * whether any of it has left. */
+/* The payload of a send travels after the envelope, not in it. */
+static const ProtobufCBinaryData *take_payload(Partisan__Ipc__IpcRequest *req, ProtobufCBinaryData *saved)
+{
+    if (req->body_case != PARTISAN__IPC__IPC_REQUEST__BODY_SEND)
+        return NULL;
+    *saved = req->send->payload;
+    req->send->payload.data = NULL;
+    req->send->payload.len = 0;
+    return saved;
+}
+
 static int queue_request(partisan_client *c, Partisan__Ipc__IpcRequest *req, uint64_t *frame_start)
 {
     req->id = c->next_id++;
-    size_t body = partisan__ipc__ipc_request__get_packed_size(req);
-    if (body > MAX_FRAME_BODY) {
+    ProtobufCBinaryData saved = { 0, NULL };
+    const ProtobufCBinaryData *pl = take_payload(req, &saved);
+    size_t plen = pl ? pl->len : 0;
+    /* A send's envelope by hand (envelope.h): the same bytes protobuf-c
+     * would write, at a fraction of the cost. */
+    struct envelope_send es;
+    bool fast = req->body_case == PARTISAN__IPC__IPC_REQUEST__BODY_SEND;
+    if (fast) {
+        const Partisan__Ipc__SendRequest *q = req->send;
+        es = (struct envelope_send){
+            .id = req->id,
+            .node = envelope_strof(q->node, strlen(q->node)),
+            .name = envelope_strof(q->name, strlen(q->name)),
+            .channel = envelope_strof(q->channel, strlen(q->channel)),
+            .key = { q->partition_key.data, q->partition_key.len },
+        };
+    }
+    size_t env = fast ? envelope_send_size(&es) : partisan__ipc__ipc_request__get_packed_size(req);
+    size_t body = FRAME_ENVELOPE_PREFIX + env + plen;
+    if (body > MAX_FRAME_BODY || body < plen) {
         set_error(c, "request of %zu bytes exceeds the %u-byte frame limit", body, MAX_FRAME_BODY);
         return PARTISAN_ETOOBIG;
     }
@@ -718,9 +863,14 @@ static int queue_request(partisan_client *c, Partisan__Ipc__IpcRequest *req, uin
         return PARTISAN_ENOMEM;
     }
     *frame_start = c->out_written + bytes_live(&c->out);
-    uint8_t *p = c->out.data + c->out.len;
-    frame_ipc_header(p, body);
-    partisan__ipc__ipc_request__pack(req, p + FRAME_IPC_HEADER);
+    uint8_t *p = c->out.data + c->out.len, *e = p + frame_env_offset(FRAME_KIND_IPC);
+    if (fast)
+        envelope_send_write(e, &es);
+    else
+        partisan__ipc__ipc_request__pack(req, e);
+    if (plen)
+        memcpy(e + env, pl->data, plen);
+    frame_seal(FRAME_KIND_IPC, p, env, plen);
     c->out.len += FRAME_IPC_HEADER + body;
     return 0;
 }
@@ -748,6 +898,23 @@ static int put_request(partisan_client *c, Partisan__Ipc__IpcRequest *req, int64
     return rc;
 }
 
+/* Queues a SyncRequest, which the daemon answers only after the Ack of
+ * every send before it (its Reply is not waited for: the Ack is what
+ * counts). Once per batch of sends: a loop of partisan_flush(c, 0) must not
+ * add one per call. */
+static int queue_sync(partisan_client *c)
+{
+    if (c->sync_asked >= c->last_send_id)
+        return 0;
+    c->sync_asked = c->last_send_id;
+    Partisan__Ipc__SyncRequest r = PARTISAN__IPC__SYNC_REQUEST__INIT;
+    Partisan__Ipc__IpcRequest req = PARTISAN__IPC__IPC_REQUEST__INIT;
+    req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_SYNC;
+    req.sync = &r;
+    uint64_t start;
+    return queue_request(c, &req, &start);
+}
+
 /* Sends a request and waits for its reply. */
 static int call(partisan_client *c, Partisan__Ipc__IpcRequest *req, enum wait_kind kind, int timeout_ms)
 {
@@ -757,8 +924,15 @@ static int call(partisan_client *c, Partisan__Ipc__IpcRequest *req, enum wait_ki
     int rc = put_request(c, req, deadline_min(deadline, deadline_after(SEND_TIMEOUT_MS)));
     if (rc)
         return rc;
+    if (req->body_case == PARTISAN__IPC__IPC_REQUEST__BODY_SEND) {
+        /* Its answer is an Ack: ask for it now rather than in 1 ms. */
+        c->last_send_id = req->id;
+        if ((rc = queue_sync(c)) || (rc = write_some(c)))
+            return rc;
+    }
     c->wait_id = req->id;
     c->wait_kind = kind;
+    c->wait_is_send = req->body_case == PARTISAN__IPC__IPC_REQUEST__BODY_SEND;
     c->wait_done = false;
     c->wait_code = 0;
     c->wait_status = NULL;
@@ -771,7 +945,7 @@ static int call(partisan_client *c, Partisan__Ipc__IpcRequest *req, enum wait_ki
         rc = io_step(c, remaining_ms(deadline));
     c->wait_id = 0;
     if (!c->wait_done) {
-        abandon(c, req->id);
+        abandon(c, req->id, c->wait_is_send);
         if (rc == PARTISAN_ETIMEDOUT)
             set_error(c, "no reply from the daemon within %d ms", timeout_ms);
         return rc;
@@ -800,15 +974,11 @@ PARTISAN_API int partisan_connect(const char *path, partisan_client **out)
     partisan_client *c = calloc(1, sizeof *c);
     if (!c)
         return PARTISAN_ENOMEM;
-    c->arena.block = malloc(ARENA_BLOCK);
-    if (!c->arena.block) {
+    if (pbarena_init(&c->arena, ARENA_BLOCK) != 0) {
         free(c);
         return PARTISAN_ENOMEM;
     }
-    c->arena.cap = ARENA_BLOCK;
-    c->arena.pa.alloc = arena_alloc;
-    c->arena.pa.free = arena_release;
-    c->arena.pa.allocator_data = &c->arena;
+    c->write_at = BATCH_BYTES;
     c->next_id = 1;
 
     /* Blocking connect (a local socket answers at once or refuses), then
@@ -832,6 +1002,9 @@ PARTISAN_API int partisan_connect(const char *path, partisan_client **out)
             return PARTISAN_ENODAEMON;
         return PARTISAN_EIO;
     }
+    /* Best effort: the kernel's default works, only with smaller batches. */
+    int sndbuf = SOCKET_SNDBUF;
+    (void)setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     *out = c;
     return 0;
 }
@@ -850,8 +1023,9 @@ PARTISAN_API void partisan_close(partisan_client *c)
         next = q->next;
         free(q);
     }
-    arena_reset(&c->arena);
-    free(c->arena.block);
+    pbarena_free(&c->arena);
+    free(c->fifo);
+    free(c->fails);
     free(c->out.data);
     free(c->in.data);
     free(c->abandoned);
@@ -871,6 +1045,43 @@ PARTISAN_API const char *partisan_last_error(const partisan_client *c)
 PARTISAN_API size_t partisan_pending(const partisan_client *c)
 {
     return c ? c->q_len : 0;
+}
+
+PARTISAN_API int partisan_set_nonblocking(partisan_client *c, int on)
+{
+    if (!c)
+        return PARTISAN_EINVAL;
+    c->nonblocking = on != 0;
+    return 0;
+}
+
+PARTISAN_API int partisan_wants_write(const partisan_client *c)
+{
+    return c && !c->broken && bytes_live(&c->out) ? 1 : 0;
+}
+
+PARTISAN_API uint64_t partisan_last_seq(const partisan_client *c)
+{
+    return c ? c->last_seq : 0;
+}
+
+PARTISAN_API int partisan_next_failure(partisan_client *c, struct partisan_failure *out)
+{
+    if (!c || !out || c->fail_n == 0)
+        return 0;
+    *out = c->fails[c->fail_head];
+    c->fail_head = (c->fail_head + 1) % FAILURES_MAX;
+    /* Every failure taken is one the caller knows of: no EASYNC for it. */
+    if (--c->fail_n == 0) {
+        c->async_err = 0;
+        c->async_more = 0;
+    }
+    return 1;
+}
+
+PARTISAN_API uint64_t partisan_failures_dropped(const partisan_client *c)
+{
+    return c ? c->fails_dropped : 0;
 }
 
 /* Moves a pending async failure into last_error and returns its code. */
@@ -942,8 +1153,13 @@ PARTISAN_API int partisan_send_with(partisan_client *c, const char *node, const 
     int64_t deadline = -2;   /* computed only if we have to wait */
     if (c->async_outstanding > ASYNC_SOFT && ++c->sends_since_drain >= ASYNC_DRAIN_EVERY) {
         c->sends_since_drain = 0;
-        if ((rc = read_some(c)) < 0)
+        if ((rc = write_some(c)) < 0 || (rc = read_some(c)) < 0)
             return rc;
+        if (c->async_outstanding > ASYNC_HARD && c->nonblocking) {
+            set_error(c, "%llu sends unanswered: the daemon is behind; retry once partisan_fd() is readable",
+                      (unsigned long long)c->async_outstanding);
+            return PARTISAN_EBUSY;
+        }
         if (c->async_outstanding > ASYNC_HARD) {
             deadline = deadline_after(SEND_TIMEOUT_MS);
             while (c->async_outstanding > ASYNC_HARD) {
@@ -963,30 +1179,70 @@ PARTISAN_API int partisan_send_with(partisan_client *c, const char *node, const 
         take_async_error(c);
         return PARTISAN_EASYNC;
     }
+    if (c->nonblocking && bytes_live(&c->out) + len > PENDING_MAX) {
+        /* Refused before anything is queued: the caller may retry this
+         * very send once partisan_fd() is writable. */
+        if ((rc = write_some(c)) < 0 || (rc = read_some(c)) < 0)
+            return rc;
+        if (bytes_live(&c->out) && bytes_live(&c->out) + len > PENDING_MAX) {
+            set_error(c, "%zu bytes wait for the socket; retry once partisan_fd() is writable",
+                      bytes_live(&c->out));
+            return PARTISAN_EBUSY;
+        }
+    }
 
     Partisan__Ipc__IpcRequest req = PARTISAN__IPC__IPC_REQUEST__INIT;
     req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_SEND;
     req.send = &s;
 
-    uint64_t start;
-    if ((rc = queue_request(c, &req, &start)))
+    /* Write at once unless this handle wrote within the last LINGER_US: a
+     * lone send pays no batching delay, and a stream of sends gathers into
+     * batches. Whether the daemon has answered says nothing here (it
+     * answers a busy sender at once, which would make every send a write
+     * of its own), and finding out would cost a syscall per send. The
+     * clock costs more than the rest of a send in some VMs, so it is read
+     * for every send of a young batch, then for one in CLOCK_EVERY. */
+    bool now = false;
+    if (c->batch_frames < CLOCK_EVERY || c->batch_frames % CLOCK_EVERY == 0)
+        now = now_us() - c->last_write_us >= LINGER_US;
+
+    uint64_t start, prev_seq = c->last_seq;
+    if (fifo_push(c, c->next_id) != 0) {
+        set_error(c, "out of memory tracking a send");
+        return PARTISAN_ENOMEM;
+    }
+    if ((rc = queue_request(c, &req, &start))) {
+        c->fifo_n--;
         return rc;
-    /* The common case: one send() takes everything, no clock read. */
-    if ((rc = write_some(c)))
-        return rc;
-    if (bytes_live(&c->out)) {
+    }
+    c->last_seq = c->last_send_id = req.id;
+    c->batch_frames++;
+    c->async_outstanding = c->fifo_n;
+    if (now || bytes_live(&c->out) >= c->write_at) {
+        if ((rc = write_some(c)))
+            return rc;
+        /* A socket that took less than a batch is full: try again once
+         * another batch has gathered, not at every send. */
+        size_t live = bytes_live(&c->out);
+        c->write_at = live >= BATCH_BYTES ? live + BATCH_BYTES : BATCH_BYTES;
+    }
+    if (!c->nonblocking && bytes_live(&c->out) > PENDING_MAX) {
+        /* The socket is full and the daemon behind: wait for it here,
+         * which is how backpressure reaches a blocking sender. */
         if (deadline == -2)
             deadline = deadline_after(SEND_TIMEOUT_MS);
         rc = drain_out(c, deadline);
         if (rc == PARTISAN_ETIMEDOUT && c->out_written <= start) {
             c->out.len -= (size_t)(c->out_written + bytes_live(&c->out) - start);
+            c->fifo_n--;
+            c->async_outstanding = c->fifo_n;
+            c->last_seq = prev_seq;
             set_error(c, "the daemon took nothing for %d ms (socket full)", SEND_TIMEOUT_MS);
             return rc;
         }
         if (rc && rc != PARTISAN_ETIMEDOUT)
             return rc;
     }
-    c->async_outstanding++;
     return 0;
 }
 
@@ -1028,7 +1284,10 @@ PARTISAN_API int partisan_flush(partisan_client *c, int timeout_ms)
     if (!bytes_live(&c->out) && !c->async_outstanding)
         return c->async_err ? take_async_error(c) : 0;
     int64_t deadline = deadline_after(timeout_ms);
-    int rc = write_some(c);
+    /* Asking for the Acks now is worth a frame only to a caller that waits. */
+    int rc = c->async_outstanding && timeout_ms != 0 ? queue_sync(c) : 0;
+    if (rc == 0)
+        rc = write_some(c);
     if (rc == 0)
         rc = read_some(c);
     while (rc == 0 && (bytes_live(&c->out) || c->async_outstanding))

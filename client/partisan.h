@@ -8,12 +8,34 @@
  * own message for the last failed request on that handle (e.g. which name is
  * taken).
  *
- * Sending never waits for a round trip: partisan_send() queues the request,
- * writes what the socket takes and returns. The daemon's reply (ok or an
- * error) is collected later; a failed earlier send is reported by
- * partisan_flush(), or by the next partisan_send() as PARTISAN_EASYNC with
- * the detail in partisan_last_error(). partisan_send_sync() waits for its own
- * reply.
+ * Sending never waits for a round trip: partisan_send() queues the request
+ * and returns. The daemon's answer (ok or an error) is collected later; a
+ * failed earlier send is reported by partisan_flush(), or by the next
+ * partisan_send() as PARTISAN_EASYNC with the detail in
+ * partisan_last_error(), and each failure is kept with the send's sequence
+ * number for partisan_next_failure(). partisan_send_sync() waits for its own
+ * answer.
+ *
+ * When bytes leave the process (batching at the source): a send is written
+ * at once unless the handle already wrote within the last 100 us, so a lone
+ * send never waits for company. A send that follows another that closely
+ * joins the pending bytes instead, and they all go out in one write when
+ * they pass 64 KiB, with the next send more than 100 us after the last
+ * write, or at the next call on the handle that waits on the socket
+ * (partisan_flush(), partisan_recv(), any *_sync or request/reply call, a
+ * blocking send that finds 1 MiB unwritten). So an application that sends
+ * a burst and then does something other than call the library must call
+ * partisan_flush() (with timeout 0 if it does not want to wait for the
+ * answers) for the tail of the burst to leave.
+ * partisan_close() makes one last write of what is pending, without
+ * waiting: call partisan_flush() first to know everything went.
+ *
+ * Non-blocking mode (partisan_set_nonblocking()): partisan_send() never
+ * waits; where a blocking send would wait it returns PARTISAN_EBUSY without
+ * queueing the message, and the caller retries once partisan_fd() is
+ * writable (poll it for writing while partisan_wants_write() says so, and
+ * call partisan_flush(c, 0) when it is, which writes what the socket takes
+ * and reads what has come).
  *
  * Memory: every struct the library returns through an out-pointer is owned by
  * the caller and released with the matching *_free() function.
@@ -78,6 +100,35 @@ void partisan_close(partisan_client *c);
  * until it returns PARTISAN_ETIMEDOUT. Do not read or write it yourself. */
 int partisan_fd(const partisan_client *c);
 
+/* Non-blocking sends (on != 0), see above; the default is blocking. Calls
+ * that wait for an answer (the *_sync ones, register, status, ...) still
+ * wait, for at most their timeout. */
+int partisan_set_nonblocking(partisan_client *c, int on);
+
+/* 1 while bytes are pending in the library: poll partisan_fd() for
+ * writability too, and call partisan_flush(c, 0) when it is writable. */
+int partisan_wants_write(const partisan_client *c);
+
+/* The sequence number the daemon's answer to the last successful
+ * partisan_send() / partisan_send_with() on this handle will carry: they
+ * increase along a handle. 0 before any. */
+uint64_t partisan_last_seq(const partisan_client *c);
+
+/* A pipelined send that the daemon refused. */
+struct partisan_failure {
+    uint64_t seq;               /* as partisan_last_seq() gave it right after the send */
+    int code;                   /* PARTISAN_E* */
+    char message[240];          /* the daemon's reason */
+};
+
+/* Takes the oldest failure report not yet taken: 1 and *out filled, or 0
+ * when there is none. Reports are kept from the moment the answer is read
+ * (by any call on the handle); at most 1024 are kept, the newest, and the
+ * rest counted in partisan_failures_dropped(). Taking the last one also
+ * clears the PARTISAN_EASYNC that the next send would otherwise return. */
+int partisan_next_failure(partisan_client *c, struct partisan_failure *out);
+uint64_t partisan_failures_dropped(const partisan_client *c);
+
 /* Messages and events already read from the socket and waiting in the
  * library's queue. A blocking call or partisan_send() may read (and queue)
  * deliveries while it waits, after which partisan_fd() need not become
@@ -99,13 +150,16 @@ int partisan_register(partisan_client *c, const char *name, int timeout_ms);
 int partisan_unregister(partisan_client *c, const char *name, int timeout_ms);
 
 /* Sends payload to the application that registered `name` on `node`.
- * Pipelined: returns once the request is queued (and written if the socket
- * takes it). When the socket is full it waits, for at most its own bounded
- * internal timeout, for the daemon to drain it, which is how backpressure
- * reaches the sender.
- * PARTISAN_EASYNC and PARTISAN_ETIMEDOUT mean this message was not sent (an
- * earlier one failed, or the daemon took nothing for 30 s); it may be sent
- * again. An EASYNC is reported once: the next call proceeds normally. */
+ * Pipelined: returns once the request is queued (written at once, or with
+ * the batch it joined: see "When bytes leave the process" above). When 1 MiB
+ * is unwritten it waits, for at most its own bounded internal timeout, for
+ * the daemon to drain the socket, which is how backpressure reaches the
+ * sender; in non-blocking mode it returns PARTISAN_EBUSY instead.
+ * PARTISAN_EASYNC, PARTISAN_EBUSY and PARTISAN_ETIMEDOUT mean this message
+ * was not sent (an earlier one failed, the library would have had to wait,
+ * or the daemon took nothing for 30 s); it may be sent again. An EASYNC is
+ * reported once: the next call proceeds normally. On 0,
+ * partisan_last_seq() is this send's sequence number. */
 int partisan_send(partisan_client *c, const char *node, const char *name,
                   const void *payload, size_t len);
 
@@ -130,9 +184,14 @@ int partisan_send_sync_with(partisan_client *c, const char *node, const char *na
                             const void *payload, size_t len, const struct partisan_send_opts *opts,
                             int timeout_ms);
 
-/* Waits until every queued request is written and answered. Returns the
- * first error among replies to earlier partisan_send() calls not yet
- * reported (PARTISAN_EASYNC-style detail in partisan_last_error()), else 0. */
+/* Writes every pending byte and waits until every queued request is
+ * answered. Returns 0 when all were written and answered and none failed
+ * unreported; the first error among answers to earlier partisan_send()
+ * calls not yet reported (detail in partisan_last_error(), each failure in
+ * partisan_next_failure()); or PARTISAN_ETIMEDOUT when the time ran out
+ * first (with timeout 0: whatever the socket took was written, whatever
+ * had come was read, and some remain unwritten or unanswered). A 0 means
+ * the daemon accepted every send, not that the receivers read them. */
 int partisan_flush(partisan_client *c, int timeout_ms);
 
 enum partisan_msg_kind {

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "frame.h"
+#include "frame_evbuffer.h"
 #include "hash.h"
 
 /* Entries the ring starts with: it also keeps the lengths of the newest
@@ -70,6 +71,8 @@ struct channel_queue {
     bool reserved;
     size_t res_len;
     struct evbuffer_iovec res_vec;     /* plain */
+    size_t buf_room;                   /* frame_evbuffer_reserve()'s hint for buf */
+    bool chunked;                      /* channel_queue_set_chunked() */
     struct channel_msg *res_msg;       /* monotonic */
 
     struct channel_ring ring;
@@ -315,8 +318,9 @@ uint8_t *channel_queue_reserve(struct channel_queue *q, size_t len)
         q->res_msg = m;
         p = m->data;
     } else {
-        if (len > (size_t)EV_SSIZE_MAX ||
-            evbuffer_reserve_space(q->buf, (ev_ssize_t)len, &q->res_vec, 1) != 1)
+        if (q->chunked ? frame_evbuffer_reserve(q->buf, len, &q->buf_room, &q->res_vec) != 0
+                       : (len > (size_t)EV_SSIZE_MAX ||
+                          evbuffer_reserve_space(q->buf, (ev_ssize_t)len, &q->res_vec, 1) != 1))
             return NULL;
         p = q->res_vec.iov_base;
     }
@@ -544,6 +548,11 @@ size_t channel_queue_msgs(const struct channel_queue *q)
 size_t channel_queue_bytes(const struct channel_queue *q)
 {
     return q->bytes;
+}
+
+void channel_queue_set_chunked(struct channel_queue *q, bool on)
+{
+    q->chunked = on;
 }
 
 void channel_queue_set_gate(struct channel_queue *q, const struct channel_gate *g)

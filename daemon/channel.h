@@ -67,6 +67,14 @@ struct channel_gate {
 };
 void channel_queue_set_gate(struct channel_queue *q, const struct channel_gate *g);
 
+/* Plain queues: frames are written into chains reserved 64 KiB at a time
+ * (frame_evbuffer_reserve), not a chain each, so that small frames cost
+ * no malloc each. Off by default: handed over to a TLS bufferevent, such
+ * shared chains corrupted the stream (seen with libevent 2.1.12 and
+ * OpenSSL 3: frames arrived with bad checksums), so only plaintext
+ * connections use it. */
+void channel_queue_set_chunked(struct channel_queue *q, bool on);
+
 /* Moves whole frames, oldest first, into out until out holds at least
  * `fill` bytes or nothing waits; returns how many frames moved. Every call
  * for one connection passes that connection's output buffer, and nothing

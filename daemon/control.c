@@ -299,7 +299,10 @@ static void handle_send(struct control *n, struct ipc_session *s, uint64_t id, c
     if (strcmp(r->node, n->env.cfg->node_name) != 0 && refuse_if_left(n, s, id))
         return;
     Partisan__Ipc__ErrorCode code = router_send(n->env.router, s, r, msg, sizeof msg);
-    ipc_reply(s, id, code, code == PARTISAN__IPC__ERROR_CODE__OK ? NULL : msg);
+    if (code == PARTISAN__IPC__ERROR_CODE__OK)
+        ipc_ack(s, id);   /* coalesced with the batch's other accepted sends */
+    else
+        ipc_reply(s, id, code, msg);
 }
 
 struct stats_rows {
@@ -451,6 +454,10 @@ void control_handle(struct control *n, struct ipc_session *s, const Partisan__Ip
         break;
     case PARTISAN__IPC__IPC_REQUEST__BODY_STATS:
         handle_stats(n, s, req->id);
+        break;
+    case PARTISAN__IPC__IPC_REQUEST__BODY_SYNC:
+        /* ipc.c wrote the Ack of every send before it already. */
+        ipc_reply(s, req->id, PARTISAN__IPC__ERROR_CODE__OK, NULL);
         break;
     case PARTISAN__IPC__IPC_REQUEST__BODY_FORGET:
         handle_forget(n, s, req->id, req->forget->node);

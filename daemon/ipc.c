@@ -14,9 +14,27 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "envelope.h"
 #include "frame.h"
+#include "frame_evbuffer.h"
 #include "log.h"
 #include "pbarena.h"
+#include "sockbuf.h"
+
+/* Bytes taken off a session's socket per read callback. */
+#define IPC_READ_BATCH (256u * 1024)
+
+/* Acks of accepted sends (ipc.proto, "Replies"): at the end of a batch of
+ * at most ACK_SMALL_BATCH requests (light traffic hears at once, as it
+ * would with a Reply each); for bigger batches once ACK_EVERY sends are
+ * unanswered, or ACK_DELAY_US after the batch; and at once before the
+ * answer to any request that is not a send (a client waiting for its
+ * sends asks with a SyncRequest). Every Ack written wakes the sender's
+ * side of the socket, which is what a message costs most at a million a
+ * second, so a streaming sender's big batches share one. */
+#define ACK_SMALL_BATCH 16
+#define ACK_EVERY 2048
+#define ACK_DELAY_US 1000
 
 struct ipc_session {
     struct ipc_server *srv;
@@ -27,6 +45,11 @@ struct ipc_session {
     bool subscribed;
     bool was_congested;          /* on_drained owed once the output drains */
     bool busy;                   /* inside process_input: defer the free */
+    bool ack_owed;               /* accepted sends not yet answered: one Ack covers them */
+    uint64_t ack_id;             /* the latest of them */
+    unsigned unacked;            /* how many */
+    size_t out_room;             /* frame_evbuffer_reserve()'s hint for the output */
+    struct event *ack_timer;     /* sends the Ack of a streaming sender's batches, ACK_DELAY_US late */
     bool closing;
     bool has_cred;               /* SO_PEERCRED answered */
     uid_t uid;
@@ -60,6 +83,8 @@ static void session_free(struct ipc_session *s)
     if (s->next)
         s->next->prev = s->prev;
     srv->n_sessions--;
+    if (s->ack_timer)
+        event_free(s->ack_timer);
     bufferevent_free(s->bev);
     free(s->groups);
     free(s);
@@ -84,21 +109,30 @@ static void session_close(struct ipc_session *s, const char *why)
         session_free(s);
 }
 
-static int append_msg(struct ipc_session *s, const ProtobufCMessage *m)
+/* One frame: the envelope (a protobuf-c message m, or else the hand-encoded
+ * Deliver d, of n bytes) packed and the payload copied straight into the
+ * output buffer (the payload's one copy in this daemon on the way out). */
+static int append_any(struct ipc_session *s, const ProtobufCMessage *m, size_t n,
+                      const struct envelope_deliver *d, const uint8_t *payload, size_t payload_len)
 {
     if (s->closing)
         return -1;
     struct evbuffer *out = bufferevent_get_output(s->bev);
-    size_t n = protobuf_c_message_get_packed_size(m);
+    size_t size = frame_size(FRAME_KIND_IPC, n, payload_len);
     struct evbuffer_iovec v;
-    if (evbuffer_reserve_space(out, FRAME_IPC_HEADER + n, &v, 1) < 1) {
+    if (frame_evbuffer_reserve(out, size, &s->out_room, &v) != 0) {
         session_close(s, "out of memory queueing a reply");
         return -1;
     }
-    uint8_t *p = v.iov_base;
-    frame_ipc_header(p, n);
-    protobuf_c_message_pack(m, p + FRAME_IPC_HEADER);
-    v.iov_len = FRAME_IPC_HEADER + n;
+    uint8_t *p = v.iov_base, *env = p + frame_env_offset(FRAME_KIND_IPC);
+    if (m)
+        protobuf_c_message_pack(m, env);
+    else
+        envelope_deliver_write(env, d);
+    if (payload_len)
+        memcpy(env + n, payload, payload_len);
+    frame_seal(FRAME_KIND_IPC, p, n, payload_len);
+    v.iov_len = size;
     evbuffer_commit_space(out, &v, 1);
     size_t queued = evbuffer_get_length(out);
     if (queued > s->srv->cfg.max_queue_bytes) {
@@ -113,9 +147,72 @@ static int append_msg(struct ipc_session *s, const ProtobufCMessage *m)
     return 0;
 }
 
+static int append_msg(struct ipc_session *s, const ProtobufCMessage *m, const uint8_t *payload,
+                      size_t payload_len)
+{
+    if (s->closing)
+        return -1;
+    return append_any(s, m, protobuf_c_message_get_packed_size(m), NULL, payload, payload_len);
+}
+
+static int append_frame(struct ipc_session *s, size_t n, const struct envelope_deliver *d, const uint8_t *payload,
+                        size_t payload_len)
+{
+    return append_any(s, NULL, n, d, payload, payload_len);
+}
+
 static void send_server_msg(struct ipc_session *s, Partisan__Ipc__IpcServerMsg *m)
 {
-    append_msg(s, &m->base);
+    append_msg(s, &m->base, NULL, 0);
+}
+
+static void send_ack(struct ipc_session *s)
+{
+    s->ack_owed = false;
+    s->unacked = 0;
+    if (s->ack_timer)
+        event_del(s->ack_timer);
+    Partisan__Ipc__Ack a = PARTISAN__IPC__ACK__INIT;
+    a.through_id = s->ack_id;
+    Partisan__Ipc__IpcServerMsg m = PARTISAN__IPC__IPC_SERVER_MSG__INIT;
+    m.body_case = PARTISAN__IPC__IPC_SERVER_MSG__BODY_ACK;
+    m.ack = &a;
+    send_server_msg(s, &m);
+}
+
+static void ack_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what;
+    struct ipc_session *s = arg;
+    if (s->ack_owed && !s->closing)
+        send_ack(s);
+}
+
+/* At the end of a batch of n requests: the Ack now, or a little later. */
+static void ack_batch(struct ipc_session *s, size_t n)
+{
+    if (n <= ACK_SMALL_BATCH || s->unacked >= ACK_EVERY) {
+        send_ack(s);
+        return;
+    }
+    if (!s->ack_timer && !(s->ack_timer = evtimer_new(s->srv->base, ack_timer_cb, s))) {
+        send_ack(s);
+        return;
+    }
+    if (!evtimer_pending(s->ack_timer, NULL)) {
+        struct timeval tv = { 0, ACK_DELAY_US };
+        evtimer_add(s->ack_timer, &tv);
+    }
+}
+
+void ipc_ack(struct ipc_session *s, uint64_t id)
+{
+    s->ack_id = id;
+    s->ack_owed = true;
+    s->unacked++;
+    /* Inside a batch the one Ack goes out at its end; outside, at once. */
+    if (!s->busy)
+        send_ack(s);
 }
 
 static void reply_with(struct ipc_session *s, Partisan__Ipc__Reply *r)
@@ -165,16 +262,16 @@ void ipc_reply_stats(struct ipc_session *s, uint64_t id, const Partisan__Ipc__St
 int ipc_deliver(struct ipc_session *s, const char *from_node, const char *name,
                 const uint8_t *payload, size_t len, const char *channel)
 {
-    Partisan__Ipc__Deliver d = PARTISAN__IPC__DELIVER__INIT;
-    d.from_node = (char *)from_node;
-    d.name = (char *)name;
-    d.payload.data = (uint8_t *)payload;
-    d.payload.len = len;
-    d.channel = (char *)(channel ? channel : "");
-    Partisan__Ipc__IpcServerMsg m = PARTISAN__IPC__IPC_SERVER_MSG__INIT;
-    m.body_case = PARTISAN__IPC__IPC_SERVER_MSG__BODY_DELIVER;
-    m.deliver = &d;
-    return append_msg(s, &m.base);
+    /* The envelope by hand (envelope.h), the payload copied behind it. */
+    if (s->closing)
+        return -1;
+    struct envelope_deliver e = {
+        .from_node = envelope_strof(from_node, strlen(from_node)),
+        .name = envelope_strof(name, strlen(name)),
+        .channel = envelope_strof(channel ? channel : "", channel ? strlen(channel) : 0),
+    };
+    size_t n = envelope_deliver_size(&e);
+    return append_frame(s, n, &e, payload, len);
 }
 
 void ipc_broadcast_event(struct ipc_server *srv, Partisan__Ipc__MemberEvent__Kind kind,
@@ -191,7 +288,7 @@ void ipc_broadcast_event(struct ipc_server *srv, Partisan__Ipc__MemberEvent__Kin
     for (struct ipc_session *s = srv->sessions; s; s = next) {
         next = s->next;
         if (s->subscribed)
-            append_msg(s, &m.base);
+            append_msg(s, &m.base, NULL, 0);
     }
 }
 
@@ -256,39 +353,72 @@ static void process_input(struct ipc_session *s)
     struct ipc_server *srv = s->srv;
     struct evbuffer *in = bufferevent_get_input(s->bev);
     s->busy = true;
+    size_t handled = 0;
     while (!s->closing && !s->blocked_on) {
-        size_t avail = evbuffer_get_length(in);
-        if (avail < FRAME_IPC_HEADER)
-            break;
-        size_t body = 0;
-        enum frame_result r = frame_ipc_peek(evbuffer_pullup(in, FRAME_IPC_HEADER), avail,
-                                             srv->cfg.max_frame_bytes + IPC_ENVELOPE_SLACK, &body);
+        struct frame f;
+        enum frame_result r = frame_evbuffer_next(in, FRAME_KIND_IPC,
+                                                  srv->cfg.max_frame_bytes + IPC_ENVELOPE_SLACK, &f);
         if (r == FRAME_NEED_MORE)
             break;
         if (r != FRAME_OK) {
             char why[160];
             snprintf(why, sizeof why, "bad frame: %s (length %zu, ipc.max_frame_bytes %llu + %d)",
-                     frame_result_str(r), body, (unsigned long long)srv->cfg.max_frame_bytes,
+                     frame_result_str(r), f.body_len, (unsigned long long)srv->cfg.max_frame_bytes,
                      IPC_ENVELOPE_SLACK);
             session_close(s, why);
             break;
         }
-        const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(FRAME_IPC_HEADER + body));
-        if (!p) {
-            session_close(s, "out of memory reading a request");
-            break;
+        /* A send, the common case, decoded by hand (envelope.h) into the
+         * structs protobuf-c would have made; anything else by protobuf-c. */
+        struct envelope_send es;
+        Partisan__Ipc__IpcRequest fast_req = PARTISAN__IPC__IPC_REQUEST__INIT;
+        Partisan__Ipc__SendRequest fast_send = PARTISAN__IPC__SEND_REQUEST__INIT;
+        char node[ENVELOPE_STR_MAX + 1], name[ENVELOPE_STR_MAX + 1], channel[ENVELOPE_STR_MAX + 1];
+        Partisan__Ipc__IpcRequest *req;
+        if (envelope_send_read(f.env, f.env_len, &es) == 0) {
+            fast_send.node = envelope_cstr(node, &es.node);
+            fast_send.name = envelope_cstr(name, &es.name);
+            fast_send.channel = envelope_cstr(channel, &es.channel);
+            fast_send.payload.data = (uint8_t *)es.payload.p;
+            fast_send.payload.len = es.payload.len;
+            fast_send.partition_key.data = (uint8_t *)es.key.p;
+            fast_send.partition_key.len = es.key.len;
+            fast_req.id = es.id;
+            fast_req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_SEND;
+            fast_req.send = &fast_send;
+            req = &fast_req;
+        } else {
+            req = partisan__ipc__ipc_request__unpack(&srv->arena.allocator, f.env_len, f.env);
         }
-        Partisan__Ipc__IpcRequest *req = partisan__ipc__ipc_request__unpack(
-            &srv->arena.allocator, body, p + FRAME_IPC_HEADER);
-        evbuffer_drain(in, FRAME_IPC_HEADER + body);
         if (!req) {
             pbarena_reset(&srv->arena);
             session_close(s, "bad frame: not a decodable IpcRequest");
             break;
         }
+        if (req->body_case == PARTISAN__IPC__IPC_REQUEST__BODY_SEND && f.payload_len) {
+            if (req->send->payload.len) {
+                ipc_reply(s, req->id, PARTISAN__IPC__ERROR_CODE__INVALID,
+                          "a send carries its payload after the envelope or in field 3, not both");
+                pbarena_reset(&srv->arena);
+                evbuffer_drain(in, f.size);
+                continue;
+            }
+            /* The payload stays where it arrived, in the input buffer,
+             * until the request has been handled. */
+            req->send->payload.data = (uint8_t *)f.payload;
+            req->send->payload.len = f.payload_len;
+        }
+        /* Answers go in request order: the sends before this request are
+         * acknowledged before it is answered. */
+        if (s->ack_owed && req->body_case != PARTISAN__IPC__IPC_REQUEST__BODY_SEND)
+            send_ack(s);
         srv->h.on_request(srv->h.ctx, s, req);
         pbarena_reset(&srv->arena);
+        evbuffer_drain(in, f.size);
+        handled++;
     }
+    if (s->ack_owed && !s->closing)
+        ack_batch(s, handled);
     s->busy = false;
     if (s->closing)
         session_free(s);
@@ -296,8 +426,11 @@ static void process_input(struct ipc_session *s)
 
 static void on_read(struct bufferevent *bev, void *arg)
 {
-    (void)bev;
-    process_input(arg);
+    /* All the socket holds, not libevent 2.1's 4 KiB: one batch per wakeup. */
+    struct ipc_session *s = arg;
+    if (!s->blocked_on && !s->closing)
+        sockbuf_fill(bufferevent_get_input(bev), bufferevent_getfd(bev), IPC_READ_BATCH);
+    process_input(s);
 }
 
 static void on_write(struct bufferevent *bev, void *arg)
@@ -399,6 +532,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         srv->sessions->prev = s;
     srv->sessions = s;
     srv->n_sessions++;
+    /* Room for big batches of deliveries in the socket (best effort). */
+    int sndbuf = 1024 * 1024;
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     /* Bigger batches than libevent's 16 KiB default: fewer syscalls and
      * wakeups per message when an application streams. */
     bufferevent_set_max_single_read(bev, 256 * 1024);

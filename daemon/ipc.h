@@ -1,6 +1,8 @@
 /* ipc: the Unix-socket server; one session per connected application.
  *
- * Frames are u32 big-endian length | protobuf (proto/ipc.proto). Each
+ * Frames are u32 length | u32 envelope length | protobuf | raw payload
+ * (proto/ipc.proto, read with frame_evbuffer.h). A send's payload is handed
+ * to the handler where it lies in the input buffer. Each
  * session's input is drained in batches: every whole frame in the buffer is
  * decoded and handed to the request handler, and replies and deliveries are
  * appended to the session's output buffer, which libevent writes in as few
@@ -69,6 +71,12 @@ void ipc_reply(struct ipc_session *s, uint64_t id, Partisan__Ipc__ErrorCode code
 void ipc_reply_status(struct ipc_session *s, uint64_t id, const Partisan__Ipc__Status *st);
 void ipc_reply_members(struct ipc_session *s, uint64_t id, const Partisan__Ipc__Members *m);
 void ipc_reply_stats(struct ipc_session *s, uint64_t id, const Partisan__Ipc__Stats *st);
+/* Answers an accepted send. Such answers are coalesced: one Ack covers
+ * every send up to the latest id (ipc.proto, "Replies"), written at the end
+ * of a batch of at most 16 requests, else after 2048 sends or 1 ms, and
+ * before the answer to the next request that is not a send. A failed send
+ * gets ipc_reply() at once. */
+void ipc_ack(struct ipc_session *s, uint64_t id);
 
 /* Queues a message for the application. Returns 0, or -1 if the session was
  * closed because its queue passed ipc.max_queue_bytes (the message is then

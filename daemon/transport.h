@@ -65,7 +65,7 @@ struct transport_channel {
     bool monotonic;
 };
 
-#define TRANSPORT_PROTOCOL_VERSION 1
+#define TRANSPORT_PROTOCOL_VERSION 2   /* 2: raw payload after the envelope (peer.proto) */
 
 struct transport_config {
     const char *cluster;

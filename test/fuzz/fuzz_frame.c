@@ -10,10 +10,12 @@
  *   byte 2  how many bytes each simulated read delivers (1..256)
  *   rest    the stream
  *
- * The stream is decoded as daemon/transport.c and daemon/ipc.c do: peek,
- * unpack each whole body, drain, repeat; stop at the first error (that
- * closes the connection). Each whole IPC body goes to
- * partisan__ipc__ipc_request__unpack and each peer body to
+ * The stream goes through the real readers, both at once: frame_next() over
+ * one growing buffer, as client/client.c reads, and frame_evbuffer_next()
+ * over an evbuffer fed in chunks of their own, as daemon/ipc.c and
+ * daemon/transport.c read; they must yield the same frames and stop at the
+ * same error (that closes the connection). Each whole IPC envelope goes to
+ * partisan__ipc__ipc_request__unpack and each peer envelope to
  * partisan__peer__peer_frame__unpack. An overlay message is read with the
  * full mesh's own gossip_unpack() and its members merged with membership_merge(),
  * checking the table after each merge. */
@@ -23,7 +25,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
+
+#include "envelope.h"
 #include "frame.h"
+#include "frame_evbuffer.h"
 #include "gossip_codec.h"
 #include "ipc.pb-c.h"
 #include "membership.h"
@@ -194,12 +200,55 @@ static void check_peek(bool peer, const uint8_t *buf, size_t avail, size_t max_b
     CHECK(frame_result_str(r) != NULL);
 }
 
+/* What the hand decoder made of a string is what protobuf-c made of it. */
+static void same_str(const struct envelope_str *s, const char *c)
+{
+    CHECK(strlen(c) == s->len && (s->len == 0 || memcmp(c, s->p, s->len) == 0));
+}
+
+static void same_bytes(const struct envelope_str *s, ProtobufCBinaryData b)
+{
+    CHECK(b.len == s->len && (s->len == 0 || memcmp(b.data, s->p, s->len) == 0));
+}
+
 static void handle_body(bool peer, const uint8_t *body, size_t len, ProtobufCAllocator *alloc,
                         struct pbarena *arena, struct membership *table)
 {
     CHECK(frame_crc32c(0, body, len) == frame_crc32c_portable(0, body, len));
+    /* The daemon's hand decoders (envelope.h) accept only what protobuf-c
+     * accepts, and read it the same; their re-encoding is byte for byte. */
+    struct envelope_data ed;
+    struct envelope_send es;
+    struct envelope_deliver edv;
+    int data_ok = peer ? envelope_data_read(body, len, &ed) : -1;
+    int send_ok = peer ? -1 : envelope_send_read(body, len, &es);
+    if (!peer && envelope_deliver_read(body, len, &edv) == 0) {
+        Partisan__Ipc__IpcServerMsg *m = partisan__ipc__ipc_server_msg__unpack(NULL, len, body);
+        CHECK(m && m->body_case == PARTISAN__IPC__IPC_SERVER_MSG__BODY_DELIVER);
+        same_str(&edv.from_node, m->deliver->from_node);
+        same_str(&edv.name, m->deliver->name);
+        same_str(&edv.channel, m->deliver->channel);
+        same_bytes(&edv.payload, m->deliver->payload);
+        partisan__ipc__ipc_server_msg__free_unpacked(m, NULL);
+    }
     if (peer) {
         Partisan__Peer__PeerFrame *f = partisan__peer__peer_frame__unpack(alloc, len, body);
+        if (data_ok == 0) {
+            CHECK(f && f->body_case == PARTISAN__PEER__PEER_FRAME__BODY_DATA);
+            same_str(&ed.from_node, f->data->from_node);
+            same_str(&ed.to_node, f->data->to_node);
+            same_str(&ed.name, f->data->name);
+            same_str(&ed.channel, f->data->channel);
+            same_bytes(&ed.payload, f->data->payload);
+            same_bytes(&ed.key, f->data->partition_key);
+            uint8_t *out = malloc(envelope_data_size(&ed));
+            if (out) {
+                CHECK(envelope_data_write(out, &ed) == envelope_data_size(&ed));
+                struct envelope_data again;
+                CHECK(envelope_data_read(out, envelope_data_size(&ed), &again) == 0);
+                free(out);
+            }
+        }
         if (f) {
             if (f->body_case == PARTISAN__PEER__PEER_FRAME__BODY_OVERLAY)
                 merge_gossip(table, f->overlay.data, f->overlay.len);
@@ -215,6 +264,14 @@ static void handle_body(bool peer, const uint8_t *body, size_t len, ProtobufCAll
         }
     } else {
         Partisan__Ipc__IpcRequest *q = partisan__ipc__ipc_request__unpack(alloc, len, body);
+        if (send_ok == 0) {
+            CHECK(q && q->body_case == PARTISAN__IPC__IPC_REQUEST__BODY_SEND && q->id == es.id);
+            same_str(&es.node, q->send->node);
+            same_str(&es.name, q->send->name);
+            same_str(&es.channel, q->send->channel);
+            same_bytes(&es.payload, q->send->payload);
+            same_bytes(&es.key, q->send->partition_key);
+        }
         if (q) {
             size_t n = partisan__ipc__ipc_request__get_packed_size(q);
             uint8_t *out = malloc(n ? n : 1);
@@ -267,27 +324,48 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     struct membership table;
     membership_init(&table);
+    struct evbuffer *ev = evbuffer_new();
+    CHECK(ev != NULL);
+    enum frame_kind kind = peer ? FRAME_KIND_PEER : FRAME_KIND_IPC;
 
-    /* Reads of `chunk` bytes; each read decodes every whole frame there is. */
+    /* Reads of `chunk` bytes; each read decodes every whole frame there is.
+     * The evbuffer gets each read as a reference of its own (a chain per
+     * read), so frames straddle chains as they do off a socket. */
     size_t have = 0, off = 0;
     bool closed = false;
     while (!closed && have < total) {
+        size_t was = have;
         have = have + chunk < total ? have + chunk : total;
+        CHECK(evbuffer_add_reference(ev, buf + was, have - was, NULL, NULL) == 0);
         for (;;) {
             size_t avail = have - off, body = 0;
             enum frame_result r = peer ? frame_peer_peek(buf + off, avail, max_body, &body)
                                        : frame_ipc_peek(buf + off, avail, max_body, &body);
             check_peek(peer, buf + off, avail, max_body, r, body);
-            if (r == FRAME_NEED_MORE)
+            struct frame f, g;
+            enum frame_result rf = frame_next(kind, buf + off, avail, max_body, &f);
+            enum frame_result rg = frame_evbuffer_next(ev, kind, max_body, &g);
+            /* The two readers agree, and agree with the header peek. */
+            CHECK(rf == rg);
+            CHECK(rf == r || (r == FRAME_OK && rf == FRAME_BAD_ENVELOPE));
+            if (rf == FRAME_NEED_MORE)
                 break;
-            if (r != FRAME_OK) {
+            if (rf != FRAME_OK) {
                 closed = true;
                 break;
             }
-            handle_body(peer, buf + off + hdr, body, alloc, use_arena ? &arena : NULL, &table);
-            off += hdr + body;
+            CHECK(f.size == g.size && f.env_len == g.env_len && f.payload_len == g.payload_len);
+            CHECK(f.size == hdr + body && f.env_len + f.payload_len + FRAME_ENVELOPE_PREFIX == body);
+            CHECK(memcmp(f.body, g.body, f.body_len) == 0);
+            CHECK(f.env == f.body + FRAME_ENVELOPE_PREFIX);
+            CHECK(f.payload_len == 0 ? f.payload == NULL : f.payload == f.env + f.env_len);
+            handle_body(peer, f.env, f.env_len, alloc, use_arena ? &arena : NULL, &table);
+            evbuffer_drain(ev, g.size);
+            off += f.size;
         }
     }
+    CHECK(closed || evbuffer_get_length(ev) == have - off);
+    evbuffer_free(ev);
 
     membership_free(&table);
     if (use_arena)

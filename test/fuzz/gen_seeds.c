@@ -21,20 +21,35 @@ static void begin(uint8_t flags, uint8_t max, uint8_t chunk)
     used = 3;
 }
 
+/* Frames as the daemon writes them: the envelope, then the raw payload. */
+static void add_peer_with(const Partisan__Peer__PeerFrame *f, const char *payload)
+{
+    size_t n = partisan__peer__peer_frame__get_packed_size(f), p = strlen(payload);
+    uint8_t *e = stream + used + frame_env_offset(FRAME_KIND_PEER);
+    partisan__peer__peer_frame__pack(f, e);
+    memcpy(e + n, payload, p);
+    frame_seal(FRAME_KIND_PEER, stream + used, n, p);
+    used += frame_size(FRAME_KIND_PEER, n, p);
+}
+
 static void add_peer(const Partisan__Peer__PeerFrame *f)
 {
-    size_t n = partisan__peer__peer_frame__get_packed_size(f);
-    partisan__peer__peer_frame__pack(f, stream + used + FRAME_PEER_HEADER);
-    frame_peer_header(stream + used, stream + used + FRAME_PEER_HEADER, n);
-    used += FRAME_PEER_HEADER + n;
+    add_peer_with(f, "");
+}
+
+static void add_ipc_with(const Partisan__Ipc__IpcRequest *q, const char *payload)
+{
+    size_t n = partisan__ipc__ipc_request__get_packed_size(q), p = strlen(payload);
+    uint8_t *e = stream + used + frame_env_offset(FRAME_KIND_IPC);
+    partisan__ipc__ipc_request__pack(q, e);
+    memcpy(e + n, payload, p);
+    frame_seal(FRAME_KIND_IPC, stream + used, n, p);
+    used += frame_size(FRAME_KIND_IPC, n, p);
 }
 
 static void add_ipc(const Partisan__Ipc__IpcRequest *q)
 {
-    size_t n = partisan__ipc__ipc_request__get_packed_size(q);
-    partisan__ipc__ipc_request__pack(q, stream + used + FRAME_IPC_HEADER);
-    frame_ipc_header(stream + used, n);
-    used += FRAME_IPC_HEADER + n;
+    add_ipc_with(q, "");
 }
 
 static void save(const char *dir, const char *name)
@@ -109,11 +124,9 @@ int main(int argc, char **argv)
     d.from_node = "node-1";
     d.to_node = "node-2";
     d.name = "echo";
-    d.payload.data = (uint8_t *)"payload";
-    d.payload.len = 7;
     f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_DATA;
     f.data = &d;
-    add_peer(&f);
+    add_peer_with(&f, "payload");
     save(dir, "peer_hello_data");
 
     gossip(1, dir, "peer_gossip_sorted", 1);
@@ -123,15 +136,13 @@ int main(int argc, char **argv)
     partisan__ipc__send_request__init(&s);
     s.node = "node-2";
     s.name = "echo";
-    s.payload.data = (uint8_t *)"hi";
-    s.payload.len = 2;
     Partisan__Ipc__IpcRequest q;
     partisan__ipc__ipc_request__init(&q);
     q.id = 42;
     q.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_SEND;
     q.send = &s;
     begin(0, 0xff, 3);
-    add_ipc(&q);
+    add_ipc_with(&q, "hi");
     Partisan__Ipc__RegisterRequest rr;
     partisan__ipc__register_request__init(&rr);
     rr.name = "echo";

@@ -48,7 +48,7 @@ build() {
             test/fuzz/fuzz_config.c daemon/config.c daemon/log.c "${LIBS[@]}" ;;
     fuzz_frame)
         $CC "${CFLAGS[@]}" "${SAN[@]}" -Wno-missing-field-initializers -o $OUT/fuzz_frame \
-            test/fuzz/fuzz_frame.c proto/frame.c proto/pbarena.c daemon/membership.c daemon/gossip_codec.c \
+            test/fuzz/fuzz_frame.c proto/frame.c proto/frame_evbuffer.c proto/envelope.c proto/pbarena.c daemon/membership.c daemon/gossip_codec.c \
             $GEN/ipc.pb-c.c $GEN/peer.pb-c.c "${LIBS[@]}"
         # Seeds: well-formed streams (built without libFuzzer's main).
         $CC "${CFLAGS[@]}" -o $OUT/gen_seeds test/fuzz/gen_seeds.c proto/frame.c \

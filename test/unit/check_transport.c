@@ -293,9 +293,9 @@ static bool raw_closed(int fd)
 
 static size_t pack_frame(uint8_t *out, const Partisan__Peer__PeerFrame *f)
 {
-    size_t len = partisan__peer__peer_frame__pack(f, out + FRAME_PEER_HEADER);
-    frame_peer_header(out, out + FRAME_PEER_HEADER, len);
-    return FRAME_PEER_HEADER + len;
+    size_t len = partisan__peer__peer_frame__pack(f, out + frame_env_offset(FRAME_KIND_PEER));
+    frame_seal(FRAME_KIND_PEER, out, len, 0);
+    return frame_size(FRAME_KIND_PEER, len, 0);
 }
 
 static size_t hello_on(uint8_t *out, const char *cluster, const char *node, const char *channel, uint32_t index)
@@ -345,7 +345,9 @@ static Partisan__Peer__PeerFrame *raw_read_frame(int fd)
     if (!raw_read_exact(fd, body, len))
         return NULL;
     ck_assert_uint_eq(frame_crc32c(0, body, len), frame_get_u32(hdr + 4));
-    return partisan__peer__peer_frame__unpack(NULL, len, body);
+    struct frame f;
+    ck_assert_int_eq(frame_split(body, len, &f), FRAME_OK);
+    return partisan__peer__peer_frame__unpack(NULL, f.env_len, f.env);
 }
 
 static int raw_accept(int lfd)
