@@ -166,7 +166,7 @@ $(BUILD)/test/check_transport: $(call obj,test/unit/check_transport.c daemon/tra
 $(BUILD)/test/sim: $(call obj,test/sim/sim.c test/sim/scenarios.c test/sim/scenarios_hyparview.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c daemon/dialer.c daemon/overlay_hyparview.c daemon/plumtree.c daemon/gossip_codec.c proto/pbarena.c) $(BUILD)/obj/gen/peer.pb-c.o $(BUILD)/obj/gen/hyparview.pb-c.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lm
-$(BUILD)/test/ipc_test: $(call obj,test/integration/ipc_test.c test/integration/harness.c) $(BUILD)/libpartisan-client.a
+$(BUILD)/test/ipc_test: $(call obj,test/integration/ipc_test.c test/integration/harness.c proto/frame.c) $(BUILD)/obj/gen/peer.pb-c.o $(BUILD)/libpartisan-client.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
 $(BUILD)/test/cluster_test: $(call obj,test/integration/cluster_test.c test/integration/harness.c) $(BUILD)/libpartisan-client.a

@@ -16,8 +16,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "frame.h"
 #include "harness.h"
 #include "partisan.h"
+#include "peer.pb-c.h"
 
 #define T 10000 /* ms: the bound on any single wait */
 
@@ -565,6 +567,132 @@ static void test_strangers_on_the_peer_port_are_bounded(void)
            (unsigned long long)refused, rss0, rss1);
 }
 
+/* One frame from a raw peer connection: the envelope packed at its offset,
+ * sealed by the real frame writer (proto/frame.h). */
+static bool send_peer_frame(int fd, const Partisan__Peer__PeerFrame *f)
+{
+    size_t env = partisan__peer__peer_frame__get_packed_size(f);
+    size_t size = frame_size(FRAME_KIND_PEER, env, 0);
+    uint8_t *buf = malloc(size);
+    if (!buf)
+        return false;
+    partisan__peer__peer_frame__pack(f, buf + frame_env_offset(FRAME_KIND_PEER));
+    frame_seal(FRAME_KIND_PEER, buf, env, 0);
+    bool ok = true;
+    for (size_t off = 0; ok && off < size;) {
+        ssize_t n = send(fd, buf + off, size - off, MSG_NOSIGNAL);
+        ok = n > 0;
+        off += ok ? (size_t)n : 0;
+    }
+    free(buf);
+    return ok;
+}
+
+/* A STATE of n forged members (names from first on) as the full mesh's
+ * overlay message. */
+static bool send_forged_table(int fd, int n, int first)
+{
+    Partisan__Peer__MemberState *ms = calloc((size_t)n, sizeof *ms);
+    Partisan__Peer__MemberState **pms = calloc((size_t)n, sizeof *pms);
+    char (*names)[16] = calloc((size_t)n, 16), (*addrs)[32] = calloc((size_t)n, 32);
+    bool ok = ms && pms && names && addrs;
+    for (int i = 0; ok && i < n; i++) {
+        partisan__peer__member_state__init(&ms[i]);
+        snprintf(names[i], 16, "fake%05d", first + i);
+        /* Loopback addresses nobody listens on: dials to them fail at once. */
+        snprintf(addrs[i], 32, "127.1.%d.%d:1", (first + i) / 250, (first + i) % 250 + 1);
+        ms[i].name = names[i];
+        ms[i].address = addrs[i];
+        ms[i].incarnation = 1;
+        pms[i] = &ms[i];
+    }
+    Partisan__Peer__Gossip g = PARTISAN__PEER__GOSSIP__INIT;
+    g.kind = PARTISAN__PEER__GOSSIP__KIND__STATE;
+    g.members = pms;
+    g.n_members = (size_t)n;
+    size_t glen = ok ? partisan__peer__gossip__get_packed_size(&g) : 0;
+    uint8_t *gbuf = ok ? malloc(glen) : NULL;
+    if (gbuf) {
+        partisan__peer__gossip__pack(&g, gbuf);
+        Partisan__Peer__PeerFrame gf = PARTISAN__PEER__PEER_FRAME__INIT;
+        gf.body_case = PARTISAN__PEER__PEER_FRAME__BODY_OVERLAY;
+        gf.overlay.data = gbuf;
+        gf.overlay.len = glen;
+        ok = send_peer_frame(fd, &gf);
+    }
+    ok = ok && gbuf;
+    free(gbuf);
+    free(ms);
+    free(pms);
+    free(names);
+    free(addrs);
+    return ok;
+}
+
+/* A peer that passed the handshake sends forged member tables (the attack
+ * of issue 11): one of 200, one of 5,000. The daemon holds at most
+ * cluster.max_members (64), says so in its log, refuses the table far
+ * above any bound without allocating for it, dials no more than it holds,
+ * keeps its memory and descriptors bounded, goes on answering, and a
+ * restart does not bring the excess back from the state file. */
+static void test_forged_member_table_is_bounded(void)
+{
+    CHECK(start_default("\"cluster\": {\"max_members\": 64}") == 0, "daemon did not start");
+    const char *colon = strrchr(d.listen, ':');
+    CHECK(colon, "no port in %s", d.listen);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1)) };
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "cannot reach the peer port");
+    long rss0 = rss_kib(d.pid), fds0 = open_fds(d.pid);
+
+    Partisan__Peer__Hello h = PARTISAN__PEER__HELLO__INIT;
+    h.protocol_version = 2;
+    h.cluster = (char *)"partisan";
+    h.node = (char *)"evil";
+    h.address = (char *)"127.0.0.1:1";
+    h.channel = (char *)"control";
+    h.incarnation = 1;
+    Partisan__Peer__PeerFrame hf = PARTISAN__PEER__PEER_FRAME__INIT;
+    hf.body_case = PARTISAN__PEER__PEER_FRAME__BODY_HELLO;
+    hf.hello = &h;
+    CHECK(send_peer_frame(fd, &hf), "sending the Hello failed");
+
+    CHECK(send_forged_table(fd, 200, 0), "sending a forged table of 200 failed");
+    CHECK(send_forged_table(fd, 5000, 200), "sending a forged table of 5000 failed");
+    long fds_max = 0;
+    for (uint64_t until = harness_now_ms() + 3000; harness_now_ms() < until;) {
+        long n = open_fds(d.pid);
+        fds_max = n > fds_max ? n : fds_max;
+        usleep(50 * 1000);
+    }
+    close(fd);
+    partisan_client *c = NULL;
+    struct partisan_member *m = NULL;
+    size_t n = 0;
+    CHECK(partisan_connect(d.socket, &c) == 0 && partisan_members(c, 1, &m, &n, T) == 0,
+          "the daemon does not answer members after the forged table");
+    partisan_members_free(m, n);
+    partisan_close(c);
+    long rss1 = rss_kib(d.pid);
+    CHECK(n <= 64, "the daemon holds %zu members (cluster.max_members is 64)", n);
+    CHECK(n >= 2, "the forged peer's table was not merged at all (%zu members): the test proves nothing", n);
+    CHECK(harness_file_contains(d.log, "member table full") == 1, "the log does not say the member table is full");
+    CHECK(harness_file_contains(d.log, "carries 5000 members") == 1, "the log does not say the 5000 were refused");
+    CHECK(fds_max - fds0 <= 64 + 8, "descriptors went from %ld to %ld while dialling forged members", fds0, fds_max);
+    CHECK(rss1 - rss0 < 16 * 1024, "RSS went from %ld to %ld KiB", rss0, rss1);
+
+    CHECK(harness_daemon_stop(&d, T) == 0, "the daemon did not stop");
+    CHECK(harness_daemon_start(&d, T) == 0, "the daemon did not restart");
+    c = NULL;
+    CHECK(partisan_connect(d.socket, &c) == 0 && partisan_members(c, 1, &m, &n, T) == 0, "no members after restart");
+    partisan_members_free(m, n);
+    partisan_close(c);
+    CHECK(n <= 64, "after a restart the daemon holds %zu members", n);
+    printf("  200 then 5000 forged members offered: %zu held; descriptors %ld -> %ld at most; RSS %ld -> %ld KiB\n", n,
+           fds0, fds_max, rss0, rss1);
+}
+
 static void test_second_daemon_refused_and_stale_socket_reused(void)
 {
     CHECK(start_default("") == 0, "daemon did not start");
@@ -894,6 +1022,7 @@ int main(void)
     harness_run("check_config_and_reload", test_check_config_and_reload);
     harness_run("descriptor_exhaustion_does_not_spin", test_descriptor_exhaustion_does_not_spin);
     harness_run("strangers_on_the_peer_port_are_bounded", test_strangers_on_the_peer_port_are_bounded);
+    harness_run("forged_member_table_is_bounded", test_forged_member_table_is_bounded);
     harness_run("ipc_admin_and_reserved_names", test_ipc_admin_and_reserved_names);
     harness_run("ipc_client_groups_refuse_others", test_ipc_client_groups_refuse_others);
     return harness_summary();
