@@ -47,7 +47,8 @@ UNIT_TESTS := config frame membership transport log flow channel dialer delivery
 UNIT_BINS  := $(addprefix $(BUILD)/test/check_,$(UNIT_TESTS))
 SIM_BIN    := $(BUILD)/test/sim
 DSIM_BIN   := $(BUILD)/test/delivery_sim
-ITEST_BINS := $(BUILD)/test/ipc_test $(BUILD)/test/cluster_test $(BUILD)/test/channel_test $(BUILD)/test/batch_test
+ITEST_BINS := $(BUILD)/test/ipc_test $(BUILD)/test/cluster_test $(BUILD)/test/channel_test $(BUILD)/test/batch_test \
+              $(BUILD)/test/hyparview_test
 ITEST_SCRIPTS := install_test.sh
 # Every test test/run.sh must find and run; a missing one counts as failed.
 TEST_NAMES  = $(notdir $(UNIT_BINS) $(SIM_BIN) $(DSIM_BIN) $(ITEST_BINS)) $(ITEST_SCRIPTS)
@@ -170,6 +171,9 @@ $(BUILD)/test/ipc_test: $(call obj,test/integration/ipc_test.c test/integration/
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
 $(BUILD)/test/cluster_test: $(call obj,test/integration/cluster_test.c test/integration/harness.c) $(BUILD)/libpartisan-client.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
+$(BUILD)/test/hyparview_test: $(call obj,test/integration/hyparview_test.c test/integration/harness.c) $(BUILD)/libpartisan-client.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
 $(BUILD)/test/channel_test: $(call obj,test/integration/channel_test.c test/integration/harness.c) $(BUILD)/libpartisan-client.a

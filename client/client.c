@@ -437,6 +437,7 @@ static struct partisan_member *convert_members(const Partisan__Ipc__Members *ms,
         arr[i].incarnation = m->incarnation;
         arr[i].left = m->membership == PARTISAN__IPC__MEMBERSHIP__LEFT;
         arr[i].up = m->reachability == PARTISAN__IPC__REACHABILITY__UP;
+        arr[i].neighbor = m->neighbor;
     }
     *out_n = n;
     return arr;
@@ -478,6 +479,8 @@ static struct partisan_stats *convert_stats(const Partisan__Ipc__Stats *ps)
     st->flow_waits = ps->flow_waits;
     st->spoofed = ps->spoofed;
     st->undeliverable = ps->undeliverable;
+    st->relayed = ps->relayed;
+    st->relay_dropped = ps->relay_dropped;
     return st;
 }
 
@@ -1485,6 +1488,24 @@ PARTISAN_API int partisan_join(partisan_client *c, const char *address, int time
     Partisan__Ipc__IpcRequest req = PARTISAN__IPC__IPC_REQUEST__INIT;
     req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_JOIN;
     req.join = &r;
+    return simple_call(c, &req, timeout_ms);
+}
+
+PARTISAN_API int partisan_broadcast(partisan_client *c, const char *name, const void *payload, size_t len,
+                                    int timeout_ms)
+{
+    if (!c || !name || !*name || (len && !payload))
+        return PARTISAN_EINVAL;
+    int rc = check_str(c, "name", name);
+    if (rc)
+        return rc;
+    Partisan__Ipc__BroadcastRequest r = PARTISAN__IPC__BROADCAST_REQUEST__INIT;
+    r.name = (char *)name;
+    r.payload.data = (uint8_t *)payload;
+    r.payload.len = len;
+    Partisan__Ipc__IpcRequest req = PARTISAN__IPC__IPC_REQUEST__INIT;
+    req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_BROADCAST;
+    req.broadcast = &r;
     return simple_call(c, &req, timeout_ms);
 }
 

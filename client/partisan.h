@@ -260,6 +260,7 @@ struct partisan_member {
     uint64_t incarnation;
     int left;                   /* 1: membership "left" */
     int up;                     /* 1: reachable from this node now */
+    int neighbor;               /* 1: a direct neighbour of this node (full mesh: every member up) */
 };
 /* all: also list members that left. *out is an array of *n members. */
 int partisan_members(partisan_client *c, int all, struct partisan_member **out,
@@ -286,6 +287,8 @@ struct partisan_stats {
     uint64_t flow_waits;        /* times a sender waited for a remote name's window */
     uint64_t spoofed;           /* peer frames dropped: claimed another sender */
     uint64_t undeliverable;
+    uint64_t relayed;           /* overlays that relay (HyParView): handed on toward another node */
+    uint64_t relay_dropped;     /* ... that could not be (no route, hop limit, next queue full) */
 };
 int partisan_stats(partisan_client *c, struct partisan_stats **out, int timeout_ms);
 void partisan_stats_free(struct partisan_stats *s);
@@ -294,6 +297,12 @@ void partisan_stats_free(struct partisan_stats *s);
 int partisan_join(partisan_client *c, const char *address, int timeout_ms);
 /* node NULL or "": this node leaves for good; else removes that member. */
 int partisan_leave(partisan_client *c, const char *node, int timeout_ms);
+/* Delivers payload to whoever holds name on every node of the cluster, this
+ * one included, once each, as a PARTISAN_MSG_DATA from this node. Returns
+ * once this node has sent it on; best effort: a node down or cut off then
+ * misses it. */
+int partisan_broadcast(partisan_client *c, const char *name, const void *payload, size_t len, int timeout_ms);
+
 /* Purges NODE for good, cluster-wide (admin): it is removed as by leave if
  * still alive, and its tombstone expires on every node within a few gossip
  * rounds (20 x overlay.gossip_interval_ms, at least 2 s), after which no

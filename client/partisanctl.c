@@ -28,6 +28,7 @@ static const char short_usage[] =
     "usage: partisanctl [--socket PATH] [--json] [--timeout-ms MS] COMMAND [ARGS]\n"
     "commands: status | members [--all] | stats |\n"
     "          send [--channel NAME] [--key KEY] NODE NAME MESSAGE|@FILE|- |\n"
+    "          broadcast NAME MESSAGE|@FILE|- |\n"
     "          recv NAME [--count N] [--timeout-ms MS] | watch | join HOST:PORT |\n"
     "          leave [NODE] | forget NODE | help\n"
     "run 'partisanctl --help' for details\n";
@@ -53,7 +54,11 @@ static const char long_usage[] =
     "Commands:\n"
     "  status             this node's name, cluster, overlay, addresses, uptime\n"
     "                     and member counts\n"
-    "  members [--all]    the member table; --all includes members that left\n"
+    "  members [--all]    the member table; --all includes members that left;\n"
+    "                     NEIGHBOR: a direct neighbour of this node\n"
+    "  broadcast NAME MESSAGE\n"
+    "                     MESSAGE (or '-', '@FILE', as for send) to the application\n"
+    "                     registered as NAME on every node, this one included\n"
     "  stats              traffic per peer and channel: connections, messages and\n"
     "                     bytes sent and received, queued, superseded, paused,\n"
     "                     requeued, lost, reconnects; then this node's flow_waits,\n"
@@ -255,11 +260,12 @@ static int cmd_members(partisan_client *c, const struct opts *o, bool all)
         for (size_t i = 0; i < n; i++) {
             if (m[i].left && !all)
                 continue;
-            json_t *e = json_pack("{s:s, s:s, s:I, s:s, s:s}", "name", m[i].name,
+            json_t *e = json_pack("{s:s, s:s, s:I, s:s, s:s, s:b}", "name", m[i].name,
                                   "address", m[i].address,
                                   "incarnation", (json_int_t)m[i].incarnation,
                                   "membership", m[i].left ? "left" : "alive",
-                                  "reachability", m[i].up ? "up" : "down");
+                                  "reachability", m[i].up ? "up" : "down",
+                                  "neighbor", m[i].neighbor);
             if (!e || json_array_append_new(arr, e) != 0)
                 die("out of memory building JSON output");
         }
@@ -273,14 +279,14 @@ static int cmd_members(partisan_client *c, const struct opts *o, bool all)
             if ((l = (int)strlen(m[i].address)) > wa) wa = l;
             if ((l = snprintf(inc, sizeof inc, "%llu", (unsigned long long)m[i].incarnation)) > wi) wi = l;
         }
-        printf("%-*s  %-*s  %-*s  %-10s  %s\n", wn, "NAME", wa, "ADDRESS", wi, "INCARNATION",
-               "MEMBERSHIP", "REACHABILITY");
+        printf("%-*s  %-*s  %-*s  %-10s  %-12s  %s\n", wn, "NAME", wa, "ADDRESS", wi, "INCARNATION",
+               "MEMBERSHIP", "REACHABILITY", "NEIGHBOR");
         for (size_t i = 0; i < n; i++) {
             if (m[i].left && !all)
                 continue;
-            printf("%-*s  %-*s  %*llu  %-10s  %s\n", wn, m[i].name, wa, m[i].address, wi,
+            printf("%-*s  %-*s  %*llu  %-10s  %-12s  %s\n", wn, m[i].name, wa, m[i].address, wi,
                    (unsigned long long)m[i].incarnation, m[i].left ? "left" : "alive",
-                   m[i].up ? "up" : "down");
+                   m[i].up ? "up" : "down", m[i].neighbor ? "yes" : "no");
         }
     }
     partisan_members_free(m, n);
@@ -297,7 +303,7 @@ static uint8_t *read_all(int fd, const char *what, size_t *len)
     for (;;) {
         if (n == cap) {
             if (cap > MAX_PAYLOAD)
-                die("send: message from %s is larger than %u MiB", what, MAX_PAYLOAD >> 20);
+                die("message from %s is larger than %u MiB", what, MAX_PAYLOAD >> 20);
             cap *= 2;
             uint8_t *p = realloc(buf, cap);
             if (!p)
@@ -308,14 +314,14 @@ static uint8_t *read_all(int fd, const char *what, size_t *len)
         if (r < 0) {
             if (errno == EINTR)
                 continue;
-            die("send: reading %s: %s", what, strerror(errno));
+            die("reading %s: %s", what, strerror(errno));
         }
         if (r == 0)
             break;
         n += (size_t)r;
     }
     if (n > MAX_PAYLOAD)
-        die("send: message from %s is larger than %u MiB", what, MAX_PAYLOAD >> 20);
+        die("message from %s is larger than %u MiB", what, MAX_PAYLOAD >> 20);
     *len = n;
     return buf;
 }
@@ -324,22 +330,42 @@ static uint8_t *read_file(const char *path, size_t *len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        die("send: cannot open %s: %s", path, strerror(errno));
+        die("cannot open %s: %s", path, strerror(errno));
     uint8_t *buf = read_all(fd, path, len);
     close(fd);
     return buf;
 }
 
+/* MESSAGE as the commands take it: itself, '-' for stdin, '@FILE'. */
+static const void *message_payload(const char *message, uint8_t **owned, size_t *len)
+{
+    *owned = NULL;
+    *len = strlen(message);
+    if (strcmp(message, "-") == 0)
+        return *owned = read_all(STDIN_FILENO, "stdin", len);
+    if (message[0] == '@')
+        return *owned = read_file(message + 1, len);
+    return message;
+}
+
+static int cmd_broadcast(partisan_client *c, const struct opts *o, const char *name, const char *message)
+{
+    uint8_t *owned;
+    size_t len;
+    const void *payload = message_payload(message, &owned, &len);
+    int rc = partisan_broadcast(c, name, payload, len, o->timeout_ms);
+    free(owned);
+    if (rc)
+        die_call(c, rc, "broadcast to %s", name);
+    return 0;
+}
+
 static int cmd_send(partisan_client *c, const struct opts *o, const char *node, const char *name,
                     const char *message, const struct partisan_send_opts *so)
 {
-    uint8_t *owned = NULL;
-    const void *payload = message;
-    size_t len = strlen(message);
-    if (strcmp(message, "-") == 0)
-        payload = owned = read_all(STDIN_FILENO, "stdin", &len);
-    else if (message[0] == '@')
-        payload = owned = read_file(message + 1, &len);
+    uint8_t *owned;
+    size_t len;
+    const void *payload = message_payload(message, &owned, &len);
     int rc = partisan_send_sync_with(c, node, name, payload, len, so, o->timeout_ms);
     free(owned);
     if (rc)
@@ -394,10 +420,12 @@ static int cmd_stats(partisan_client *c, const struct opts *o)
             if (!e || json_array_append_new(arr, e) != 0)
                 die("out of memory building JSON output");
         }
-        print_json(json_pack("{s:o, s:I, s:I, s:I}", "channels", arr,
+        print_json(json_pack("{s:o, s:I, s:I, s:I, s:I, s:I}", "channels", arr,
                              "flow_waits", (json_int_t)s->flow_waits,
                              "spoofed", (json_int_t)s->spoofed,
-                             "undeliverable", (json_int_t)s->undeliverable));
+                             "undeliverable", (json_int_t)s->undeliverable,
+                             "relayed", (json_int_t)s->relayed,
+                             "relay_dropped", (json_int_t)s->relay_dropped));
     } else {
         /* Peer and channel left-aligned, counters right-aligned, each column
          * as wide as its header or its widest value. */
@@ -429,9 +457,10 @@ static int cmd_stats(partisan_client *c, const struct opts *o)
                 printf("  %*llu", w[k], v[k]);
             putchar('\n');
         }
-        printf("flow_waits: %llu  spoofed: %llu  undeliverable: %llu\n",
+        printf("flow_waits: %llu  spoofed: %llu  undeliverable: %llu  relayed: %llu  relay_dropped: %llu\n",
                (unsigned long long)s->flow_waits, (unsigned long long)s->spoofed,
-               (unsigned long long)s->undeliverable);
+               (unsigned long long)s->undeliverable, (unsigned long long)s->relayed,
+               (unsigned long long)s->relay_dropped);
     }
     partisan_stats_free(s);
     return 0;
@@ -690,6 +719,12 @@ int main(int argc, char **argv)
             usage_error("send: '@' needs a file name ('@FILE')");
         c = connect_or_die(&o);
         rc = cmd_send(c, &o, pos[0], pos[1], pos[2], &send_opts);
+    } else if (strcmp(cmd, "broadcast") == 0) {
+        want_args(cmd, npos, 2, 2);
+        if (strcmp(pos[1], "@") == 0)
+            usage_error("broadcast: '@' needs a file name ('@FILE')");
+        c = connect_or_die(&o);
+        rc = cmd_broadcast(c, &o, pos[0], pos[1]);
     } else if (is_recv) {
         want_args(cmd, npos, 1, 1);
         c = connect_or_die(&o);

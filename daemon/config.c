@@ -123,7 +123,7 @@ static const struct key_spec channel_keys[] = {
 
 /* Overlays the config language knows; only supported ones can run. */
 static const struct { const char *name; bool supported; } overlays[] = {
-    { "full_mesh", true }, { "hyparview", false }, { "client_server", false }, { "static", false },
+    { "full_mesh", true }, { "hyparview", true }, { "client_server", false }, { "static", false },
 };
 #define N_OVERLAYS (sizeof overlays / sizeof overlays[0])
 
@@ -429,7 +429,7 @@ static const char *set_overlay(const struct key_spec *k, const char *s, size_t l
         if (strcmp(s, overlays[i].name) != 0)
             continue;
         if (!overlays[i].supported) {
-            snprintf(why, whylen, "%s is not yet supported (supported: full_mesh)", q);
+            snprintf(why, whylen, "%s is not yet supported (supported: full_mesh, hyparview)", q);
             return why;
         }
         *(enum overlay_type *)field = (enum overlay_type)i;

@@ -9,7 +9,7 @@
  *   cluster.seeds             list of "host:port", default []
  *   cluster.max_members       default 1024, 2..1000000
  *   cluster.tombstone_ttl_ms  default 86400000 (24 h), 0 (never)..31536000000
- *   overlay.type              "full_mesh" (others: "not yet supported")
+ *   overlay.type              "full_mesh" or "hyparview" (others: "not yet supported")
  *   overlay.gossip_interval_ms    default 1000, 10..600000
  *   overlay.gossip_fanout         default 3, 1..64
  *   overlay.hyparview.*       HyParView's views, walks, shuffles and announcements (doc/config.md)
@@ -83,7 +83,7 @@ struct config_channel {
     int monotonic;                     /* a newer queued message replaces an older one with the same name and key */
 };
 
-enum overlay_type { OVERLAY_FULL_MESH = 0 };
+enum overlay_type { OVERLAY_FULL_MESH = 0, OVERLAY_HYPARVIEW = 1 };
 
 struct config_addr {
     char host[CONFIG_ADDR_MAX];  /* name or numeric address, without brackets */

@@ -97,6 +97,7 @@ static const char *request_name(Partisan__Ipc__IpcRequest__BodyCase kind)
     case PARTISAN__IPC__IPC_REQUEST__BODY_LEAVE: return "leave";
     case PARTISAN__IPC__IPC_REQUEST__BODY_STATS: return "stats";
     case PARTISAN__IPC__IPC_REQUEST__BODY_FORGET: return "forget";
+    case PARTISAN__IPC__IPC_REQUEST__BODY_BROADCAST: return "broadcast";
     default: return "this request";
     }
 }
@@ -219,8 +220,10 @@ static void handle_members(struct control *n, struct ipc_session *s, uint64_t id
         v[k].address = (char *)e->address;
         v[k].incarnation = e->incarnation;
         v[k].membership = e->left ? PARTISAN__IPC__MEMBERSHIP__LEFT : PARTISAN__IPC__MEMBERSHIP__ALIVE;
-        v[k].reachability = !e->left && n->env.ops->is_up(n->env.core, e->name)
-                                ? PARTISAN__IPC__REACHABILITY__UP : PARTISAN__IPC__REACHABILITY__DOWN;
+        bool up = !e->left && n->env.ops->is_up(n->env.core, e->name);
+        v[k].reachability = up ? PARTISAN__IPC__REACHABILITY__UP : PARTISAN__IPC__REACHABILITY__DOWN;
+        bool self = strcmp(e->name, n->env.cfg->node_name) == 0;
+        v[k].neighbor = !self && (n->env.ops->is_neighbor ? n->env.ops->is_neighbor(n->env.core, e->name) : up);
         p[k] = &v[k];
         k++;
     }
@@ -305,6 +308,23 @@ static void handle_send(struct control *n, struct ipc_session *s, uint64_t id, c
         ipc_reply(s, id, code, msg);
 }
 
+static void handle_broadcast(struct control *n, struct ipc_session *s, uint64_t id,
+                             const Partisan__Ipc__BroadcastRequest *r)
+{
+    char msg[700];
+    if (r->payload.len > n->env.cfg->ipc_max_frame_bytes) {
+        snprintf(msg, sizeof msg, "payload of %zu bytes is above ipc.max_frame_bytes (%" PRIu64 ")",
+                 r->payload.len, n->env.cfg->ipc_max_frame_bytes);
+        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__TOO_LARGE, msg);
+        return;
+    }
+    Partisan__Ipc__ErrorCode code =
+        router_broadcast(n->env.router, r->name, r->payload.data, r->payload.len, msg, sizeof msg);
+    ipc_reply(s, id, code, code == PARTISAN__IPC__ERROR_CODE__OK ? NULL : msg);
+    if (code == PARTISAN__IPC__ERROR_CODE__OK)
+        n->env.joined(n->env.ctx);   /* the overlay has messages to send: re-arm its timer */
+}
+
 struct stats_rows {
     Partisan__Ipc__ChannelStats *v;
     Partisan__Ipc__ChannelStats **p;
@@ -363,6 +383,8 @@ static void handle_stats(struct control *n, struct ipc_session *s, uint64_t id)
     st.flow_waits = rc->flow_waits;
     st.spoofed = transport_get_stats(n->env.transport)->spoofed;
     st.undeliverable = rc->no_name + rc->not_ours + rc->from_removed;
+    st.relayed = rc->relayed;
+    st.relay_dropped = rc->relay_dropped;
     ipc_reply_stats(s, id, &st);
     free(rows.p);
     free(rows.v);
@@ -461,6 +483,9 @@ void control_handle(struct control *n, struct ipc_session *s, const Partisan__Ip
         break;
     case PARTISAN__IPC__IPC_REQUEST__BODY_FORGET:
         handle_forget(n, s, req->id, req->forget->node);
+        break;
+    case PARTISAN__IPC__IPC_REQUEST__BODY_BROADCAST:
+        handle_broadcast(n, s, req->id, req->broadcast);
         break;
     default:
         ipc_reply(s, req->id, PARTISAN__IPC__ERROR_CODE__UNSUPPORTED,

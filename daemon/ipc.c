@@ -407,6 +407,16 @@ static void process_input(struct ipc_session *s)
              * until the request has been handled. */
             req->send->payload.data = (uint8_t *)f.payload;
             req->send->payload.len = f.payload_len;
+        } else if (req->body_case == PARTISAN__IPC__IPC_REQUEST__BODY_BROADCAST && f.payload_len) {
+            if (req->broadcast->payload.len) {
+                ipc_reply(s, req->id, PARTISAN__IPC__ERROR_CODE__INVALID,
+                          "a broadcast carries its payload after the envelope or in field 2, not both");
+                pbarena_reset(&srv->arena);
+                evbuffer_drain(in, f.size);
+                continue;
+            }
+            req->broadcast->payload.data = (uint8_t *)f.payload;
+            req->broadcast->payload.len = f.payload_len;
         }
         /* Answers go in request order: the sends before this request are
          * acknowledged before it is answered. */

@@ -113,7 +113,10 @@ static void env_disconnect(void *ctx, const char *node)
 {
     struct node *n = ctx;
     transport_disconnect(n->transport, node);
-    router_peer_gone(n->router, node);
+    /* An overlay that relays closes short-lived connections all the time;
+     * its member is gone only when it is down (env_down). */
+    if (!n->ops->relays)
+        router_peer_gone(n->router, node);
 }
 
 static void env_send(void *ctx, const char *node, const uint8_t *msg, size_t len)
@@ -164,6 +167,24 @@ static void env_down(void *ctx, const char *node)
     ipc_broadcast_event(n->ipc, PARTISAN__IPC__MEMBER_EVENT__KIND__DOWN, node, member_address(n, node));
     /* Senders waiting for that node's window would wait for ever. */
     router_peer_gone(n->router, node);
+}
+
+static void env_neighbor_up(void *ctx, const char *node)
+{
+    (void)ctx;
+    log_info("neighbour up: %s", node);
+}
+
+static void env_neighbor_down(void *ctx, const char *node)
+{
+    (void)ctx;
+    log_info("neighbour down: %s", node);
+}
+
+static void env_broadcast_deliver(void *ctx, const char *origin, const char *name, const uint8_t *payload,
+                                  size_t len)
+{
+    router_broadcast_deliver(((struct node *)ctx)->router, origin, name, payload, len);
 }
 
 static void env_log(void *ctx, enum overlay_log_level level, const char *msg)
@@ -325,6 +346,7 @@ static int copy_config(struct config *dst, const struct config *src)
 
 static int start_transport(struct node *n, char *err, size_t errlen)
 {
+    const struct overlay_ops *ops = overlay_find(config_overlay_name(n->cfg.overlay));
     struct transport_config tc = {
         .cluster = n->cfg.cluster_name,
         .node = n->cfg.node_name,
@@ -342,6 +364,7 @@ static int start_transport(struct node *n, char *err, size_t errlen)
         .tls_cert_file = n->cfg.tls_cert_file,
         .tls_key_file = n->cfg.tls_key_file,
         .max_frame_bytes = n->cfg.peer_max_frame_bytes,
+        .relayed_senders = ops && ops->relays,
         .max_queue_bytes = n->cfg.peer_max_queue_bytes,
         .channels = n->channels,
         .n_channels = n->cfg.n_channels,
@@ -433,6 +456,9 @@ static int start_overlay(struct node *n, char *err, size_t errlen)
         .member_joined = env_joined,
         .member_left = env_left,
         .member_forgotten = env_forgotten,
+        .neighbor_up = env_neighbor_up,
+        .neighbor_down = env_neighbor_down,
+        .broadcast_deliver = env_broadcast_deliver,
         .member_up = env_up,
         .member_down = env_down,
         .log = env_log,

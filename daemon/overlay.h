@@ -118,6 +118,9 @@ struct overlay;
 /* The operations a core provides; each overlay fills one table. */
 struct overlay_ops {
     const char *name;
+    /* Messages may reach a node through other nodes (next_hop is not always
+     * the destination): the driver relays, and accepts relayed frames. */
+    bool relays;
     struct overlay *(*create)(const struct overlay_config *cfg, const struct overlay_env *env);
     void (*destroy)(struct overlay *o);
     /* Starts: dials the seeds, if any. */

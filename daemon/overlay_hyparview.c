@@ -63,7 +63,8 @@
  * freshest announcement first came from (following those pointers goes
  * strictly toward the origin along one announcement's tree, so it cannot
  * loop), else the first neighbour that offered the same announcement by
- * IHAVE, else NULL. leave(other)/forget(other) broadcast the member's
+ * IHAVE from fewer hops than ours (so that it cannot have it through us),
+ * else NULL. leave(other)/forget(other) broadcast the member's
  * tombstone; a node that hears its own tombstone stops.
  *
  * Failure detection: a reset (peer_disconnected) or a failed dial drops a
@@ -102,6 +103,7 @@
 #define PEERS_IN_MAX 64         /* entries accepted in one shuffle list */
 #define PROMOTE_PARALLEL 2      /* promotion requests in flight at once */
 #define DECODE_LOG_MS 10000
+#define HOP_ALTS 4              /* second ways toward a member kept besides its hop */
 
 struct hv_node {
     char name[NAMESZ];          /* "" for a seed not yet connected */
@@ -156,7 +158,10 @@ struct hv_rec {
     bool left, up;
     uint64_t ann_inc, ann_seq;  /* the freshest own announcement seen */
     uint64_t heard;
-    uint32_t hop, alt;          /* link serials; 0: none */
+    uint32_t hop;               /* link serial the freshest announcement first came over; 0: none */
+    char *hop_node;             /* that link's node: a new link to it serves as well */
+    uint32_t alts[HOP_ALTS];    /* links that offered it from fewer hops than ours */
+    uint8_t n_alts;
     uint32_t round;
 };
 
@@ -369,6 +374,7 @@ static void rec_delete(struct overlay *o, struct hv_rec *r)
     o->map[i] = -1;
     free(r->name);
     free(r->address);
+    free(r->hop_node);
     int32_t last = (int32_t)o->n_recs - 1;
     if (k != last) {
         o->map[map_slot_of(o, last)] = k;
@@ -1264,7 +1270,12 @@ static bool on_announce(struct overlay *o, const char *from, const HvBroadcast *
         r->heard = o->now;
         struct hv_link *l = link_of_sender(o, from);
         r->hop = l ? l->serial : 0;
-        r->alt = 0;
+        /* The same node over a later link is still closer to the origin
+         * (what it knew does not change with the connection); kept by
+         * name so that a neighbour reconnecting keeps its routes. */
+        free(r->hop_node);
+        r->hop_node = l ? strdup(l->n.name) : NULL;
+        r->n_alts = 0;
         r->round = round;
         if (!r->left && !r->up && r->incarnation == b->id->incarnation) {
             r->up = true;
@@ -1294,11 +1305,22 @@ static void pt_seen(void *ctx, const char *from, const HvBroadcastId *id)
 {
     struct overlay *o = ctx;
     struct hv_rec *r = rec_find(o, id->origin);
-    if (!r || r->ann_inc != id->incarnation || r->ann_seq != id->seq || r->alt)
+    if (!r || r->ann_inc != id->incarnation || r->ann_seq != id->seq || r->n_alts == HOP_ALTS)
+        return;
+    /* Only a node strictly closer to the origin than we are (fewer hops
+     * for this announcement) may stand in for the hop: along hop and alt
+     * pointers, (announcement, -round) then strictly grows, so following
+     * them cannot loop. A node that merely has the announcement may have
+     * got it through us. */
+    if (id->round >= r->round)
         return;
     struct hv_link *l = link_of_sender(o, from);
-    if (l && l->serial != r->hop)
-        r->alt = l->serial;
+    if (!l || l->serial == r->hop)
+        return;
+    for (unsigned k = 0; k < r->n_alts; k++)
+        if (r->alts[k] == l->serial)
+            return;
+    r->alts[r->n_alts++] = l->serial;
 }
 
 static void pt_send(void *ctx, const char *peer, const HvMessage *m)
@@ -1538,6 +1560,7 @@ static void hv_destroy(struct overlay *o)
     for (size_t i = 0; i < o->n_recs; i++) {
         free(o->recs[i].name);
         free(o->recs[i].address);
+        free(o->recs[i].hop_node);
     }
     free(o->recs);
     free(o->map);
@@ -2074,8 +2097,11 @@ static const char *hv_next_hop(const struct overlay *o, const char *dest)
     const struct hv_rec *r = rec_find(o, dest);
     if (!r || r->left || !r->up || is_self(o, dest))
         return NULL;
-    if ((l = link_by_serial(o, r->hop)) || (l = link_by_serial(o, r->alt)))
+    if ((l = link_by_serial(o, r->hop)) || (r->hop_node && (l = link_find(o, r->hop_node))))
         return l->n.name;
+    for (unsigned k = 0; k < r->n_alts; k++)
+        if ((l = link_by_serial(o, r->alts[k])))
+            return l->n.name;
     return NULL;
 }
 
@@ -2107,6 +2133,7 @@ static int hv_broadcast(struct overlay *o, const char *name, const uint8_t *payl
 }
 
 const struct overlay_ops overlay_hyparview_ops = {
+    .relays = true,
     .name = "hyparview",
     .create = hv_create,
     .destroy = hv_destroy,

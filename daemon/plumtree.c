@@ -37,7 +37,6 @@ struct pt_peer {
 struct pt_slot {
     uint64_t h, t;
     struct pt_msg *msg;     /* NULL once the payload left the store */
-    bool seen;              /* env->seen was told of a second source */
 };
 
 struct pt_index {
@@ -266,7 +265,6 @@ static int cache_add(struct plumtree *t, uint64_t h, struct pt_msg *msg, uint64_
     s->h = h;
     s->t = now;
     s->msg = msg;
-    s->seen = false;
     if (msg) {
         msg->refs++;
         t->n_stored++;
@@ -572,10 +570,8 @@ static void on_gossip(struct plumtree *t, struct pt_peer *p, const char *from, c
         if (known) {
             t->st.duplicates++;
             dup = true;
-            if (t->env.seen && !known->seen) {
-                known->seen = true;
+            if (t->env.seen)
                 t->env.seen(t->env.ctx, from, b->id);
-            }
             continue;
         }
         uint32_t round = b->id->round;
@@ -621,11 +617,9 @@ static void on_ihave(struct plumtree *t, struct pt_peer *p, const char *from, co
         uint64_t h = id_of(id);
         struct pt_slot *known = cache_find(t, h);
         if (known) {
-            /* Only the first second source matters to the owner. */
-            if (t->env.seen && !known->seen) {
-                known->seen = true;
+            /* Every other source: the owner keeps a few as second ways. */
+            if (t->env.seen)
                 t->env.seen(t->env.ctx, from, id);
-            }
             continue;
         }
         missing_note(t, h, id, p->nh, now);

@@ -46,8 +46,9 @@ struct plumtree_env {
      * from is NULL for this node's own broadcasts. round: hops from the
      * origin. */
     bool (*deliver)(void *ctx, const char *from, const HvBroadcast *b, uint32_t round);
-    /* Optional: from has id too (an IHAVE, or a duplicate payload), at
-     * round hops from the origin: a second path toward the origin. */
+    /* Optional: from has id too (an IHAVE: id->round is from's hops from
+     * the origin; or a duplicate payload: one more), for every source after
+     * the first: other paths toward the origin. */
     void (*seen)(void *ctx, const char *from, const HvBroadcastId *id);
 };
 

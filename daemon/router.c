@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "config.h"
 #include "flow.h"
 #include "hash.h"
@@ -42,6 +43,7 @@ struct router {
     struct peer_pause *pauses;
     size_t n_pauses, cap_pauses;
     struct router_counters counters;
+    uint64_t relay_warned_at;
 };
 
 static void flow_grant(void *ctx, const char *node, const char *name, uint64_t bytes)
@@ -248,6 +250,7 @@ static Partisan__Ipc__ErrorCode send_remote(struct router *r, void *sender, cons
         return PARTISAN__IPC__ERROR_CODE__NO_SUCH_NODE;
     }
     Partisan__Peer__Data d = PARTISAN__PEER__DATA__INIT;
+    d.from_node = (char *)r->cfg.self;
     d.to_node = q->node;
     d.name = q->name;
     d.payload = q->payload;
@@ -276,7 +279,11 @@ static Partisan__Ipc__ErrorCode send_remote(struct router *r, void *sender, cons
     /* A monotonic channel's messages are accounted when they leave their
      * queue (router_monotonic_sent): while the window is full they wait
      * there and newer ones replace them, so their senders never wait. */
-    const void *window = r->cfg.config->channels[ch].monotonic
+    /* Windows are granted back on the receiver's own connection to us, so
+     * they are kept only toward a destination that is its own next hop;
+     * through relays a sender waits on each hop's queue instead. */
+    bool direct = strcmp(hop, q->node) == 0;
+    const void *window = r->cfg.config->channels[ch].monotonic || !direct
                              ? NULL : flow_sent(r->flow, q->node, q->name, flow_cost(q->payload.len));
     if (lane) {
         r->io.block(sender, lane);
@@ -359,17 +366,70 @@ void router_sink_drained(struct router *r, void *sink)
     }
 }
 
+static int channel_index(const struct router *r, const char *name)
+{
+    const struct config *c = r->cfg.config;
+    for (size_t i = 0; i < c->n_channels; i++)
+        if (strcmp(c->channels[i].name, name) == 0)
+            return (int)i;
+    return 0;
+}
+
+/* A frame for another node, in an overlay that relays: on toward it, on
+ * the same channel and partition key (so per-key order holds while the
+ * route does). Nothing can wait here for a relayed frame's sender, so a
+ * full queue drops it, counted. */
+static void relay(struct router *r, const char *from, const char *channel, const Partisan__Peer__Data *d)
+{
+    const char *hop = r->ops->next_hop(r->core, d->to_node);
+    const char *why = NULL;
+    if (d->hops + 1 > ROUTER_HOPS_MAX)
+        why = "past the hop limit";
+    else if (!hop || strcmp(hop, r->cfg.self) == 0)
+        why = "no route";
+    else if (strcmp(hop, from) == 0)
+        why = "its route leads back to the node it came from";
+    if (!why) {
+        Partisan__Peer__Data f = *d;
+        f.hops = d->hops + 1;
+        const void *lane = NULL;
+        int rc = transport_send_data(r->transport, hop, (unsigned)channel_index(r, channel),
+                                     d->partition_key.data, d->partition_key.len, &f, &lane);
+        if (rc == 0) {
+            r->counters.relayed++;
+            return;
+        }
+        why = rc == -2 ? "the queue toward the next hop is full" : "no connection to the next hop";
+    }
+    r->counters.relay_dropped++;
+    /* Said once every 10 s, not once a message: a lost route drops a stream. */
+    uint64_t now = clock_now_ms();
+    if (!r->relay_warned_at || now - r->relay_warned_at >= 10000) {
+        log_warn("message from %s (via %s) for %s dropped: %s (%" PRIu64 " relayed messages dropped so far; "
+                 "see partisanctl stats)", d->from_node, from, d->to_node, why, r->counters.relay_dropped);
+        r->relay_warned_at = now;
+    }
+}
+
 void router_peer_data(struct router *r, const char *from, const char *channel, const Partisan__Peer__Data *d)
 {
     uint64_t cost = flow_cost(d->payload.len);
-    const struct member *sender = membership_find(r->ops->members(r->core), from);
+    bool relays = r->ops->relays;
+    /* Relayed frames name their origin; the transport let them through
+     * only because this overlay relays. */
+    const char *origin = relays && d->from_node[0] ? d->from_node : from;
+    bool direct = strcmp(origin, from) == 0;
+    const struct member *sender = membership_find(r->ops->members(r->core), origin);
     if (sender && sender->left) {
         r->counters.from_removed++;
-        log_debug("message from %s dropped: it was removed from the cluster", from);
+        log_debug("message from %s dropped: it was removed from the cluster", origin);
         return;
     }
     if (strcmp(d->to_node, r->cfg.self) != 0) {
-        /* Full mesh never relays; an overlay that forwards hands it on here. */
+        if (relays) {
+            relay(r, from, channel, d);
+            return;
+        }
         r->counters.not_ours++;
         flow_received(r->flow, from, d->name, cost, NULL);
         log_debug("message from %s for node %s dropped: not this node", from, d->to_node);
@@ -378,15 +438,25 @@ void router_peer_data(struct router *r, const char *from, const char *channel, c
     void *sink = router_lookup(r, d->name);
     if (!sink) {
         r->counters.no_name++;
-        flow_received(r->flow, from, d->name, cost, NULL);
-        log_debug("message from %s for \"%s\" dropped: nothing registered under that name", from, d->name);
+        if (direct)
+            flow_received(r->flow, from, d->name, cost, NULL);
+        log_debug("message from %s for \"%s\" dropped: nothing registered under that name", origin, d->name);
         return;
     }
-    if (r->io.deliver(sink, from, d->name, channel, d->payload.data, d->payload.len) != 0) {
-        flow_received(r->flow, from, d->name, cost, NULL);
+    if (r->io.deliver(sink, origin, d->name, channel, d->payload.data, d->payload.len) != 0) {
+        if (direct)
+            flow_received(r->flow, from, d->name, cost, NULL);
         return;
     }
     size_t queued = r->io.queued(sink);
+    if (!direct) {
+        /* No window: the relay's connection is what a slow reader holds up. */
+        if (queued > r->cfg.sink_max_queue_bytes / 4 * 3)
+            pause_peer_for(r, sink, from);
+        else if (queued > r->cfg.window_bytes)
+            r->io.watch_drain(sink);
+        return;
+    }
     if (queued > r->cfg.window_bytes) {
         /* Past a window unread: its senders wait until it catches up. */
         flow_received(r->flow, from, d->name, cost, sink);
@@ -396,6 +466,66 @@ void router_peer_data(struct router *r, const char *from, const char *channel, c
     } else {
         flow_received(r->flow, from, d->name, cost, NULL);
     }
+}
+
+void router_broadcast_deliver(struct router *r, const char *origin, const char *name, const uint8_t *payload,
+                              size_t len)
+{
+    void *sink = router_lookup(r, name);
+    if (!sink) {
+        r->counters.no_name++;
+        log_debug("broadcast from %s for \"%s\" not delivered here: nothing registered under that name", origin,
+                  name);
+        return;
+    }
+    r->io.deliver(sink, origin, name, "default", payload, len);
+}
+
+Partisan__Ipc__ErrorCode router_broadcast(struct router *r, const char *name, const uint8_t *payload, size_t len,
+                                          char *msg, size_t msglen)
+{
+    if (!name[0] || strlen(name) > MEMBER_NAME_MAX) {
+        snprintf(msg, msglen, "broadcast needs a name of 1 to %d bytes", MEMBER_NAME_MAX);
+        return PARTISAN__IPC__ERROR_CODE__INVALID;
+    }
+    if (r->ops->has_left(r->core)) {
+        snprintf(msg, msglen, "this node has left the cluster; restart partisand to rejoin");
+        return PARTISAN__IPC__ERROR_CODE__SELF_LEFT;
+    }
+    if (r->ops->broadcast) {
+        if (r->ops->broadcast(r->core, name, payload, len) != 0) {
+            snprintf(msg, msglen, "the %s overlay cannot broadcast %zu bytes", r->ops->name, len);
+            return PARTISAN__IPC__ERROR_CODE__TOO_LARGE;
+        }
+        r->counters.broadcasts++;
+        return PARTISAN__IPC__ERROR_CODE__OK;
+    }
+    /* An overlay without a broadcast of its own: to every member up, each
+     * directly, best effort (a member down now misses it). */
+    if (len + 1024 > r->cfg.peer_max_frame_bytes) {
+        snprintf(msg, msglen, "payload of %zu bytes is above transport.max_frame_bytes (%" PRIu64 ")", len,
+                 r->cfg.peer_max_frame_bytes);
+        return PARTISAN__IPC__ERROR_CODE__TOO_LARGE;
+    }
+    r->counters.broadcasts++;
+    router_broadcast_deliver(r, r->cfg.self, name, payload, len);
+    const struct membership *ms = r->ops->members(r->core);
+    for (size_t i = 0; i < ms->n; i++) {
+        const struct member *m = &ms->v[i];
+        if (m->left || strcmp(m->name, r->cfg.self) == 0 || !r->ops->is_up(r->core, m->name))
+            continue;
+        Partisan__Peer__Data d = PARTISAN__PEER__DATA__INIT;
+        d.from_node = (char *)r->cfg.self;
+        d.to_node = (char *)m->name;
+        d.name = (char *)name;
+        d.payload.data = (uint8_t *)payload;
+        d.payload.len = len;
+        d.channel = (char *)r->cfg.config->channels[0].name;
+        const void *lane = NULL;
+        if (transport_send_data(r->transport, m->name, 0, NULL, 0, &d, &lane) != 0)
+            log_debug("broadcast to %s not sent: no connection, or its queue is full", m->name);
+    }
+    return PARTISAN__IPC__ERROR_CODE__OK;
 }
 
 void router_peer_credit(struct router *r, const char *from, const Partisan__Peer__Credit *c)

@@ -62,9 +62,17 @@ struct router_config {
     uint64_t sink_max_queue_bytes;          /* a sink's hard bound (ipc.max_queue_bytes) */
 };
 
+/* The most relays a message may take; past it, it is dropped (a route
+ * that changed under it could otherwise bounce it for ever). HyParView's
+ * routes are announcement trees, a few hops deep even at 10,000 nodes. */
+#define ROUTER_HOPS_MAX 32
+
 struct router_counters {
     uint64_t no_name;          /* from peers, for names nobody holds here */
-    uint64_t not_ours;         /* from peers, for another node */
+    uint64_t not_ours;         /* from peers, for another node, when this overlay does not relay */
+    uint64_t relayed;          /* handed on toward another node */
+    uint64_t relay_dropped;    /* could not be handed on: no route, hop limit, or the next queue full */
+    uint64_t broadcasts;       /* broadcasts this node started */
     uint64_t flow_waits;       /* sends after which the sender waited for a window */
     uint64_t from_removed;     /* from peers removed from the cluster: not delivered */
 };
@@ -100,6 +108,15 @@ void router_monotonic_sent(struct router *r, const char *node, const char *name,
 void router_data_lost(struct router *r, const char *node, uint64_t lost);
 /* The node is down or gone: its windows are forgotten and its senders resume. */
 void router_peer_gone(struct router *r, const char *node);
+
+/* A broadcast from an application: to `name` on every node of the
+ * cluster, this one included. Returns the code to reply with. */
+Partisan__Ipc__ErrorCode router_broadcast(struct router *r, const char *name, const uint8_t *payload, size_t len,
+                                          char *msg, size_t msglen);
+/* One that reached this node (from the overlay, or from a peer's Data in
+ * an overlay without its own broadcast): delivered to name, if held. */
+void router_broadcast_deliver(struct router *r, const char *origin, const char *name, const uint8_t *payload,
+                              size_t len);
 
 /* From the sinks. */
 void router_sink_drained(struct router *r, void *sink);

@@ -182,6 +182,7 @@ struct transport {
     uint64_t incarnation;
     uint32_t timeout_ms;
     uint32_t handshake_ms, idle_ms, silence_ms;
+    bool relayed_senders;
     uint64_t duplicate_logged_ms;   /* duplicate names are logged once per 10 s */
     uint64_t duplicates_unlogged;
     uint32_t max_pending, max_pending_per_ip;
@@ -1107,7 +1108,7 @@ static void handle_frame(struct conn *c, const Partisan__Peer__PeerFrame *f)
             protocol_error(c, "on a connection we dialled", f->body_case);
             break;
         }
-        if (f->data->from_node[0] && strcmp(f->data->from_node, from) != 0) {
+        if (!t->relayed_senders && f->data->from_node[0] && strcmp(f->data->from_node, from) != 0) {
             t->stats.spoofed++;
             log_debug("Data frame from node \"%s\" at %s claims another sender; dropped", from, c->remote);
             break;
@@ -1763,6 +1764,7 @@ int transport_send_data(struct transport *t, const char *node, unsigned channel,
         .name = envelope_strof(d->name, strlen(d->name)),
         .channel = envelope_strof(d->channel, strlen(d->channel)),
         .key = { d->partition_key.data, d->partition_key.len },
+        .hops = d->hops,
     };
     size_t env_len = envelope_data_size(&env);
     size_t len = FRAME_ENVELOPE_PREFIX + env_len + d->payload.len;
@@ -1941,6 +1943,7 @@ struct transport *transport_new(struct event_base *base, const struct transport_
     t->handshake_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : t->timeout_ms;
     t->idle_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : 600000;
     t->silence_ms = cfg->silence_ms ? cfg->silence_ms : 3000;
+    t->relayed_senders = cfg->relayed_senders;
     t->max_pending = cfg->max_pending_connections ? cfg->max_pending_connections : 256;
     t->max_pending_per_ip = cfg->max_pending_per_address ? cfg->max_pending_per_address : 64;
     t->max_frame = cfg->max_frame_bytes ? (size_t)cfg->max_frame_bytes : TP_DEFAULT_MAX_FRAME;

@@ -36,7 +36,9 @@
  * silently is replaced once it has been quiet for silence_ms.
  *
  * The sender of a Data frame is the node the connection's handshake named;
- * a frame whose from_node claims another is dropped and counted (spoofed).
+ * a frame whose from_node claims another is dropped and counted (spoofed),
+ * unless relayed_senders is set (an overlay that forwards: the connection's
+ * node relays frames from their origin).
  *
  * Backpressure: transport_send_data() says when the lane it used is past
  * its high mark (half its bound), and on_lane_drained fires when that lane
@@ -88,6 +90,7 @@ struct transport_config {
      * NULL or "": plaintext. */
     const char *tls_ca_file, *tls_cert_file, *tls_key_file;
     size_t n_channels;
+    bool relayed_senders;           /* Data from_node may be another member than the connection's */
 };
 
 struct transport_callbacks {

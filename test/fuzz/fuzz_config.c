@@ -80,7 +80,7 @@ static void check_valid(const struct config *c)
         CHECK(c->seeds[i].port != 0);
     }
 
-    CHECK(c->overlay == OVERLAY_FULL_MESH);
+    CHECK(c->overlay == OVERLAY_FULL_MESH || c->overlay == OVERLAY_HYPARVIEW);
     CHECK(c->gossip_interval_ms >= 10 && c->gossip_interval_ms <= 600000);
     CHECK(c->gossip_fanout >= 1 && c->gossip_fanout <= 64);
     CHECK(c->ping_interval_ms >= 10 && c->ping_interval_ms <= 60000);

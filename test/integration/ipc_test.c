@@ -723,7 +723,7 @@ static void test_check_config_and_reload(void)
     char bad[700];
     snprintf(bad, sizeof bad, "%s/bad.json", d.dir);
     FILE *f = fopen(bad, "w");
-    fputs("{\n  \"overlay\": {\"type\": \"hyparview\"},\n  \"log\": {\"levle\": \"debug\"}\n}\n", f);
+    fputs("{\n  \"overlay\": {\"type\": \"static\"},\n  \"log\": {\"levle\": \"debug\"}\n}\n", f);
     fclose(f);
     char cmd[1500];
     snprintf(cmd, sizeof cmd, "%s/partisand --check-config %s 2>&1", harness_bin_dir(), bad);

@@ -273,8 +273,13 @@ END_TEST
 
 START_TEST(overlay_types)
 {
-    expect_one_error("{\"overlay\": {\"type\": \"hyparview\"}}",
-                     "t.json: overlay.type: \"hyparview\" is not yet supported (supported: full_mesh)");
+    struct config cfg;
+    ck_assert_int_eq(load("{\"overlay\": {\"type\": \"hyparview\"}}", &cfg), 0);
+    ck_assert_int_eq(cfg.overlay, OVERLAY_HYPARVIEW);
+    ck_assert_str_eq(config_overlay_name(cfg.overlay), "hyparview");
+    config_free(&cfg);
+    expect_one_error("{\"overlay\": {\"type\": \"client_server\"}}",
+                     "t.json: overlay.type: \"client_server\" is not yet supported (supported: full_mesh, hyparview)");
     expect_one_error("{\"overlay\": {\"type\": \"static\"}}", "\"static\" is not yet supported");
     expect_one_error("{\"overlay\": {\"type\": \"ring\"}}",
                      "overlay.type: \"ring\" is an unknown overlay (allowed: full_mesh, hyparview, client_server, static)");
