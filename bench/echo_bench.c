@@ -286,16 +286,6 @@ static uint16_t free_port(void)
     return ntohs(sin.sin_port);
 }
 
-static long rss_kib(pid_t pid)
-{
-    char path[64], buf[4096];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    if (harness_read_file(path, buf, sizeof buf) <= 0)
-        return -1;
-    const char *p = strstr(buf, "VmRSS:");
-    return p ? atol(p + 6) : -1;
-}
-
 static pid_t spawn(const char *bin, const char *a1, const char *a2, const char *a3)
 {
     pid_t pid = fork();
@@ -623,8 +613,8 @@ static int run_partisand(struct result *out, long *rss_a, long *rss_b, const cha
             if (many)
                 for (int i = 0; i < SIZES; i++)
                     many[i] = run_many(da, db, name_b, sizes[i], tput_msgs / MANY, &many_lost[i]);
-            *rss_a = rss_kib(da->pid);
-            *rss_b = rss_kib(db->pid);
+            *rss_a = harness_rss_kib(da->pid);
+            *rss_b = harness_rss_kib(db->pid);
         } else {
             fprintf(stderr, "echo_bench: no echo from %s back to %s within %d ms (logs: %s, %s)\n", name_b, name_a, T,
                     da->log, db->log);
@@ -672,7 +662,7 @@ static void converge_64(void)
     uint64_t done = harness_now_ms();
     long rss_total = 0;
     for (int i = 0; i < NODES; i++)
-        rss_total += rss_kib(d[i].pid);
+        rss_total += harness_rss_kib(d[i].pid);
     printf("\n64-node loopback cluster (default timers): %s; all started %llu ms, all see 64 up %llu ms after the last start (%llu ms from the first); mean RSS %ld KiB\n",
            converged == NODES ? "converged" : "DID NOT converge",
            (unsigned long long)(started - t0), (unsigned long long)(done - started),

@@ -9,7 +9,6 @@
  * only: nothing here passes or fails on them.
  *
  *   idle_bench [NODES] [WINDOW_S]     defaults 64 and 10 */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,47 +19,6 @@
 
 #define T 10000
 #define MAX_NODES 256
-
-static long cpu_ticks(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    size_t len = 0;
-    char *text = harness_slurp(path, &len);
-    if (!text)
-        return -1;
-    const char *p = strrchr(text, ')');
-    unsigned long ut = 0, st = 0;
-    int ok = p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2;
-    free(text);
-    return ok ? (long)(ut + st) : -1;
-}
-
-static long rss_kib(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    size_t len = 0;
-    char *text = harness_slurp(path, &len);
-    const char *p = text ? strstr(text, "VmRSS:") : NULL;
-    long kib = p ? strtol(p + 6, NULL, 10) : -1;
-    free(text);
-    return kib;
-}
-
-static long open_fds(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
-    DIR *dir = opendir(path);
-    if (!dir)
-        return -1;
-    long n = 0;
-    for (struct dirent *e; (e = readdir(dir));)
-        n += e->d_name[0] != '.';
-    closedir(dir);
-    return n;
-}
 
 /* Whether the daemon accepts this overlay type (a config check, no start). */
 static bool overlay_supported(const char *type)
@@ -124,18 +82,18 @@ static void run(const char *type, int nodes, int window_s)
     sleep(5);   /* joins' pushes and first rounds over: measure the steady state */
     long before[MAX_NODES];
     for (int i = 0; i < nodes; i++)
-        before[i] = cpu_ticks(d[i].pid);
+        before[i] = harness_cpu_ticks(d[i].pid);
     uint64_t w0 = harness_now_ms();
     sleep((unsigned)window_s);
     double secs = (double)(harness_now_ms() - w0) / 1000.0, hz = (double)sysconf(_SC_CLK_TCK);
     double sum = 0, worst = 0;
     long rss = 0, fds = 0;
     for (int i = 0; i < nodes; i++) {
-        double pct = 100.0 * (double)(cpu_ticks(d[i].pid) - before[i]) / hz / secs;
+        double pct = 100.0 * (double)(harness_cpu_ticks(d[i].pid) - before[i]) / hz / secs;
         sum += pct;
         worst = pct > worst ? pct : worst;
-        rss += rss_kib(d[i].pid);
-        fds += open_fds(d[i].pid);
+        rss += harness_rss_kib(d[i].pid);
+        fds += harness_open_fds(d[i].pid);
     }
     printf("%-10s %5d %10s %9llu %11.2f %10.2f %10.1f %9ld %9ld\n", type, nodes,
            converged == nodes ? "yes" : "NO", (unsigned long long)conv_ms, sum / nodes, worst, sum,

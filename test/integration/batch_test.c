@@ -402,7 +402,10 @@ static void test_nonblocking_stalled_receiver(void)
     CHECK(path_ready(tx, "n2", "slow", rx) == 0, "n2/slow never reachable");
     CHECK(partisan_set_nonblocking(tx, 1) == 0, "set_nonblocking");
 
-    enum { N = 12000, SIZE = 512 };
+    /* 24 MB: more than every buffer between the two applications can
+     * hold (the sockets', TCP's on loopback, the daemons'), however the
+     * kernel sizes them, so the sender must be refused at some point. */
+    enum { N = 48000, SIZE = 512 };
     char buf[SIZE];
     unsigned long sent = 0, next_rx = 0, busy = 0;
     uint64_t slowest_us = 0, until = harness_now_ms() + 4 * T;

@@ -1,5 +1,6 @@
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -582,4 +583,47 @@ int harness_summary(void)
     fflush(stdout);
     harness_cleanup();
     return failed ? 1 : 0;
+}
+
+long harness_rss_kib(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    size_t len = 0;
+    char *text = harness_slurp(path, &len);
+    const char *p = text ? strstr(text, "VmRSS:") : NULL;
+    long kib = p ? strtol(p + 6, NULL, 10) : -1;
+    free(text);
+    return kib;
+}
+
+long harness_open_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *dir = opendir(path);
+    if (!dir)
+        return -1;
+    long n = 0;
+    for (struct dirent *e; (e = readdir(dir));)
+        n += e->d_name[0] != '.';
+    closedir(dir);
+    return n;
+}
+
+long harness_cpu_ticks(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    size_t len = 0;
+    char *text = harness_slurp(path, &len);
+    if (!text)
+        return -1;
+    /* After the command (which may hold spaces and parentheses): state is
+     * the 3rd field, utime and stime the 14th and 15th. */
+    const char *p = strrchr(text, ')');
+    unsigned long ut = 0, st = 0;
+    int ok = p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2;
+    free(text);
+    return ok ? (long)(ut + st) : -1;
 }

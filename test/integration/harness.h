@@ -90,6 +90,12 @@ bool harness_contains(const char *buf, size_t len, const char *needle);
  * must test == 0, so that an unreadable log fails it instead of passing. */
 int harness_file_contains(const char *path, const char *needle);
 
+/* What /proc says of a process, or -1: resident memory in KiB, open
+ * descriptors, and CPU time (user + system) in clock ticks. */
+long harness_rss_kib(pid_t pid);
+long harness_open_fds(pid_t pid);
+long harness_cpu_ticks(pid_t pid);
+
 /* The last len-1 bytes of path (all of it if shorter), NUL-ended, starting
  * at a line boundary when the file was cut, NULs shown as '?'; returns the
  * count or -1. For printing a log's tail in a failure message. */

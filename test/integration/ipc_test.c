@@ -409,38 +409,6 @@ static void test_sigterm_removes_socket(void)
     CHECK(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "SIGTERM exit status %d", status);
     CHECK(stat(d.socket, &st) != 0 && errno == ENOENT, "socket file left behind");
 }
-
-static long open_fds(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
-    DIR *dir = opendir(path);
-    if (!dir)
-        return -1;
-    long n = 0;
-    for (struct dirent *e; (e = readdir(dir));)
-        n += e->d_name[0] != '.';
-    closedir(dir);
-    return n;
-}
-
-/* utime + stime of pid, in clock ticks. */
-static long cpu_ticks(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    size_t len = 0;
-    char *text = harness_slurp(path, &len);
-    if (!text)
-        return -1;
-    const char *p = strrchr(text, ')');
-    unsigned long ut = 0, st = 0;
-    /* Fields after the command: state is 3rd; utime and stime are 14th and 15th. */
-    int ok = p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2;
-    free(text);
-    return ok ? (long)(ut + st) : -1;
-}
-
 /* Out of descriptors, the IPC listener pauses and retries instead of
  * spinning on accept, and the sessions it has keep being served. */
 static void test_descriptor_exhaustion_does_not_spin(void)
@@ -448,7 +416,7 @@ static void test_descriptor_exhaustion_does_not_spin(void)
     CHECK(start_default("") == 0, "daemon did not start");
     partisan_client *kept = NULL;
     CHECK(partisan_connect(d.socket, &kept) == 0, "connect");
-    long fds = open_fds(d.pid);
+    long fds = harness_open_fds(d.pid);
     CHECK(fds > 0, "cannot count the daemon's descriptors");
     char pid[16], lim[64], out[256], err[256];
     snprintf(pid, sizeof pid, "%d", (int)d.pid);
@@ -461,9 +429,9 @@ static void test_descriptor_exhaustion_does_not_spin(void)
     for (int i = 0; i < N; i++)
         partisan_connect(d.socket, &extra[i]);   /* the kernel queues them; the daemon cannot take them all */
     usleep(300 * 1000);
-    long before = cpu_ticks(d.pid);
+    long before = harness_cpu_ticks(d.pid);
     usleep(1000 * 1000);
-    long after = cpu_ticks(d.pid);
+    long after = harness_cpu_ticks(d.pid);
     CHECK(before >= 0 && after >= 0, "cannot read the daemon's CPU time");
     long hz = sysconf(_SC_CLK_TCK);
     struct partisan_status *st = NULL;
@@ -493,18 +461,6 @@ static void test_descriptor_exhaustion_does_not_spin(void)
     partisan_close(kept);
 }
 
-static long rss_kib(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    size_t len = 0;
-    char *text = harness_slurp(path, &len);
-    const char *p = text ? strstr(text, "VmRSS:") : NULL;
-    long kib = p ? strtol(p + 6, NULL, 10) : -1;
-    free(text);
-    return kib;
-}
-
 static struct partisan_status *status_of(void)
 {
     partisan_client *c = NULL;
@@ -527,7 +483,7 @@ static void test_strangers_on_the_peer_port_are_bounded(void)
     CHECK(colon, "no port in %s", d.listen);
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1)) };
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    long rss0 = rss_kib(d.pid);
+    long rss0 = harness_rss_kib(d.pid);
     enum { N = 200 };
     static int fds[N];
     static uint8_t junk[15 * 1024];
@@ -550,7 +506,7 @@ static void test_strangers_on_the_peer_port_are_bounded(void)
             break;
         partisan_status_free(st);
     }
-    long rss1 = rss_kib(d.pid);
+    long rss1 = harness_rss_kib(d.pid);
     for (int i = 0; i < N; i++)
         if (fds[i] >= 0)
             close(fds[i]);
@@ -644,7 +600,7 @@ static void test_forged_member_table_is_bounded(void)
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "cannot reach the peer port");
-    long rss0 = rss_kib(d.pid), fds0 = open_fds(d.pid);
+    long rss0 = harness_rss_kib(d.pid), fds0 = harness_open_fds(d.pid);
 
     Partisan__Peer__Hello h = PARTISAN__PEER__HELLO__INIT;
     h.protocol_version = 2;
@@ -662,7 +618,7 @@ static void test_forged_member_table_is_bounded(void)
     CHECK(send_forged_table(fd, 5000, 200), "sending a forged table of 5000 failed");
     long fds_max = 0;
     for (uint64_t until = harness_now_ms() + 3000; harness_now_ms() < until;) {
-        long n = open_fds(d.pid);
+        long n = harness_open_fds(d.pid);
         fds_max = n > fds_max ? n : fds_max;
         usleep(50 * 1000);
     }
@@ -674,7 +630,7 @@ static void test_forged_member_table_is_bounded(void)
           "the daemon does not answer members after the forged table");
     partisan_members_free(m, n);
     partisan_close(c);
-    long rss1 = rss_kib(d.pid);
+    long rss1 = harness_rss_kib(d.pid);
     CHECK(n <= 64, "the daemon holds %zu members (cluster.max_members is 64)", n);
     CHECK(n >= 2, "the forged peer's table was not merged at all (%zu members): the test proves nothing", n);
     CHECK(harness_file_contains(d.log, "member table full") == 1, "the log does not say the member table is full");
