@@ -379,7 +379,12 @@ static int on_event(partisan_client *c, const Partisan__Ipc__MemberEvent *e)
     case PARTISAN__IPC__MEMBER_EVENT__KIND__LEFT: q->m.event = PARTISAN_EVENT_LEFT; break;
     case PARTISAN__IPC__MEMBER_EVENT__KIND__UP: q->m.event = PARTISAN_EVENT_UP; break;
     case PARTISAN__IPC__MEMBER_EVENT__KIND__DOWN: q->m.event = PARTISAN_EVENT_DOWN; break;
-    default: q->m.event = PARTISAN_EVENT_JOINED; break;
+    case PARTISAN__IPC__MEMBER_EVENT__KIND__JOINED: q->m.event = PARTISAN_EVENT_JOINED; break;
+    case PARTISAN__IPC__MEMBER_EVENT__KIND__NEIGHBOR_UP: q->m.event = PARTISAN_EVENT_NEIGHBOR_UP; break;
+    case PARTISAN__IPC__MEMBER_EVENT__KIND__NEIGHBOR_DOWN: q->m.event = PARTISAN_EVENT_NEIGHBOR_DOWN; break;
+    default:
+        free(q);    /* a kind from a newer daemon: not one this library can name */
+        return 0;
     }
     q->m.node = put_str(&cur, e->node, nn);
     q->m.address = put_str(&cur, e->address, na);

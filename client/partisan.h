@@ -204,6 +204,10 @@ enum partisan_event_kind {
     PARTISAN_EVENT_LEFT = 1,
     PARTISAN_EVENT_UP = 2,
     PARTISAN_EVENT_DOWN = 3,
+    /* Only from an overlay with partial views (HyParView): node became,
+     * or stopped being, a direct neighbour of this node. */
+    PARTISAN_EVENT_NEIGHBOR_UP = 4,
+    PARTISAN_EVENT_NEIGHBOR_DOWN = 5,
 };
 
 struct partisan_message {

@@ -551,6 +551,8 @@ static const char *event_name(enum partisan_event_kind k)
     case PARTISAN_EVENT_LEFT: return "left";
     case PARTISAN_EVENT_UP: return "up";
     case PARTISAN_EVENT_DOWN: return "down";
+    case PARTISAN_EVENT_NEIGHBOR_UP: return "neighbor-up";
+    case PARTISAN_EVENT_NEIGHBOR_DOWN: return "neighbor-down";
     }
     return "unknown";
 }

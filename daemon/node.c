@@ -171,14 +171,16 @@ static void env_down(void *ctx, const char *node)
 
 static void env_neighbor_up(void *ctx, const char *node)
 {
-    (void)ctx;
+    struct node *n = ctx;
     log_info("neighbour up: %s", node);
+    ipc_broadcast_event(n->ipc, PARTISAN__IPC__MEMBER_EVENT__KIND__NEIGHBOR_UP, node, member_address(n, node));
 }
 
 static void env_neighbor_down(void *ctx, const char *node)
 {
-    (void)ctx;
+    struct node *n = ctx;
     log_info("neighbour down: %s", node);
+    ipc_broadcast_event(n->ipc, PARTISAN__IPC__MEMBER_EVENT__KIND__NEIGHBOR_DOWN, node, member_address(n, node));
 }
 
 static void env_broadcast_deliver(void *ctx, const char *origin, const char *name, const uint8_t *payload,
