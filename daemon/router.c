@@ -250,7 +250,9 @@ static Partisan__Ipc__ErrorCode send_remote(struct router *r, void *sender, cons
         return PARTISAN__IPC__ERROR_CODE__NO_SUCH_NODE;
     }
     Partisan__Peer__Data d = PARTISAN__PEER__DATA__INIT;
-    d.from_node = (char *)r->cfg.self;
+    /* Only relays need the origin in the frame (a direct peer is the
+     * connection's node); elsewhere the bytes are saved. */
+    d.from_node = r->ops->relays ? (char *)r->cfg.self : (char *)"";
     d.to_node = q->node;
     d.name = q->name;
     d.payload = q->payload;
