@@ -200,28 +200,10 @@ static void make_extra(char *buf, size_t cap, const char *seed)
              seeds, CHANNELS);
 }
 
-static int count_up(const struct daemon_proc *d)
-{
-    partisan_client *c = NULL;
-    if (partisan_connect(d->socket, &c) != 0)
-        return -1;
-    struct partisan_member *m = NULL;
-    size_t n = 0;
-    int up = -1;
-    if (partisan_members(c, 0, &m, &n, T) == 0) {
-        up = 0;
-        for (size_t i = 0; i < n; i++)
-            up += m[i].up && !m[i].left;
-        partisan_members_free(m, n);
-    }
-    partisan_close(c);
-    return up;
-}
-
 static bool pair_up(void *arg)
 {
     (void)arg;
-    return count_up(&da) == 2 && count_up(&db) == 2;
+    return harness_members_up(&da, T) == 2 && harness_members_up(&db, T) == 2;
 }
 
 static int start_daemons(void)

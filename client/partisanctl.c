@@ -723,6 +723,8 @@ int main(int argc, char **argv)
         rc = cmd_send(c, &o, pos[0], pos[1], pos[2], &send_opts);
     } else if (strcmp(cmd, "broadcast") == 0) {
         want_args(cmd, npos, 2, 2);
+        if (!pos[0][0])
+            usage_error("broadcast: NAME must not be empty");
         if (strcmp(pos[1], "@") == 0)
             usage_error("broadcast: '@' needs a file name ('@FILE')");
         c = connect_or_die(&o);

@@ -2,6 +2,8 @@
  * that names a particular core. */
 #include "overlay.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "config.h"
@@ -48,4 +50,16 @@ struct overlay *overlay_create_configured(const struct overlay_ops *ops, const s
     struct overlay *o = ops->create(oc, env);
     oc->hyparview = NULL;
     return o;
+}
+
+void overlay_logf(const struct overlay_env *env, enum overlay_log_level level, const char *fmt, ...)
+{
+    if (!env->log)
+        return;
+    char line[OVERLAY_LOG_LINE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    env->log(env->ctx, level, line);
 }

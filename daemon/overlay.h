@@ -169,6 +169,12 @@ struct overlay_ops {
     int (*broadcast)(struct overlay *o, const char *name, const uint8_t *payload, size_t len);
 };
 
+/* A line for env->log (nothing when it is NULL), formatted; for cores.
+ * Longer lines are cut at OVERLAY_LOG_LINE_MAX bytes. */
+#define OVERLAY_LOG_LINE_MAX 768
+void overlay_logf(const struct overlay_env *env, enum overlay_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* The registry: the core that `overlay.type` names, or NULL. The daemon and
  * the simulator look cores up here and nowhere else name one. */
 const struct overlay_ops *overlay_find(const char *type);

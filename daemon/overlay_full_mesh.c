@@ -102,18 +102,7 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
     return a < b ? a : b;
 }
 
-static __attribute__((format(printf, 3, 4)))
-void logf_(const struct overlay *o, enum overlay_log_level lvl, const char *fmt, ...)
-{
-    if (!o->env.log)
-        return;
-    char buf[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    o->env.log(o->env.ctx, lvl, buf);
-}
+#define logf_(o, lvl, ...) overlay_logf(&(o)->env, (lvl), __VA_ARGS__)
 
 static void copy_str(char *dst, size_t cap, const char *src)
 {

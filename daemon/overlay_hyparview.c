@@ -215,18 +215,7 @@ struct overlay {
 
 /* ---------------------------------------------------------------- utils -- */
 
-static __attribute__((format(printf, 3, 4)))
-void logf_(const struct overlay *o, enum overlay_log_level lvl, const char *fmt, ...)
-{
-    if (!o->env.log)
-        return;
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    o->env.log(o->env.ctx, lvl, msg);
-}
+#define logf_(o, lvl, ...) overlay_logf(&(o)->env, (lvl), __VA_ARGS__)
 
 static uint64_t rnd(struct overlay *o)
 {

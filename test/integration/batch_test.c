@@ -48,29 +48,10 @@ static void make_extra(char *buf, size_t cap, const char *seed, const char *tran
              transport_extra ? transport_extra : "", seeds, tls);
 }
 
-static int count_up(const struct daemon_proc *at)
-{
-    partisan_client *c = NULL;
-    if (at->pid <= 0 || partisan_connect(at->socket, &c) != 0)
-        return -1;
-    struct partisan_member *m = NULL;
-    size_t n = 0;
-    int up = -1;
-    if (partisan_members(c, 0, &m, &n, T) == 0) {
-        up = 0;
-        for (size_t i = 0; i < n; i++)
-            if (m[i].up && !m[i].left)
-                up++;
-        partisan_members_free(m, n);
-    }
-    partisan_close(c);
-    return up;
-}
-
 static bool pair_up(void *arg)
 {
     (void)arg;
-    return count_up(&nodes[0]) == 2 && count_up(&nodes[1]) == 2;
+    return harness_members_up(&nodes[0], T) == 2 && harness_members_up(&nodes[1], T) == 2;
 }
 
 static void stop_pair(void);

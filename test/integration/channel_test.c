@@ -72,30 +72,10 @@ static void make_extra(char *buf, size_t cap, const struct knobs *k, const char 
 
 /* --- cluster helpers --- */
 
-/* How many members `at` sees up (not left), or -1. */
-static int count_up(const struct daemon_proc *at)
-{
-    partisan_client *c = NULL;
-    if (at->pid <= 0 || partisan_connect(at->socket, &c) != 0)
-        return -1;
-    struct partisan_member *m = NULL;
-    size_t n = 0;
-    int up = -1;
-    if (partisan_members(c, 0, &m, &n, T) == 0) {
-        up = 0;
-        for (size_t i = 0; i < n; i++)
-            if (m[i].up && !m[i].left)
-                up++;
-        partisan_members_free(m, n);
-    }
-    partisan_close(c);
-    return up;
-}
-
 static bool pair_up(void *arg)
 {
     (void)arg;
-    return count_up(&nodes[0]) == 2 && count_up(&nodes[1]) == 2;
+    return harness_members_up(&nodes[0], T) == 2 && harness_members_up(&nodes[1], T) == 2;
 }
 
 /* n1, then n2 seeded with n1; both see both up. 0, or -1 (why printed). */
@@ -111,7 +91,7 @@ static int start_pair(const struct knobs *k)
     if (harness_daemon_start(&nodes[1], T) != 0)
         return -1;
     if (!harness_wait_until(pair_up, NULL, 15000)) {
-        fprintf(stderr, "  n1 sees %d up, n2 sees %d up\n", count_up(&nodes[0]), count_up(&nodes[1]));
+        fprintf(stderr, "  n1 sees %d up, n2 sees %d up\n", harness_members_up(&nodes[0], T), harness_members_up(&nodes[1], T));
         return -1;
     }
     return 0;
@@ -654,7 +634,7 @@ static void monotonic_body(void)
     CHECK(harness_wait_until(mono_drained, NULL, 20000), "n1 still has state messages queued for n2 after 20 s");
     rc = stats_row(&nodes[0], "n2", "state", &r);
     CHECK(rc == 0, "stats on n1: %s", partisan_strerror(rc));
-    CHECK(count_up(&nodes[0]) == 2, "n1 considers n2 down after the stop (the test's timing is off)");
+    CHECK(harness_members_up(&nodes[0], T) == 2, "n1 considers n2 down after the stop (the test's timing is off)");
     CHECK(r.superseded > 0, "nothing was superseded although up to %llu state messages waited toward n2",
           (unsigned long long)peak_queued);
     CHECK(r.superseded < (uint64_t)K4 * V4, "superseded %llu of %d", (unsigned long long)r.superseded, K4 * V4);
@@ -1111,8 +1091,8 @@ static void bulk_vs_control_body(void)
            sent * P6 >> 20, (unsigned long long)elapsed, elapsed ? (double)(sent * P6 >> 20) * 1000.0 / (double)elapsed : 0.0,
            trips, trips ? sum / trips : 0, p50, p90, worst);
     CHECK(down == 0, "a member was reported down during the stream: %s", why);
-    CHECK(count_up(&nodes[0]) == 2 && count_up(&nodes[1]) == 2, "members after the stream: n1 sees %d up, n2 %d",
-          count_up(&nodes[0]), count_up(&nodes[1]));
+    CHECK(harness_members_up(&nodes[0], T) == 2 && harness_members_up(&nodes[1], T) == 2, "members after the stream: n1 sees %d up, n2 %d",
+          harness_members_up(&nodes[0], T), harness_members_up(&nodes[1], T));
     CHECK(trips >= 10, "only %d round trips during the stream", trips);
     CHECK(p50 <= RTT_P50_MS, "the median default-channel round trip beside the bulk stream took %ld ms (want "
                              "<= %d)", p50, RTT_P50_MS);

@@ -627,3 +627,21 @@ long harness_cpu_ticks(pid_t pid)
     free(text);
     return ok ? (long)(ut + st) : -1;
 }
+
+int harness_members_up(const struct daemon_proc *d, int timeout_ms)
+{
+    partisan_client *c = NULL;
+    if (d->pid <= 0 || partisan_connect(d->socket, &c) != 0)
+        return -1;
+    struct partisan_member *m = NULL;
+    size_t n = 0;
+    int up = -1;
+    if (partisan_members(c, 0, &m, &n, timeout_ms) == 0) {
+        up = 0;
+        for (size_t i = 0; i < n; i++)
+            up += m[i].up && !m[i].left;
+        partisan_members_free(m, n);
+    }
+    partisan_close(c);
+    return up;
+}

@@ -93,6 +93,9 @@ int harness_file_contains(const char *path, const char *needle);
 /* What /proc says of a process, or -1: resident memory in KiB, open
  * descriptors, and CPU time (user + system) in clock ticks. */
 long harness_rss_kib(pid_t pid);
+/* How many members d sees up and not left (through the client library),
+ * or -1 when d is not running or does not answer within timeout_ms. */
+int harness_members_up(const struct daemon_proc *d, int timeout_ms);
 long harness_open_fds(pid_t pid);
 long harness_cpu_ticks(pid_t pid);
 

@@ -178,6 +178,41 @@ static void test_unknown_name_and_node(void)
     partisan_close(c);
 }
 
+/* Broadcast on a full mesh of one: the holder of the name gets it once,
+ * from this node; bad names and missing arguments are refused clearly. */
+static void test_broadcast_once_and_bad_input(void)
+{
+    CHECK(start_default("") == 0, "daemon did not start");
+    partisan_client *tx = NULL, *rx = NULL;
+    CHECK(partisan_connect(d.socket, &tx) == 0 && partisan_connect(d.socket, &rx) == 0, "connect");
+    CHECK(partisan_register(rx, "all", T) == 0, "register");
+    CHECK(partisan_broadcast(tx, "all", "hi", 2, T) == 0, "broadcast: %s", partisan_last_error(tx));
+    struct partisan_message *m = NULL;
+    CHECK(partisan_recv(rx, &m, T) == 0, "the broadcast did not arrive");
+    bool right = m->kind == PARTISAN_MSG_DATA && m->len == 2 && memcmp(m->payload, "hi", 2) == 0 &&
+                 strcmp(m->from_node, "solo") == 0 && strcmp(m->name, "all") == 0;
+    partisan_message_free(m);
+    CHECK(right, "the broadcast arrived wrong");
+    m = NULL;
+    int rc = partisan_recv(rx, &m, 300);
+    partisan_message_free(m);
+    CHECK(rc == PARTISAN_ETIMEDOUT, "a second copy arrived (%s)", partisan_strerror(rc));
+    CHECK(partisan_broadcast(tx, "", "x", 1, T) == PARTISAN_EINVAL, "an empty name was not refused");
+    char longname[300];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    CHECK(partisan_broadcast(tx, longname, "x", 1, T) == PARTISAN_EINVAL, "a 299-byte name was not refused");
+    /* Nobody holds the name: ok (best effort), counted as undeliverable. */
+    CHECK(partisan_broadcast(tx, "nobody", "x", 1, T) == 0, "broadcast to a name nobody holds");
+    partisan_close(tx);
+    partisan_close(rx);
+    char out[256], err[512];
+    rc = harness_ctl(&d, NULL, out, sizeof out, err, sizeof err, T, "broadcast", "all", NULL);
+    CHECK(rc == 2 && strstr(err, "broadcast"), "broadcast without a message: exit %d, %s", rc, err);
+    rc = harness_ctl(&d, NULL, out, sizeof out, err, sizeof err, T, "broadcast", "", "x", NULL);
+    CHECK(rc == 2 && strstr(err, "NAME must not be empty"), "broadcast to an empty name: exit %d, %s", rc, err);
+}
+
 static void test_cli_usage_and_no_daemon(void)
 {
     harness_daemon_init(&d, "absent", "");
@@ -969,6 +1004,7 @@ int main(void)
     harness_run("recv_times_out", test_recv_times_out);
     harness_run("duplicate_name_refused", test_duplicate_name_refused);
     harness_run("unknown_name_and_node", test_unknown_name_and_node);
+    harness_run("broadcast_once_and_bad_input", test_broadcast_once_and_bad_input);
     harness_run("cli_usage_and_no_daemon", test_cli_usage_and_no_daemon);
     harness_run("bad_frames_close_only_that_client", test_bad_frames_close_only_that_client);
     harness_run("pipelined_sends_arrive_in_order", test_pipelined_sends_arrive_in_order);
