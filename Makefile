@@ -30,7 +30,7 @@ DAEMON_SRC := daemon/main.c daemon/config.c daemon/log.c daemon/ipc.c daemon/rou
               daemon/node.c daemon/transport.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c daemon/dialer.c \
               daemon/overlay_hyparview.c daemon/plumtree.c \
               daemon/state.c daemon/flow.c daemon/channel.c daemon/control.c daemon/gossip_codec.c daemon/tls.c daemon/config_diff.c daemon/sockbuf.c proto/frame.c proto/frame_evbuffer.c proto/envelope.c proto/pbarena.c
-CLIENT_SRC := client/client.c proto/frame.c proto/pbarena.c proto/envelope.c
+CLIENT_SRC := client/client.c client/client_reply.c proto/frame.c proto/pbarena.c proto/envelope.c
 CTL_SRC    := client/partisanctl.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))

@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client_reply.h"
 #include "envelope.h"
 #include "frame.h"
 #include "ipc.pb-c.h"
@@ -330,16 +331,6 @@ static void queue_push(partisan_client *c, struct qmsg *q)
     c->q_len++;
 }
 
-/* Copies `s` into *cursor and advances it; returns the copy. */
-static char *put_str(char **cursor, const char *s, size_t n)
-{
-    char *p = *cursor;
-    memcpy(p, s, n);
-    p[n] = '\0';
-    *cursor += n + 1;
-    return p;
-}
-
 static int on_deliver(partisan_client *c, const Partisan__Ipc__Deliver *d, const uint8_t *raw,
                       size_t raw_len)
 {
@@ -355,9 +346,9 @@ static int on_deliver(partisan_client *c, const Partisan__Ipc__Deliver *d, const
         return PARTISAN_ENOMEM;
     char *cur = q->data;
     q->m.kind = PARTISAN_MSG_DATA;
-    q->m.from_node = put_str(&cur, d->from_node, nf);
-    q->m.name = put_str(&cur, d->name, nn);
-    q->m.channel = put_str(&cur, ch, nc);
+    q->m.from_node = reply_put_str(&cur, d->from_node, nf);
+    q->m.name = reply_put_str(&cur, d->name, nn);
+    q->m.channel = reply_put_str(&cur, ch, nc);
     q->m.payload = (uint8_t *)cur;
     if (np)
         memcpy(cur, pl, np);
@@ -386,107 +377,10 @@ static int on_event(partisan_client *c, const Partisan__Ipc__MemberEvent *e)
         free(q);    /* a kind from a newer daemon: not one this library can name */
         return 0;
     }
-    q->m.node = put_str(&cur, e->node, nn);
-    q->m.address = put_str(&cur, e->address, na);
+    q->m.node = reply_put_str(&cur, e->node, nn);
+    q->m.address = reply_put_str(&cur, e->address, na);
     queue_push(c, q);
     return 0;
-}
-
-static struct partisan_status *convert_status(const Partisan__Ipc__Status *s)
-{
-    const char *f[6] = { s->node, s->cluster, s->overlay, s->listen, s->socket, s->version };
-    size_t n[6], total = 0;
-    for (int i = 0; i < 6; i++)
-        total += (n[i] = strlen(f[i])) + 1;
-    struct partisan_status *st = malloc(sizeof *st + total);
-    if (!st)
-        return NULL;
-    char *cur = (char *)(st + 1);
-    st->node = put_str(&cur, f[0], n[0]);
-    st->cluster = put_str(&cur, f[1], n[1]);
-    st->overlay = put_str(&cur, f[2], n[2]);
-    st->listen = put_str(&cur, f[3], n[3]);
-    st->socket = put_str(&cur, f[4], n[4]);
-    st->version = put_str(&cur, f[5], n[5]);
-    st->uptime_s = s->uptime_s;
-    st->members = s->members;
-    st->members_up = s->members_up;
-    st->left = s->left;
-    st->undeliverable = s->undeliverable;
-    st->peer_bad_frames = s->peer_bad_frames;
-    st->peer_refused = s->peer_refused;
-    st->peer_queue_full = s->peer_queue_full;
-    st->peer_pending = s->peer_pending;
-    st->peer_pending_refused = s->peer_pending_refused;
-    st->peer_handshake_timeouts = s->peer_handshake_timeouts;
-    st->peer_idle_closed = s->peer_idle_closed;
-    st->peer_duplicate_names = s->peer_duplicate_names;
-    return st;
-}
-
-/* One block: the array, then every string, so partisan_members_free() is
- * a single free(). */
-static struct partisan_member *convert_members(const Partisan__Ipc__Members *ms, size_t *out_n)
-{
-    size_t n = ms->n_members, total = 0;
-    for (size_t i = 0; i < n; i++)
-        total += strlen(ms->members[i]->name) + strlen(ms->members[i]->address) + 2;
-    struct partisan_member *arr = malloc(n * sizeof *arr + total + 1);
-    if (!arr)
-        return NULL;
-    char *cur = (char *)(arr + n);
-    for (size_t i = 0; i < n; i++) {
-        const Partisan__Ipc__Member *m = ms->members[i];
-        arr[i].name = put_str(&cur, m->name, strlen(m->name));
-        arr[i].address = put_str(&cur, m->address, strlen(m->address));
-        arr[i].incarnation = m->incarnation;
-        arr[i].left = m->membership == PARTISAN__IPC__MEMBERSHIP__LEFT;
-        arr[i].up = m->reachability == PARTISAN__IPC__REACHABILITY__UP;
-        arr[i].neighbor = m->neighbor;
-    }
-    *out_n = n;
-    return arr;
-}
-
-/* One block as well: the struct, the array of rows, then every string, so
- * partisan_stats_free() is a single free(). */
-static struct partisan_stats *convert_stats(const Partisan__Ipc__Stats *ps)
-{
-    size_t n = ps->n_channels, total = 0;
-    for (size_t i = 0; i < n; i++)
-        total += strlen(ps->channels[i]->peer) + strlen(ps->channels[i]->channel) + 2;
-    struct partisan_stats *st = malloc(sizeof *st + n * sizeof *st->channels + total);
-    if (!st)
-        return NULL;
-    struct partisan_channel_stats *arr = (struct partisan_channel_stats *)(st + 1);
-    char *cur = (char *)(arr + n);
-    for (size_t i = 0; i < n; i++) {
-        const Partisan__Ipc__ChannelStats *cs = ps->channels[i];
-        arr[i] = (struct partisan_channel_stats){
-            .peer = put_str(&cur, cs->peer, strlen(cs->peer)),
-            .channel = put_str(&cur, cs->channel, strlen(cs->channel)),
-            .connections = cs->connections,
-            .msgs_sent = cs->msgs_sent,
-            .bytes_sent = cs->bytes_sent,
-            .msgs_received = cs->msgs_received,
-            .bytes_received = cs->bytes_received,
-            .queued_msgs = cs->queued_msgs,
-            .queued_bytes = cs->queued_bytes,
-            .superseded = cs->superseded,
-            .paused = cs->paused,
-            .requeued = cs->requeued,
-            .lost = cs->lost,
-            .reconnects = cs->reconnects,
-        };
-    }
-    st->channels = n ? arr : NULL;
-    st->n_channels = n;
-    st->flow_waits = ps->flow_waits;
-    st->spoofed = ps->spoofed;
-    st->undeliverable = ps->undeliverable;
-    st->relayed = ps->relayed;
-    st->relay_dropped = ps->relay_dropped;
-    return st;
 }
 
 static bool take_abandoned(partisan_client *c, uint64_t id)
@@ -619,21 +513,21 @@ static int on_reply(partisan_client *c, const Partisan__Ipc__Reply *r)
             if (r->result_case != PARTISAN__IPC__REPLY__RESULT_STATUS) {
                 c->wait_code = PARTISAN_EPROTO;
                 set_error(c, "the daemon's reply to status carried no status");
-            } else if (!(c->wait_status = convert_status(r->status))) {
+            } else if (!(c->wait_status = reply_convert_status(r->status))) {
                 c->wait_code = PARTISAN_ENOMEM;
             }
         } else if (c->wait_kind == WAIT_MEMBERS) {
             if (r->result_case != PARTISAN__IPC__REPLY__RESULT_MEMBERS) {
                 c->wait_code = PARTISAN_EPROTO;
                 set_error(c, "the daemon's reply to members carried no member list");
-            } else if (!(c->wait_members = convert_members(r->members, &c->wait_n))) {
+            } else if (!(c->wait_members = reply_convert_members(r->members, &c->wait_n))) {
                 c->wait_code = PARTISAN_ENOMEM;
             }
         } else if (c->wait_kind == WAIT_STATS) {
             if (r->result_case != PARTISAN__IPC__REPLY__RESULT_STATS) {
                 c->wait_code = PARTISAN_EPROTO;
                 set_error(c, "the daemon's reply to stats carried no stats");
-            } else if (!(c->wait_stats = convert_stats(r->stats))) {
+            } else if (!(c->wait_stats = reply_convert_stats(r->stats))) {
                 c->wait_code = PARTISAN_ENOMEM;
             }
         }
@@ -1454,7 +1348,7 @@ PARTISAN_API int partisan_members(partisan_client *c, int all, struct partisan_m
 
 PARTISAN_API void partisan_members_free(struct partisan_member *m, size_t n)
 {
-    (void)n;   /* one block: see convert_members() */
+    (void)n;   /* one block: see reply_convert_members() */
     free(m);
 }
 
@@ -1478,7 +1372,7 @@ PARTISAN_API int partisan_stats(partisan_client *c, struct partisan_stats **out,
 
 PARTISAN_API void partisan_stats_free(struct partisan_stats *s)
 {
-    free(s);   /* one block: see convert_stats() */
+    free(s);   /* one block: see reply_convert_stats() */
 }
 
 PARTISAN_API int partisan_join(partisan_client *c, const char *address, int timeout_ms)
