@@ -1301,12 +1301,18 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
     c->eof = (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR);
     if (c->t->tls && (what & BEV_EVENT_ERROR))
         tls_error(bev, tls_why, sizeof tls_why);
-    if (what & BEV_EVENT_EOF)
-        snprintf(reason, sizeof reason, "closed by the peer%s", c->established ? "" : " during the handshake");
-    else if (tls_why[0])
+    /* TLS's own reason first: a failed handshake often comes with the
+     * peer's close in the same event, and "closed by the peer" would hide
+     * why (a certificate from another CA, say). */
+    if (tls_why[0])
         snprintf(reason, sizeof reason, "TLS: %s%s", tls_why,
                  strstr(tls_why, "wrong version") || strstr(tls_why, "packet length")
                      ? " (is the peer running without TLS?)" : "");
+    else if (what & BEV_EVENT_EOF)
+        snprintf(reason, sizeof reason, "closed by the peer%s",
+                 c->established ? ""
+                 : c->t->tls ? " during the TLS handshake (does it trust this node's CA, and this node its?)"
+                             : " during the handshake");
     else if (c->kind != CONN_IN && !c->tcp_up)
         snprintf(reason, sizeof reason, "connect: %s", err ? strerror(err) : "failed");
     else
