@@ -57,6 +57,7 @@ struct receiver {
     struct stored **held;          /* (handed, handed + MAX], index seq % MAX; NULL while empty */
     uint32_t n_held;
     uint32_t unacked;              /* verdicts since the last ack */
+    uint32_t reacks;               /* acks repeated for the same gap (backoff) */
     uint64_t ack_due, retry_at;
     bool ack_now;
 };
@@ -750,15 +751,17 @@ void delivery_on_ack(struct delivery *d, const char *from, const char *channel,
         }
     }
     /* Fast retransmit: a hole below what the receiver holds is most likely
-     * lost, so resend it without waiting for its timer, at most once a
-     * round trip (an ack that left before the resent copy arrived says
-     * nothing new), and without growing its backoff: the receiver is
-     * plainly there. */
+     * lost, so resend it without waiting for its timer: at once the first
+     * time (the window may fill long before a millisecond clock says a
+     * round trip has passed, and then no ack would come until the timer),
+     * later at most once a round trip (an ack that left before the resent
+     * copy arrived says nothing new); never growing its backoff: the
+     * receiver is plainly there. */
     if (highest_sacked && can_transmit(l)) {
         uint64_t grace = s->have_rtt ? s->srtt8 / 8 + 1 : DELIVERY_RTO_MIN_MS;
         for (uint64_t seq = s->acked + 1; seq < highest_sacked; seq++) {
             struct entry *e = slot(d, s, seq);
-            if (e && !e->sacked && e->tries > 0 && e->last_sent + grace <= now) {
+            if (e && !e->sacked && e->tries > 0 && (e->tries == 1 || e->last_sent + grace <= now)) {
                 uint32_t backoff = e->backoff;
                 e->backoff = backoff ? backoff - 1 : 0;
                 transmit(d, l, e, now);
@@ -910,6 +913,13 @@ void delivery_on_data(struct delivery *d, const char *origin, const char *channe
         mark_dirty(d, l);    /* the gap tells the origin what to resend */
     }
     leave_(d);
+    /* While a gap stays open the ack is repeated (backing off): once the
+     * origin's window is full it sends nothing that would draw an ack, and
+     * the resent hole could be lost again. A fresh arrival restarts it. */
+    if (l->r == r && r->n_held && r->ack_due == NO_TIME) {
+        r->reacks = 0;
+        r->ack_due = now + DELIVERY_ACK_DELAY_MS;
+    }
 }
 
 void delivery_report(struct delivery *d, const char *origin, const char *channel, uint64_t seq,
@@ -1035,8 +1045,13 @@ void delivery_tick(struct delivery *d, uint64_t now)
                 r->retry_at = NO_TIME;
                 hand_up(d, l, NULL, now);
             }
-            if (r && (r->ack_due <= now || r->ack_now))
+            if (r && (r->ack_due <= now || r->ack_now)) {
                 send_ack(d, l);
+                if (r->n_held) {
+                    uint32_t k = r->reacks < 10 ? ++r->reacks : 10;
+                    r->ack_due = now + ((uint64_t)DELIVERY_ACK_DELAY_MS << k);
+                }
+            }
             if (l->s && ((l->s->deadline <= now && can_transmit(l)) || (must_probe(l) && l->s->probe_at <= now)))
                 sender_pump(d, l, now, false);
         }
