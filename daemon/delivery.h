@@ -3,7 +3,7 @@
  * `now` (monotonic ms), effects go out through struct delivery_env.
  *
  * State is end to end, per (origin node, final destination node, channel):
- * a forwarding hop carries DeliveryData and DeliveryAck (proto/delivery.proto)
+ * a forwarding hop carries the reliable Data fields and DeliveryAck (proto/peer.proto)
  * without looking inside, so acks and retransmissions span the whole path.
  *
  * Sender side, per (destination, channel) link:

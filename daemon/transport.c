@@ -21,6 +21,15 @@
  * Host names are resolved with libevent's asynchronous resolver (evdns,
  * which reads /etc/hosts and /etc/resolv.conf), so a slow DNS server delays
  * that one dial, never the loop and the failure detector with it.
+ *
+ * Faults. Only while a rule exists does a frame take the slow path: it is
+ * written whole into a `struct held` (sealed, then its bits flipped), and
+ * either queued at once (once or twice) or put on the transport's heap of
+ * held frames, ordered by (due time, arrival), which one timer drains. A
+ * held frame points at its lane or connection; peer_kill and conn_close
+ * clear those pointers, so a frame whose target went away is dropped when
+ * due. A lane's held bytes count in its load, so its bound and
+ * backpressure hold while frames are delayed.
  */
 #include "transport.h"
 
@@ -50,6 +59,7 @@
 #include "clock.h"
 #include "config.h"
 #include "envelope.h"
+#include "faults.h"
 #include "frame.h"
 #include "frame_evbuffer.h"
 #include "membership.h"
@@ -122,6 +132,7 @@ struct conn {
     char doom[TP_REASON_MAX];       /* non-empty: fail from the loop with this reason */
     char remote[TP_ADDR_MAX];       /* the other end, for logs */
     char node[TP_NAME_MAX];         /* inbound: the dialler's name once its Hello is accepted */
+    char claimed[TP_NAME_MAX];      /* inbound: the node its Hello named, even before it is accepted (faults judge by it) */
     char channel[TP_CHANNEL_MAX];
     uint32_t conn_index;
 };
@@ -165,6 +176,19 @@ struct lane {
     uint64_t unacked_sample, written_at_sample;
     uint64_t bytes_sent_at_dial;    /* the queue's bytes_sent when this connection began */
     unsigned refills;
+    size_t held_bytes;              /* frames of this lane a delay fault holds */
+};
+
+/* A frame a fault holds until `due`, for one lane's queue or one
+ * connection's output (both NULL once that is gone). */
+struct held {
+    uint64_t due, seq;
+    struct lane *lane;
+    struct conn *conn;
+    uint64_t tag;                   /* the lane's commit tag (monotonic payload length) */
+    size_t len, key_len;
+    bool twice;
+    uint8_t bytes[];                /* the frame, then the lane's replacement key */
 };
 
 struct tp_channel {
@@ -207,6 +231,14 @@ struct transport {
     size_t n_cstats;
     struct chan_stats overflow_stats;   /* past TP_MAX_CHAN_STATS entries */
     struct tls *tls;                /* NULL: plaintext links */
+    uint64_t bad_checksum_logged_ms;    /* bad checksums are logged once per 10 s */
+    uint64_t bad_checksums_unlogged;
+    struct faults *faults;          /* not ours; NULL or no rules: the fast path */
+    uint64_t rng;                   /* xorshift64*, for the faults core */
+    struct held **held;             /* min-heap by (due, seq) */
+    size_t n_held, cap_held;
+    uint64_t held_seq;
+    struct event *held_timer;
 };
 
 /* ------------------------------------------------------------ helpers -- */
@@ -307,6 +339,129 @@ static int resolve_numeric(const char *address, struct sockaddr_storage *ss, soc
     *sslen = (socklen_t)res->ai_addrlen;
     freeaddrinfo(res);
     return 0;
+}
+
+/* ------------------------------------------------------------ faults -- */
+
+/* With no faults object this is the one branch the hot path pays. */
+static inline bool faults_on(const struct transport *t)
+{
+    return t->faults && faults_count(t->faults) > 0;
+}
+
+static uint64_t tp_rand(void *ctx)
+{
+    struct transport *t = ctx;
+    uint64_t x = t->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    t->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* Two daemons started in the same millisecond must not draw alike. */
+static uint64_t rng_seed(const void *salt)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t z = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    z ^= (uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)salt;
+    /* splitmix64: xorshift64* needs a well-mixed, non-zero state. */
+    z += 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return z ? z : 0x9E3779B97F4A7C15ULL;
+}
+
+static struct held *held_new(size_t len, size_t key_len)
+{
+    struct held *h = calloc(1, sizeof *h + len + key_len);
+    if (h) {
+        h->len = len;
+        h->key_len = key_len;
+    }
+    return h;
+}
+
+static bool held_before(const struct held *a, const struct held *b)
+{
+    return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+}
+
+static void held_arm(struct transport *t)
+{
+    if (!t->n_held) {
+        event_del(t->held_timer);
+        return;
+    }
+    uint64_t now = clock_now_ms(), due = t->held[0]->due;
+    struct timeval tv = ms_tv(due > now ? due - now : 0);
+    evtimer_add(t->held_timer, &tv);
+}
+
+/* Takes h; on failure (out of memory) the frame is dropped, as a full
+ * queue of a real delaying link would. */
+static void held_push(struct transport *t, struct held *h)
+{
+    if (t->n_held == t->cap_held) {
+        size_t cap = t->cap_held ? 2 * t->cap_held : 64;
+        struct held **n = realloc(t->held, cap * sizeof *n);
+        if (!n) {
+            log_error("out of memory holding a delayed frame; dropped");
+            if (h->lane)
+                h->lane->held_bytes -= h->len * (h->twice ? 2 : 1);
+            free(h);
+            return;
+        }
+        t->held = n;
+        t->cap_held = cap;
+    }
+    h->seq = t->held_seq++;
+    size_t i = t->n_held++;
+    while (i > 0 && held_before(h, t->held[(i - 1) / 2])) {
+        t->held[i] = t->held[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    t->held[i] = h;
+    if (i == 0)
+        held_arm(t);
+}
+
+static struct held *held_pop(struct transport *t)
+{
+    struct held *top = t->held[0], *last = t->held[--t->n_held];
+    size_t i = 0, n = t->n_held;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && held_before(t->held[c + 1], t->held[c]))
+            c++;
+        if (!held_before(t->held[c], last))
+            break;
+        t->held[i] = t->held[c];
+        i = c;
+    }
+    if (n)
+        t->held[i] = last;
+    return top;
+}
+
+/* A closing connection: its held frames will find nothing when due. */
+static void held_forget_conn(struct transport *t, const struct conn *c)
+{
+    for (size_t i = 0; i < t->n_held; i++)
+        if (t->held[i]->conn == c)
+            t->held[i]->conn = NULL;
+}
+
+static void held_forget_peer(struct transport *t, const struct peer *p)
+{
+    for (size_t i = 0; i < t->n_held; i++)
+        if (t->held[i]->lane && t->held[i]->lane->p == p)
+            t->held[i]->lane = NULL;
 }
 
 /* -------------------------------------------------------- lifecycle -- */
@@ -440,6 +595,8 @@ static void conn_close(struct conn *c)
         c->bev = NULL;
     }
     event_del(c->timer);
+    if (t->n_held)
+        held_forget_conn(t, c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -516,6 +673,8 @@ static void peer_kill(struct peer *p)
         conn_close(p->ctrl);
     for (size_t i = 0; i < t->n_lanes; i++)
         lane_end(&p->lanes[i]);
+    if (t->n_held)
+        held_forget_peer(t, p);
     if (t->cache == p)
         t->cache = NULL;
     if (p->prev)
@@ -595,6 +754,71 @@ static struct chan_stats *chan_stats_get(struct transport *t, const char *node, 
 
 /* ---------------------------------------------------------- writing -- */
 
+/* The peer faults judge a connection's frames by: "" while it is unknown
+ * (a seed before its Welcome, a Hello that named no valid node). */
+static const char *conn_fault_peer(const struct conn *c)
+{
+    if (c->kind == CONN_IN)
+        return c->claimed;
+    return c->peer ? c->peer->node : "";
+}
+
+static const char *conn_fault_channel(const struct conn *c)
+{
+    if (c->kind == CONN_OUT_CONTROL)
+        return FAULTS_CONTROL_CHANNEL;
+    if (c->kind == CONN_OUT_DATA)
+        return c->lane ? c->t->chans[c->lane->ch].name : "";
+    return c->channel;
+}
+
+/* A held frame's bytes into a connection's output, once or twice. */
+static void held_to_conn(struct conn *c, const struct held *h)
+{
+    if (c->closed || !c->bev || c->doom[0])
+        return;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    for (int i = 0; i < (h->twice ? 2 : 1); i++)
+        if (evbuffer_add(out, h->bytes, h->len) == 0)
+            c->t->stats.frames_out++;
+}
+
+/* conn_send under faults: the frame is packed into a held buffer, sealed,
+ * and its bits flipped, then written now or when due. A handshake frame is
+ * never sent twice: a second Hello or Welcome is a protocol error that
+ * would only ever close the connection, which no network does. */
+static int conn_send_faulty(struct conn *c, const Partisan__Peer__PeerFrame *f, size_t env_len, size_t size)
+{
+    struct transport *t = c->t;
+    struct faults_action a;
+    uint64_t now = clock_now_ms();
+    faults_decide(t->faults, FAULTS_OUT, conn_fault_peer(c), conn_fault_channel(c), size, FRAME_PEER_HEADER,
+                  now, tp_rand, t, &a);
+    if (a.drop)
+        return 0;
+    struct held *h = held_new(size, 0);
+    if (!h) {
+        log_error("out of memory queueing a frame to %s", c->remote);
+        return -1;
+    }
+    partisan__peer__peer_frame__pack(f, h->bytes + frame_env_offset(FRAME_KIND_PEER));
+    frame_seal(FRAME_KIND_PEER, h->bytes, env_len, 0);
+    faults_apply_flips(&a, h->bytes, size);
+    bool handshake = f->body_case == PARTISAN__PEER__PEER_FRAME__BODY_HELLO ||
+                     f->body_case == PARTISAN__PEER__PEER_FRAME__BODY_WELCOME ||
+                     f->body_case == PARTISAN__PEER__PEER_FRAME__BODY_REFUSE;
+    h->twice = a.duplicate && !handshake;
+    if (a.deliver_at > now) {
+        h->due = a.deliver_at;
+        h->conn = c;
+        held_push(t, h);
+        return 0;
+    }
+    held_to_conn(c, h);
+    free(h);
+    return 0;
+}
+
 /* Packs f straight into the output buffer: one copy, no allocation of our
  * own. -2: it would take the queue past limit (nothing queued). */
 static int conn_send(struct conn *c, const Partisan__Peer__PeerFrame *f, size_t limit)
@@ -612,6 +836,8 @@ static int conn_send(struct conn *c, const Partisan__Peer__PeerFrame *f, size_t 
     size_t size = frame_size(FRAME_KIND_PEER, len, 0);
     if (evbuffer_get_length(out) + size > limit)
         return -2;
+    if (faults_on(t) && conn_fault_peer(c)[0])
+        return conn_send_faulty(c, f, len, size);
     struct evbuffer_iovec v;
     if (evbuffer_reserve_space(out, (ev_ssize_t)size, &v, 1) < 1) {
         log_error("out of memory queueing a frame to %s", c->remote);
@@ -678,7 +904,7 @@ static void lane_redial(struct lane *l)
 
 static size_t lane_load(const struct lane *l)
 {
-    size_t n = l->q ? channel_queue_bytes(l->q) : 0;
+    size_t n = l->held_bytes + (l->q ? channel_queue_bytes(l->q) : 0);
     if (l->conn && l->conn->bev)
         n += evbuffer_get_length(bufferevent_get_output(l->conn->bev));
     return n;
@@ -851,6 +1077,12 @@ static void handle_hello(struct conn *c, const Partisan__Peer__Hello *h)
     struct transport *t = c->t;
     char name[TP_NAME_MAX], other[TP_NAME_MAX], msg[TP_REASON_MAX];
     sanitize(name, sizeof name, h->node);
+    /* Faults judge our answer, Refuse or Welcome, by the names the Hello
+     * gave; the rest of the transport reads them only once it is accepted. */
+    if (membership_token_valid(h->node, TP_NAME_MAX - 1))
+        snprintf(c->claimed, sizeof c->claimed, "%s", h->node);
+    if (membership_token_valid(h->channel, TP_CHANNEL_MAX - 1))
+        snprintf(c->channel, sizeof c->channel, "%s", h->channel);
     if (h->protocol_version != TRANSPORT_PROTOCOL_VERSION) {
         snprintf(msg, sizeof msg, "protocol version %" PRIu32 " is not ours (%d)", h->protocol_version,
                  TRANSPORT_PROTOCOL_VERSION);
@@ -1066,6 +1298,7 @@ static const char *body_name(int body_case)
     case PARTISAN__PEER__PEER_FRAME__BODY_OVERLAY: return "an overlay message";
     case PARTISAN__PEER__PEER_FRAME__BODY_DATA: return "Data";
     case PARTISAN__PEER__PEER_FRAME__BODY_CREDIT: return "Credit";
+    case PARTISAN__PEER__PEER_FRAME__BODY_ACK: return "DeliveryAck";
     default: return "empty or unknown";
     }
 }
@@ -1124,6 +1357,26 @@ static void handle_frame(struct conn *c, const Partisan__Peer__PeerFrame *f)
         if (t->cb.on_credit)
             t->cb.on_credit(t->cb.ctx, from, f->credit);
         break;
+    case PARTISAN__PEER__PEER_FRAME__BODY_ACK:
+        if (c->kind != CONN_IN) {
+            protocol_error(c, "on a connection we dialled", f->body_case);
+            break;
+        }
+        if (strcmp(c->channel, CONFIG_CONTROL_CHANNEL) == 0) {
+            /* Dropped, not closed: closing a control connection takes the
+             * member down with it for one misplaced frame. */
+            t->stats.bad_frame++;
+            log_debug("DeliveryAck from node \"%s\" at %s on its control connection; dropped", from, c->remote);
+            break;
+        }
+        if (!t->relayed_senders && f->ack->from_node[0] && strcmp(f->ack->from_node, from) != 0) {
+            t->stats.spoofed++;
+            log_debug("DeliveryAck from node \"%s\" at %s claims another sender; dropped", from, c->remote);
+            break;
+        }
+        if (t->cb.on_ack)
+            t->cb.on_ack(t->cb.ctx, from, c->channel, f->ack);
+        break;
     case PARTISAN__PEER__PEER_FRAME__BODY_HELLO:
     case PARTISAN__PEER__PEER_FRAME__BODY_WELCOME:
     case PARTISAN__PEER__PEER_FRAME__BODY_REFUSE:
@@ -1134,6 +1387,34 @@ static void handle_frame(struct conn *c, const Partisan__Peer__PeerFrame *f)
         log_debug("ignored a frame of unknown kind from %s", c->remote);
         break;
     }
+}
+
+/* Whether faults drop this incoming frame before it is acted on. The peer
+ * is known once its Hello (inbound) or Welcome (outbound) named it, and
+ * the Hello or Welcome itself is judged by the name it gives. */
+static bool fault_in_drops(struct conn *c, const Partisan__Peer__PeerFrame *f, size_t size)
+{
+    struct transport *t = c->t;
+    const char *peer = "", *channel = "";
+    if (c->kind == CONN_IN) {
+        if (c->established) {
+            peer = c->node;
+            channel = c->channel;
+        } else if (f->body_case == PARTISAN__PEER__PEER_FRAME__BODY_HELLO) {
+            peer = f->hello->node;
+            channel = f->hello->channel;
+        }
+    } else if (c->peer) {
+        peer = c->peer->node;
+        if (!peer[0] && f->body_case == PARTISAN__PEER__PEER_FRAME__BODY_WELCOME)
+            peer = f->welcome->node;
+        channel = conn_fault_channel(c);
+    }
+    if (!peer[0])
+        return false;
+    struct faults_action a;
+    faults_decide(t->faults, FAULTS_IN, peer, channel, size, FRAME_PEER_HEADER, clock_now_ms(), tp_rand, t, &a);
+    return a.drop;
 }
 
 /* Decodes the whole frames in c's input; a callback may close or pause c.
@@ -1191,10 +1472,25 @@ static void read_frames(struct conn *c, bool bounded)
             return;
         }
         if (r == FRAME_BAD_CHECKSUM) {
+            /* The length was sound, so the stream is still framed: drop
+             * this frame alone. Injected corruption makes these routine,
+             * and closing would reset the connection at every one. */
             t->stats.bad_checksum++;
-            log_warn("frame of %zu bytes from %s has a bad checksum; closing", body, c->remote);
-            conn_fail(c, "bad frame checksum", true);
-            return;
+            uint64_t now = clock_now_ms();
+            if (!t->bad_checksum_logged_ms || now - t->bad_checksum_logged_ms >= 10000) {
+                if (t->bad_checksums_unlogged)
+                    log_warn("%" PRIu64 " more frame(s) with a bad checksum dropped since the last such line",
+                             t->bad_checksums_unlogged);
+                log_warn("frame of %zu bytes from %s has a bad checksum; dropped (such lines at most once per 10 s)",
+                         body, c->remote);
+                t->bad_checksum_logged_ms = now;
+                t->bad_checksums_unlogged = 0;
+            } else {
+                t->bad_checksums_unlogged++;
+            }
+            handled += FRAME_PEER_HEADER + body;
+            evbuffer_drain(in, FRAME_PEER_HEADER + body);
+            continue;
         }
         /* Data, the common case, decoded by hand (envelope.h) into the
          * structs protobuf-c would have made; anything else by protobuf-c. */
@@ -1213,6 +1509,13 @@ static void read_frames(struct conn *c, bool bounded)
             fast_data.payload.len = ed.payload.len;
             fast_data.partition_key.data = (uint8_t *)ed.key.p;
             fast_data.partition_key.len = ed.key.len;
+            fast_data.hops = ed.hops;
+            fast_data.origin_epoch = ed.origin_epoch;
+            fast_data.dest_epoch = ed.dest_epoch;
+            fast_data.seq = ed.seq;
+            fast_data.acked_through = ed.acked_through;
+            fast_data.causal.data = (uint8_t *)ed.causal.p;
+            fast_data.causal.len = ed.causal.len;
             fast.body_case = PARTISAN__PEER__PEER_FRAME__BODY_DATA;
             fast.data = &fast_data;
             f = &fast;
@@ -1231,6 +1534,12 @@ static void read_frames(struct conn *c, bool bounded)
             /* Handed on where it lies in the input buffer, drained after. */
             f->data->payload.data = (uint8_t *)fr.payload;
             f->data->payload.len = fr.payload_len;
+        }
+        if (faults_on(t) && fault_in_drops(c, f, fr.size)) {
+            pbarena_reset(&t->arena);
+            handled += fr.size;
+            evbuffer_drain(in, fr.size);
+            continue;
         }
         t->stats.frames_in++;
         handled += fr.size;
@@ -1747,6 +2056,103 @@ void transport_kick(struct transport *t, const char *node)
             lane_pump(&p->lanes[i]);
 }
 
+/* Gets a lane's connection going for what was just queued. Into the
+ * socket's buffer at once only when it is empty (a lone message waits for
+ * nothing); otherwise the write callback refills it when it falls to
+ * HANDOVER_LOW, moving a batch of frames in one go instead of one frame
+ * per send. */
+static void lane_wake(struct lane *l)
+{
+    if (l->conn) {
+        if (!l->conn->bev || evbuffer_get_length(bufferevent_get_output(l->conn->bev)) == 0)
+            lane_pump(l);
+    } else {
+        lane_redial(l);
+    }
+}
+
+/* Copies a whole frame into the lane's queue. */
+static int lane_put(struct lane *l, const uint8_t *frame, size_t len, const uint8_t *key, size_t key_len,
+                    uint64_t tag)
+{
+    if (!l->q && !(l->q = lane_queue_new(l)))
+        return -1;
+    uint8_t *dst = channel_queue_reserve(l->q, len);
+    if (!dst)
+        return -1;
+    memcpy(dst, frame, len);
+    return channel_queue_commit(l->q, key, key_len, tag);
+}
+
+/* A lane's frame under faults, sealed in h (which this takes): dropped,
+ * held until due, or queued now, once or twice, with its bits flipped. */
+static int lane_send_faulty(struct lane *l, struct held *h)
+{
+    struct transport *t = l->p->t;
+    struct faults_action a;
+    uint64_t now = clock_now_ms();
+    faults_decide(t->faults, FAULTS_OUT, l->p->node, t->chans[l->ch].name, h->len, FRAME_PEER_HEADER, now,
+                  tp_rand, t, &a);
+    if (a.drop) {
+        free(h);
+        return 0;
+    }
+    faults_apply_flips(&a, h->bytes, h->len);
+    h->twice = a.duplicate;
+    if (a.deliver_at > now) {
+        h->due = a.deliver_at;
+        h->lane = l;
+        l->held_bytes += h->len * (h->twice ? 2 : 1);
+        held_push(t, h);
+        return 0;
+    }
+    int rc = 0;
+    for (int i = 0; i < (h->twice ? 2 : 1) && rc == 0; i++)
+        rc = lane_put(l, h->bytes, h->len, h->bytes + h->len, h->key_len, h->tag);
+    free(h);
+    return rc;
+}
+
+static void held_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what;
+    struct transport *t = arg;
+    uint64_t now = clock_now_ms();
+    /* One at a time off the heap: what a release calls back into may hold
+     * more frames or forget targets meanwhile. */
+    while (t->n_held && t->held[0]->due <= now) {
+        struct held *h = held_pop(t);
+        if (h->lane) {
+            struct lane *l = h->lane;
+            l->held_bytes -= h->len * (h->twice ? 2 : 1);
+            int rc = 0;
+            for (int i = 0; i < (h->twice ? 2 : 1) && rc == 0; i++)
+                rc = lane_put(l, h->bytes, h->len, h->bytes + h->len, h->key_len, h->tag);
+            if (rc != 0)
+                log_error("out of memory queueing a delayed frame to node \"%s\"", l->p->node);
+            lane_wake(l);
+        } else if (h->conn) {
+            held_to_conn(h->conn, h);
+        }
+        free(h);
+    }
+    held_arm(t);
+}
+
+/* The lane a message without a key takes: the least loaded. */
+static struct lane *pick_lane(struct transport *t, struct peer *p, unsigned channel, const void *key,
+                              size_t key_len, size_t *load)
+{
+    struct tp_channel *ch = &t->chans[channel];
+    struct lane *lanes = &p->lanes[ch->first_lane];
+    size_t loads[CONFIG_PARALLELISM_MAX];
+    for (unsigned i = 0; i < ch->parallelism; i++)
+        loads[i] = lane_load(&lanes[i]);
+    unsigned pick = channel_pick_lane(key, key_len, loads, ch->parallelism, &ch->rr);
+    *load = loads[pick];
+    return &lanes[pick];
+}
+
 int transport_send_data(struct transport *t, const char *node, unsigned channel, const void *key,
                         size_t key_len, const Partisan__Peer__Data *d, const void **congested)
 {
@@ -1755,12 +2161,8 @@ int transport_send_data(struct transport *t, const char *node, unsigned channel,
     if (!p || !p->connected || channel >= t->n_chans)
         return -1;
     struct tp_channel *ch = &t->chans[channel];
-    struct lane *lanes = &p->lanes[ch->first_lane];
-    size_t loads[CONFIG_PARALLELISM_MAX];
-    for (unsigned i = 0; i < ch->parallelism; i++)
-        loads[i] = lane_load(&lanes[i]);
-    unsigned pick = channel_pick_lane(key, key_len, loads, ch->parallelism, &ch->rr);
-    struct lane *l = &lanes[pick];
+    size_t load;
+    struct lane *l = pick_lane(t, p, channel, key, key_len, &load);
 
     /* The envelope without the payload, which follows it raw; encoded by
      * hand (envelope.h), the bytes protobuf-c would write for it. */
@@ -1771,6 +2173,11 @@ int transport_send_data(struct transport *t, const char *node, unsigned channel,
         .channel = envelope_strof(d->channel, strlen(d->channel)),
         .key = { d->partition_key.data, d->partition_key.len },
         .hops = d->hops,
+        .origin_epoch = d->origin_epoch,
+        .dest_epoch = d->dest_epoch,
+        .seq = d->seq,
+        .acked_through = d->acked_through,
+        .causal = { d->causal.data, d->causal.len },
     };
     size_t env_len = envelope_data_size(&env);
     size_t len = FRAME_ENVELOPE_PREFIX + env_len + d->payload.len;
@@ -1782,43 +2189,51 @@ int transport_send_data(struct transport *t, const char *node, unsigned channel,
     if (!l->cstats)
         l->cstats = chan_stats_get(t, p->node, ch->name);
     size_t limit = lane_limit(t, l);
-    if (loads[pick] + FRAME_PEER_HEADER + len > limit) {
+    if (load + FRAME_PEER_HEADER + len > limit) {
         t->stats.queue_overflow++;
         l->cstats->paused++;
         return -2;
     }
-    if (!l->q && !(l->q = lane_queue_new(l))) {
-        log_error("out of memory queueing a message to node \"%s\"", node);
-        return -1;
-    }
-    uint8_t *frame = channel_queue_reserve(l->q, FRAME_PEER_HEADER + len);
-    if (!frame) {
-        log_error("out of memory queueing a message to node \"%s\"", node);
-        return -1;
-    }
-    uint8_t *e = frame + frame_env_offset(FRAME_KIND_PEER);
-    envelope_data_write(e, &env);
-    /* The payload's one copy in this daemon: from the application's frame,
-     * still in the IPC input buffer, into the lane's queue. */
-    if (d->payload.len)
-        memcpy(e + env_len, d->payload.data, d->payload.len);
-    frame_seal(FRAME_KIND_PEER, frame, env_len, d->payload.len);
     uint8_t keybuf[2 * TP_NAME_MAX + 2 * TP_NAME_MAX + 8];
     size_t keyn = ch->monotonic ? monotonic_key(keybuf, sizeof keybuf, d, key, key_len) : 0;
-    if (channel_queue_commit(l->q, keybuf, keyn, d->payload.len) != 0) {
+    int rc;
+    if (faults_on(t)) {
+        struct held *h = held_new(FRAME_PEER_HEADER + len, keyn);
+        if (!h) {
+            log_error("out of memory queueing a message to node \"%s\"", node);
+            return -1;
+        }
+        uint8_t *e = h->bytes + frame_env_offset(FRAME_KIND_PEER);
+        envelope_data_write(e, &env);
+        if (d->payload.len)
+            memcpy(e + env_len, d->payload.data, d->payload.len);
+        frame_seal(FRAME_KIND_PEER, h->bytes, env_len, d->payload.len);
+        if (keyn)
+            memcpy(h->bytes + h->len, keybuf, keyn);
+        h->tag = d->payload.len;
+        rc = lane_send_faulty(l, h);
+    } else {
+        uint8_t *frame = NULL;
+        if ((l->q || (l->q = lane_queue_new(l))))
+            frame = channel_queue_reserve(l->q, FRAME_PEER_HEADER + len);
+        if (frame) {
+            uint8_t *e = frame + frame_env_offset(FRAME_KIND_PEER);
+            envelope_data_write(e, &env);
+            /* The payload's one copy in this daemon: from the application's
+             * frame, still in the IPC input buffer, into the lane's queue. */
+            if (d->payload.len)
+                memcpy(e + env_len, d->payload.data, d->payload.len);
+            frame_seal(FRAME_KIND_PEER, frame, env_len, d->payload.len);
+            rc = channel_queue_commit(l->q, keybuf, keyn, d->payload.len);
+        } else {
+            rc = -1;
+        }
+    }
+    if (rc != 0) {
         log_error("out of memory queueing a message to node \"%s\"", node);
         return -1;
     }
-    /* Into the socket's buffer at once only when it is empty (a lone
-     * message waits for nothing); otherwise the write callback refills it
-     * when it falls to HANDOVER_LOW, moving a batch of frames in one go
-     * instead of one frame per send. */
-    if (l->conn) {
-        if (!l->conn->bev || evbuffer_get_length(bufferevent_get_output(l->conn->bev)) == 0)
-            lane_pump(l);
-    } else {
-        lane_redial(l);
-    }
+    lane_wake(l);
     if (lane_load(l) > limit / 2) {
         if (!l->congested)
             l->cstats->paused++;
@@ -1826,6 +2241,67 @@ int transport_send_data(struct transport *t, const char *node, unsigned channel,
         *congested = l;
     }
     return 0;
+}
+
+int transport_send_ack(struct transport *t, const char *node, unsigned channel,
+                       const Partisan__Peer__DeliveryAck *a)
+{
+    struct peer *p = peer_by_node(t, node);
+    if (!p || !p->connected || channel >= t->n_chans || !a)
+        return -1;
+    size_t load;
+    struct lane *l = pick_lane(t, p, channel, NULL, 0, &load);
+    Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_ACK;
+    f.ack = (Partisan__Peer__DeliveryAck *)a;
+    size_t env_len = partisan__peer__peer_frame__get_packed_size(&f);
+    size_t size = frame_size(FRAME_KIND_PEER, env_len, 0);
+    if (size - FRAME_PEER_HEADER > t->max_frame) {
+        log_warn("DeliveryAck of %zu bytes to node \"%s\" is above max_frame_bytes (%zu); not sent", size,
+                 node, t->max_frame);
+        return -1;
+    }
+    if (!l->cstats)
+        l->cstats = chan_stats_get(t, p->node, t->chans[channel].name);
+    if (load + size > lane_limit(t, l)) {
+        t->stats.queue_overflow++;
+        return -2;
+    }
+    int rc;
+    if (faults_on(t)) {
+        struct held *h = held_new(size, 0);
+        if (!h) {
+            log_error("out of memory queueing an ack to node \"%s\"", node);
+            return -1;
+        }
+        partisan__peer__peer_frame__pack(&f, h->bytes + frame_env_offset(FRAME_KIND_PEER));
+        frame_seal(FRAME_KIND_PEER, h->bytes, env_len, 0);
+        rc = lane_send_faulty(l, h);
+    } else {
+        uint8_t *frame = NULL;
+        if ((l->q || (l->q = lane_queue_new(l))))
+            frame = channel_queue_reserve(l->q, size);
+        if (frame) {
+            partisan__peer__peer_frame__pack(&f, frame + frame_env_offset(FRAME_KIND_PEER));
+            frame_seal(FRAME_KIND_PEER, frame, env_len, 0);
+            /* No key: an ack never replaces, nor is replaced by, a waiting
+             * message, even on a monotonic lane. */
+            rc = channel_queue_commit(l->q, NULL, 0, 0);
+        } else {
+            rc = -1;
+        }
+    }
+    if (rc != 0) {
+        log_error("out of memory queueing an ack to node \"%s\"", node);
+        return -1;
+    }
+    lane_wake(l);
+    return 0;
+}
+
+void transport_set_faults(struct transport *t, struct faults *f)
+{
+    t->faults = f;
 }
 
 /* --------------------------------------------------------- listening -- */
@@ -1957,6 +2433,8 @@ struct transport *transport_new(struct event_base *base, const struct transport_
         t->max_frame = UINT32_MAX;
     t->max_queue = cfg->max_queue_bytes ? (size_t)cfg->max_queue_bytes : TP_DEFAULT_MAX_QUEUE;
     t->reaper = event_new(base, -1, 0, reap_cb, t);
+    t->held_timer = evtimer_new(base, held_timer_cb, t);
+    t->rng = rng_seed(t);
     static const struct transport_channel only_default = { CONFIG_DEFAULT_CHANNEL, 1, false };
     const struct transport_channel *chans = cfg->n_channels ? cfg->channels : &only_default;
     size_t n_chans = cfg->n_channels ? cfg->n_channels : 1;
@@ -1992,7 +2470,7 @@ struct transport *transport_new(struct event_base *base, const struct transport_
         return NULL;
     }
     t->listen_retry = evtimer_new(base, listen_retry_cb, t);
-    if (!t->cluster || !t->node || !t->advertise || !t->reaper || !t->listen_retry) {
+    if (!t->cluster || !t->node || !t->advertise || !t->reaper || !t->listen_retry || !t->held_timer) {
         log_error("out of memory creating the transport");
         transport_free(t);
         return NULL;
@@ -2054,6 +2532,11 @@ void transport_free(struct transport *t)
         event_free(t->reaper);
     if (t->listen_retry)
         event_free(t->listen_retry);
+    while (t->n_held)
+        free(held_pop(t));
+    free(t->held);
+    if (t->held_timer)
+        event_free(t->held_timer);
     if (t->listener)
         evconnlistener_free(t->listener);
     pbarena_free(&t->arena);

@@ -17,9 +17,13 @@
  * The dialler writes Hello; the acceptor answers Welcome or Refuse (another
  * cluster, another protocol version, the acceptor's own name, not the node
  * the dialler expected, a bad channel or connection index) and logs why on
- * both sides. A bad checksum, garbage, an oversized length (checked before
- * any allocation) or a control queue past transport.max_queue_bytes closes
- * that one connection, logged and counted.
+ * both sides. Garbage, an oversized length (checked before any
+ * allocation), an undecodable envelope or a control queue past
+ * transport.max_queue_bytes closes that one connection, logged and
+ * counted. A frame whose length is within bounds but whose CRC-32C does
+ * not match is dropped alone and counted (stats.bad_checksum, logged at
+ * most once per 10 s per transport): the stream is still framed, and
+ * injected corruption must not reset connections.
  *
  * Nothing an unknown party sends is trusted or buffered beyond a bound:
  * an accepted connection may send at most 16 KiB (one Hello) before its
@@ -38,7 +42,16 @@
  * The sender of a Data frame is the node the connection's handshake named;
  * a frame whose from_node claims another is dropped and counted (spoofed),
  * unless relayed_senders is set (an overlay that forwards: the connection's
- * node relays frames from their origin).
+ * node relays frames from their origin). The same holds for a DeliveryAck's
+ * from_node.
+ *
+ * Acks (reliable channels): transport_send_ack() queues PeerFrame{ack} on
+ * one of this node's own data lanes of the channel toward the node (data
+ * flows dialler -> acceptor, so B acks A's data on B's lanes to A), dialled
+ * lazily like data; on_ack reports one that arrives on an accepted data
+ * connection. An ack on a connection we dialled is a protocol error (the
+ * connection closes); one on an accepted control connection is dropped and
+ * counted as bad_frame.
  *
  * Backpressure: transport_send_data() says when the lane it used is past
  * its high mark (half its bound), and on_lane_drained fires when that lane
@@ -46,7 +59,37 @@
  * from the applications that feed it. A lane's bound is
  * max_queue_bytes / parallelism (at least one largest frame).
  * transport_pause_data_from() is the last resort against a peer that
- * ignores flow control: it stops reading that peer's data connections.
+ * ignores flow control: it stops reading that peer's data connections
+ * (acks on them wait too).
+ *
+ * Fault injection (transport_set_faults, daemon/faults.h). With no faults
+ * object, or one without rules, nothing below costs more than a branch per
+ * frame. Otherwise:
+ *  - every outgoing frame — control connections' overlay, credit and
+ *    handshake (Hello, Welcome, Refuse) frames, data lanes' Data and acks —
+ *    passes faults_decide(FAULTS_OUT, peer, channel, ...) with channel the
+ *    lane's channel name or FAULTS_CONTROL_CHANNEL. Drop: not queued (a
+ *    dropped Hello or Welcome makes the dial time out, as across a cut).
+ *    Deliver later: held on a per-transport timer queue ordered by due time
+ *    (ties in order of sending) and queued to its lane or connection when
+ *    due; if that lane or connection is gone by then the frame is dropped
+ *    silently. Delayed frames count in their lane's load (its bound and
+ *    backpressure). Duplicate: queued twice (not handshake frames: a second
+ *    Hello or Welcome would only close the connection). Corrupt: bits are
+ *    flipped after the CRC was computed, past the 8-byte length and CRC
+ *    header, so the stream stays framed and the receiver drops the frame as
+ *    bad_checksum. A frame to a peer whose name is not yet known (a seed
+ *    before its Welcome) is not judged. On a monotonic channel a duplicate
+ *    replaces its twin while both wait, as any newer frame would.
+ *  - every incoming frame from a known peer — on accepted connections from
+ *    the Hello on (judged by the node it names), on dialled ones from the
+ *    Welcome on — passes faults_decide(FAULTS_IN, ...); a drop discards it
+ *    before it is acted on. With the outgoing side this cuts a partition in
+ *    both directions, so no control connection comes up across one; once
+ *    the rule is cleared the caller's redials succeed again.
+ * The faults core counts everything injected; the transport adds only
+ * bad_checksum on the receiving side. Random draws come from a xorshift64*
+ * state seeded from the clock and the pid.
  */
 #ifndef PARTISAN_TRANSPORT_H
 #define PARTISAN_TRANSPORT_H
@@ -58,6 +101,7 @@
 #include "peer.pb-c.h"
 
 struct event_base;
+struct faults;
 struct transport;
 
 /* One configured channel; index 0 is "default". */
@@ -132,12 +176,16 @@ struct transport_callbacks {
     void (*on_removed)(void *ctx, const char *by_node);
     /* A monotonic message for (node, name) went to the socket. */
     void (*on_monotonic_sent)(void *ctx, const char *node, const char *name, uint64_t payload_len);
+    /* A DeliveryAck from `from` (the connection's node) on one of its data
+     * connections of `channel` to us. Pointers valid during the call. */
+    void (*on_ack)(void *ctx, const char *from, const char *channel, const Partisan__Peer__DeliveryAck *a);
 };
 
 struct transport_stats {
     uint64_t accepted, dialled;
     uint64_t refused_in, refused_out;       /* handshakes refused, by us / by the peer */
-    uint64_t bad_checksum, bad_frame, too_large, queue_overflow;
+    uint64_t bad_checksum;                  /* frames dropped: CRC-32C mismatch (connection kept) */
+    uint64_t bad_frame, too_large, queue_overflow;
     uint64_t frames_in, frames_out;
     uint64_t spoofed;                       /* Data frames claiming another sender */
     uint64_t pending_refused;               /* accepted connections closed at once: too many mid-handshake */
@@ -192,7 +240,8 @@ void transport_kick(struct transport *t, const char *node);
 int transport_send_credit(struct transport *t, const char *node, const char *name, uint64_t bytes);
 
 /* Queues an application message toward node on channel (an index into the
- * configured channels). The lane: with a partition key (key_len > 0)
+ * configured channels); every field of d is carried (the reliable ones,
+ * 8..12, too), the payload raw after the envelope. The lane: with a partition key (key_len > 0)
  * always the same of the channel's connections; without, the least
  * loaded. Returns 0 — *congested is then the lane if it is past its high
  * mark (on_lane_drained follows), else NULL; -1 if node is not connected
@@ -200,6 +249,19 @@ int transport_send_credit(struct transport *t, const char *node, const char *nam
  * queued: the caller reports a retryable error). */
 int transport_send_data(struct transport *t, const char *node, unsigned channel, const void *key,
                         size_t key_len, const Partisan__Peer__Data *d, const void **congested);
+
+/* Queues a DeliveryAck toward node on channel, on the least loaded of the
+ * channel's lanes (the data lanes this node dialled to node; dialled if
+ * need be). Returns 0; -1 if node is not connected, the channel does not
+ * exist or the ack is above max_frame_bytes; -2 if the lane is at its bound
+ * (nothing queued). */
+int transport_send_ack(struct transport *t, const char *node, unsigned channel,
+                       const Partisan__Peer__DeliveryAck *a);
+
+/* Injects the faults of f (NULL: none) into every frame from now on. Not
+ * owned: the caller keeps f alive while it is set, and may add or clear
+ * rules at any time. Frames already held for a delay still go when due. */
+void transport_set_faults(struct transport *t, struct faults *f);
 
 /* Stops reading application messages from node (its data connections to
  * us), so that TCP flow control carries a slow local receiver's pace back to

@@ -12,7 +12,7 @@
 #define IPC_REQUEST_SEND 13
 /* IpcServerMsg.deliver = 2; Deliver 1..4. */
 #define SERVER_MSG_DELIVER 2
-/* PeerFrame.data = 5; Data 1..6. */
+/* PeerFrame.data = 5; Data 1..12. */
 #define PEER_FRAME_DATA 5
 
 static size_t varint_size(uint64_t v)
@@ -105,10 +105,25 @@ size_t envelope_deliver_write(uint8_t *out, const struct envelope_deliver *e)
     return (size_t)(p - out);
 }
 
+/* A varint field with a one-byte tag, or nothing when zero. */
+static size_t u64_size(uint64_t v)
+{
+    return v ? 1 + varint_size(v) : 0;
+}
+
+static uint8_t *put_u64(uint8_t *p, uint8_t tag, uint64_t v)
+{
+    if (!v)
+        return p;
+    *p++ = tag;
+    return put_varint(p, v);
+}
+
 static size_t data_inner(const struct envelope_data *e)
 {
     return str_size(&e->from_node) + str_size(&e->to_node) + str_size(&e->name) + str_size(&e->payload) +
-           str_size(&e->channel) + str_size(&e->key) + (e->hops ? 1 + varint_size(e->hops) : 0);
+           str_size(&e->channel) + str_size(&e->key) + u64_size(e->hops) + u64_size(e->origin_epoch) +
+           u64_size(e->dest_epoch) + u64_size(e->seq) + u64_size(e->acked_through) + str_size(&e->causal);
 }
 
 size_t envelope_data_size(const struct envelope_data *e)
@@ -128,10 +143,12 @@ size_t envelope_data_write(uint8_t *out, const struct envelope_data *e)
     p = put_str(p, TAG(4, WIRE_LEN), &e->payload);
     p = put_str(p, TAG(5, WIRE_LEN), &e->channel);
     p = put_str(p, TAG(6, WIRE_LEN), &e->key);
-    if (e->hops) {
-        *p++ = TAG(7, WIRE_VARINT);
-        p = put_varint(p, e->hops);
-    }
+    p = put_u64(p, TAG(7, WIRE_VARINT), e->hops);
+    p = put_u64(p, TAG(8, WIRE_VARINT), e->origin_epoch);
+    p = put_u64(p, TAG(9, WIRE_VARINT), e->dest_epoch);
+    p = put_u64(p, TAG(10, WIRE_VARINT), e->seq);
+    p = put_u64(p, TAG(11, WIRE_VARINT), e->acked_through);
+    p = put_str(p, TAG(12, WIRE_LEN), &e->causal);
     return (size_t)(p - out);
 }
 
@@ -144,6 +161,10 @@ static int get_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
     uint64_t r = 0;
     for (unsigned shift = 0; shift < 64 && p < end; shift += 7) {
         uint8_t b = *p++;
+        /* The tenth byte holds bit 63 alone: anything above is a value
+         * no 64-bit field has, left to protobuf-c to judge. */
+        if (shift == 63 && b > 1)
+            return -1;
         r |= (uint64_t)(b & 0x7f) << shift;
         if (!(b & 0x80)) {
             *pp = p;
@@ -232,6 +253,39 @@ int envelope_data_read(const uint8_t *buf, size_t len, struct envelope_data *e)
     struct envelope_str body;
     if (p >= end || *p++ != TAG(PEER_FRAME_DATA, WIRE_LEN) || get_len(&p, end, &body) != 0 || p != end)
         return -1;
-    struct envelope_str *f[6] = { &e->from_node, &e->to_node, &e->name, &e->payload, &e->channel, &e->key };
-    return read_fields(body.p, body.p + body.len, f, 6, 4);
+    /* Fields 1..6 and 12 are length-delimited, 7..11 varints; each at
+     * most once (a repeated one means "last wins" to protobuf-c). */
+    struct envelope_str *strs[13] = { NULL, &e->from_node, &e->to_node, &e->name, &e->payload, &e->channel,
+                                      &e->key, NULL, NULL, NULL, NULL, NULL, &e->causal };
+    uint64_t hops = 0;
+    uint64_t *ints[13] = { NULL, NULL, NULL, NULL, NULL, NULL, NULL, &hops, &e->origin_epoch, &e->dest_epoch,
+                           &e->seq, &e->acked_through, NULL };
+    unsigned seen = 0;
+    p = body.p;
+    end = body.p + body.len;
+    while (p < end) {
+        uint8_t tag = *p++;
+        unsigned field = tag >> 3;
+        if (field < 1 || field > 12 || (seen & (1u << field)))
+            return -1;
+        seen |= 1u << field;
+        if (strs[field]) {
+            struct envelope_str *s = strs[field];
+            if ((tag & 7) != WIRE_LEN || get_len(&p, end, s) != 0)
+                return -1;
+            /* The key is bytes on the wire but held to the strings' rule
+             * (the scratch space of a relaying hop). */
+            if (field != 4 && field != 12 && (s->len > ENVELOPE_STR_MAX || memchr(s->p, 0, s->len)))
+                return -1;
+        } else {
+            if ((tag & 7) != WIRE_VARINT || get_varint(&p, end, ints[field]) != 0)
+                return -1;
+        }
+    }
+    /* uint32 on the wire: protobuf-c would keep the low bits of a wider
+     * value; leave that oddity to it. */
+    if (hops > UINT32_MAX)
+        return -1;
+    e->hops = (uint32_t)hops;
+    return 0;
 }

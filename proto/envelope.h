@@ -9,7 +9,8 @@
  * order, empty ones left out), so any protobuf implementation reads and
  * writes them. The decoders accept the canonical forms and say -1 for
  * anything else they do not know (another message, unknown or repeated
- * fields, a string too long for the scratch space); the caller then
+ * fields, a field of another wire type, an integer wider than its field, a
+ * string too long for the scratch space or holding a NUL); the caller then
  * decodes with protobuf-c as before, so nothing is ever refused here that
  * protobuf-c would accept.
  *
@@ -42,12 +43,15 @@ struct envelope_deliver {
 };
 
 /* PeerFrame{data: Data{from_node, to_node, name, payload, channel,
- * partition_key}}. */
+ * partition_key, hops, origin_epoch, dest_epoch, seq, acked_through,
+ * causal}}: every field of Data, so relayed and reliable frames take the
+ * fast path too. Integers are written when non-zero, bytes when non-empty,
+ * as protobuf-c does. */
 struct envelope_data {
     struct envelope_str from_node, to_node, name, payload, channel, key;
-    /* Data.hops. Written when non-zero; a frame that carries it is not
-     * canonical for the reader (protobuf-c decodes it: only relayed frames). */
     uint32_t hops;
+    uint64_t origin_epoch, dest_epoch, seq, acked_through;
+    struct envelope_str causal;     /* bytes: may hold NULs, no length bound but the frame's */
 };
 
 /* Encoders: *_size() is the exact length, *_write() writes it to out and
@@ -61,7 +65,8 @@ size_t envelope_data_write(uint8_t *out, const struct envelope_data *e);
 
 /* Decoders: 0 and *e filled (pointers into buf), or -1: not a canonical
  * envelope of that kind (decode it with protobuf-c). Strings are not
- * NUL-terminated; each is at most ENVELOPE_STR_MAX bytes, except payload. */
+ * NUL-terminated; each is at most ENVELOPE_STR_MAX bytes, except payload
+ * and causal (bytes). */
 int envelope_send_read(const uint8_t *buf, size_t len, struct envelope_send *e);
 int envelope_deliver_read(const uint8_t *buf, size_t len, struct envelope_deliver *e);
 int envelope_data_read(const uint8_t *buf, size_t len, struct envelope_data *e);

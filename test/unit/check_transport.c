@@ -18,6 +18,7 @@
 
 #include <event2/event.h>
 
+#include "faults.h"
 #include "frame.h"
 #include "log.h"
 #include "transport.h"
@@ -92,6 +93,19 @@ struct env {
     uint64_t credit_bytes;
     int redial_budget;              /* on_connect_failed dials again this often */
     const char *redial_on_disconnect; /* on_disconnected: disconnect, then dial this */
+    /* The fault tests: what arrived, per channel, and when. */
+    bool record;                    /* on_data records below instead of checking the order */
+    int chan_n[2];                  /* "default", "bulk" */
+    int got[256];                   /* default: the payload numbers, in arrival order */
+    uint64_t got_ms[256];
+    bool corrupted;                 /* a payload that is no "payload-N" arrived */
+    Partisan__Peer__Data last;      /* the scalar fields of the last Data */
+    uint8_t last_causal[16];
+    size_t last_causal_len;
+    int ack_n;
+    char ack_from[64], ack_channel[64];
+    uint64_t ack_cum, ack_sack, ack_dest_epoch;
+    size_t ack_exceptions;
 };
 
 static void on_connected(void *ctx, const char *node, const char *address, uint64_t inc)
@@ -152,10 +166,37 @@ static void on_overlay(void *ctx, const char *from, const uint8_t *msg, size_t l
     snprintf(e->gossip_from, sizeof e->gossip_from, "%s", from);
 }
 
+static void record_data(struct env *e, const char *channel, const Partisan__Peer__Data *d)
+{
+    int which = strcmp(channel, "bulk") == 0;
+    e->chan_n[which]++;
+    char text[32] = "";
+    int num = -1;
+    if (d->payload.len < sizeof text) {
+        memcpy(text, d->payload.data, d->payload.len);
+        text[d->payload.len] = '\0';
+    }
+    char tail;
+    if (sscanf(text, "payload-%d%c", &num, &tail) != 1 || strcmp(d->name, "svc") != 0)
+        e->corrupted = true;
+    if (!which && e->chan_n[0] <= 256) {
+        e->got[e->chan_n[0] - 1] = num;
+        e->got_ms[e->chan_n[0] - 1] = mono_ms();
+    }
+    e->last = *d;
+    e->last_causal_len = d->causal.len < sizeof e->last_causal ? d->causal.len : 0;
+    if (e->last_causal_len)
+        memcpy(e->last_causal, d->causal.data, e->last_causal_len);
+}
+
 static void on_data(void *ctx, const char *from, const char *channel, const Partisan__Peer__Data *d)
 {
     (void)channel;
     struct env *e = ctx;
+    if (e->record) {
+        record_data(e, channel, d);
+        return;
+    }
     char want[32];
     int n = snprintf(want, sizeof want, "payload-%d", e->data_n);
     if (d->payload.len != (size_t)n || memcmp(d->payload.data, want, (size_t)n) != 0 ||
@@ -173,6 +214,18 @@ static void on_credit(void *ctx, const char *from, const Partisan__Peer__Credit 
     e->credit_n++;
     for (size_t i = 0; i < c->n_grants; i++)
         e->credit_bytes += c->grants[i]->bytes;
+}
+
+static void on_ack(void *ctx, const char *from, const char *channel, const Partisan__Peer__DeliveryAck *a)
+{
+    struct env *e = ctx;
+    e->ack_n++;
+    snprintf(e->ack_from, sizeof e->ack_from, "%s", from);
+    snprintf(e->ack_channel, sizeof e->ack_channel, "%s", channel);
+    e->ack_cum = a->cum;
+    e->ack_sack = a->sack;
+    e->ack_dest_epoch = a->dest_epoch;
+    e->ack_exceptions = a->n_exceptions;
 }
 
 static void on_drained(void *ctx, const void *lane)
@@ -212,7 +265,7 @@ static void mk_full(struct env *e, const char *cluster, const char *name, uint64
     struct transport_callbacks cb = {
         .ctx = e, .on_connected = on_connected, .on_connect_failed = on_connect_failed,
         .on_disconnected = on_disconnected, .on_overlay = on_overlay, .on_data = on_data,
-        .on_lane_drained = on_drained, .on_credit = on_credit,
+        .on_lane_drained = on_drained, .on_credit = on_credit, .on_ack = on_ack,
     };
     e->t = transport_new(base, &cfg, &cb);
     ck_assert_ptr_nonnull(e->t);
@@ -567,13 +620,23 @@ START_TEST(bad_input_closes_that_connection_only)
     expect_closed(fd);
     ck_assert_uint_eq(st(&b)->too_large, 2);
 
-    /* A good Hello with one bit of its checksum flipped. */
+    /* A good Hello with one bit of its checksum flipped: that frame alone
+     * is dropped (the length was sound), and the same connection's next
+     * Hello is welcomed. */
     fd = raw_connect(port);
     size_t n = hello_frame(buf, "prod", "x");
     buf[7] ^= 1;
     raw_write(fd, buf, n);
-    expect_closed(fd);
+    WAIT_UNTIL(st(&b)->bad_checksum == 1, WAIT_MS);
     ck_assert_uint_eq(st(&b)->bad_checksum, 1);
+    ck_assert(!raw_closed(fd));
+    buf[7] ^= 1;
+    raw_write(fd, buf, n);
+    Partisan__Peer__PeerFrame *wf = raw_read_frame(fd);
+    ck_assert_ptr_nonnull(wf);
+    ck_assert_int_eq(wf->body_case, PARTISAN__PEER__PEER_FRAME__BODY_WELCOME);
+    partisan__peer__peer_frame__free_unpacked(wf, NULL);
+    close(fd);
 
     /* A correct checksum over bytes that are no protobuf. */
     fd = raw_connect(port);
@@ -1153,6 +1216,341 @@ START_TEST(listen_on_a_used_port_fails)
 }
 END_TEST
 
+/* ----------------------------------------------- acks and faults -- */
+
+/* Two channels, "default" and "bulk", for the tests below. */
+static const struct transport_channel two_channels[] = { { "default", 1, false }, { "bulk", 1, false } };
+
+static void mk_two(struct env *e, const char *name, uint64_t inc, uint32_t timeout_ms)
+{
+    limits.channels = two_channels;
+    limits.n_channels = 2;
+    mk_full(e, "prod", name, inc, timeout_ms, 1 << 20);
+    e->record = true;
+}
+
+/* Message i ("payload-i") from a to b on channel ch. */
+static int send_num(struct env *a, unsigned ch, int i)
+{
+    char payload[32];
+    int n = snprintf(payload, sizeof payload, "payload-%d", i);
+    Partisan__Peer__Data d = PARTISAN__PEER__DATA__INIT;
+    d.from_node = (char *)"a";
+    d.to_node = (char *)"b";
+    d.name = (char *)"svc";
+    d.channel = (char *)(ch ? "bulk" : "default");
+    d.payload.data = (uint8_t *)payload;
+    d.payload.len = (size_t)n;
+    const void *lane;
+    return transport_send_data(a->t, "b", ch, NULL, 0, &d, &lane);
+}
+
+/* a connected to b, and b's default lane from a up (one message across). */
+static void connect_a_to_b(struct env *a, struct env *b)
+{
+    transport_connect(a->t, "b", b->addr);
+    WAIT_UNTIL(a->connected == 1, WAIT_MS);
+    ck_assert_int_eq(a->connected, 1);
+    ck_assert_int_eq(send_num(a, 0, 0), 0);
+    WAIT_UNTIL(b->chan_n[0] == 1, WAIT_MS);
+    ck_assert_int_eq(b->chan_n[0], 1);
+}
+
+static struct faults *faults_with(const char *self, const char *rule)
+{
+    struct faults *f = faults_new(self);
+    ck_assert_ptr_nonnull(f);
+    char out[256];
+    ck_assert_msg(faults_command_line(f, rule, out, sizeof out) == 0, "%s: %s", rule, out);
+    return f;
+}
+
+/* The reliable fields travel through transport_send_data and the fast
+ * decoder; an ack goes back on the acker's own data lane and reaches
+ * on_ack with the acceptor's channel; a spoofed one is dropped. */
+START_TEST(reliable_fields_and_acks_cross)
+{
+    struct env a = {0}, b = {0};
+    mk_two(&a, "a", 1, 2000);
+    mk_two(&b, "b", 2, 2000);
+    Partisan__Peer__DeliveryAck ack = PARTISAN__PEER__DELIVERY_ACK__INIT;
+    ck_assert_int_eq(transport_send_ack(b.t, "a", 0, &ack), -1);   /* not connected */
+    transport_connect(a.t, "b", b.addr);
+    transport_connect(b.t, "a", a.addr);
+    WAIT_UNTIL(a.connected == 1 && b.connected == 1, WAIT_MS);
+    ck_assert_int_eq(b.connected, 1);
+    ck_assert_int_eq(transport_send_ack(b.t, "a", 2, &ack), -1);   /* no such channel */
+
+    static const uint8_t stamp[] = { 0x00, 0x07, 0x00, 0xff };
+    Partisan__Peer__Data d = PARTISAN__PEER__DATA__INIT;
+    d.from_node = (char *)"a";
+    d.to_node = (char *)"b";
+    d.name = (char *)"svc";
+    d.payload.data = (uint8_t *)"payload-0";
+    d.payload.len = 9;
+    d.hops = 3;
+    d.origin_epoch = 1001;
+    d.dest_epoch = UINT64_MAX;
+    d.seq = 42;
+    d.acked_through = 41;
+    d.causal.data = (uint8_t *)stamp;
+    d.causal.len = sizeof stamp;
+    const void *lane;
+    ck_assert_int_eq(transport_send_data(a.t, "b", 1, NULL, 0, &d, &lane), 0);
+    WAIT_UNTIL(b.chan_n[1] == 1, WAIT_MS);
+    ck_assert_int_eq(b.chan_n[1], 1);
+    ck_assert(!b.corrupted);
+    ck_assert_uint_eq(b.last.hops, 3);
+    ck_assert_uint_eq(b.last.origin_epoch, 1001);
+    ck_assert_uint_eq(b.last.dest_epoch, UINT64_MAX);
+    ck_assert_uint_eq(b.last.seq, 42);
+    ck_assert_uint_eq(b.last.acked_through, 41);
+    ck_assert_uint_eq(b.last_causal_len, sizeof stamp);
+    ck_assert_mem_eq(b.last_causal, stamp, sizeof stamp);
+
+    Partisan__Peer__DeliveryException ex = PARTISAN__PEER__DELIVERY_EXCEPTION__INIT;
+    ex.seq = 40;
+    ex.verdict = 1;
+    Partisan__Peer__DeliveryException *exs[1] = { &ex };
+    ack.origin = (char *)"a";
+    ack.from_node = (char *)"b";
+    ack.channel = (char *)"bulk";
+    ack.dest_epoch = 2;
+    ack.cum = 42;
+    ack.sack = 0x8000000000000001ull;
+    ack.n_exceptions = 1;
+    ack.exceptions = exs;
+    ck_assert_int_eq(transport_send_ack(b.t, "a", 1, &ack), 0);
+    WAIT_UNTIL(a.ack_n == 1, WAIT_MS);
+    ck_assert_int_eq(a.ack_n, 1);
+    ck_assert_str_eq(a.ack_from, "b");
+    ck_assert_str_eq(a.ack_channel, "bulk");
+    ck_assert_uint_eq(a.ack_cum, 42);
+    ck_assert_uint_eq(a.ack_sack, 0x8000000000000001ull);
+    ck_assert_uint_eq(a.ack_dest_epoch, 2);
+    ck_assert_uint_eq(a.ack_exceptions, 1);
+    ck_assert_int_eq(b.ack_n, 0);       /* acks flow on the acker's lanes only */
+
+    ack.from_node = (char *)"mallory";
+    ck_assert_int_eq(transport_send_ack(b.t, "a", 0, &ack), 0);
+    ack.from_node = (char *)"";
+    ck_assert_int_eq(transport_send_ack(b.t, "a", 0, &ack), 0);
+    WAIT_UNTIL(a.ack_n == 2, WAIT_MS);
+    ck_assert_int_eq(a.ack_n, 2);
+    ck_assert_str_eq(a.ack_channel, "default");
+    ck_assert_uint_eq(st(&a)->spoofed, 1);
+    done(&a);
+    done(&b);
+}
+END_TEST
+
+/* An ack is data-lane traffic: on an accepted control connection it is
+ * dropped and counted, and the connection stays. */
+START_TEST(ack_on_a_control_connection_is_dropped)
+{
+    struct env b = {0};
+    mk(&b, "prod", "b", 2);
+    int fd = raw_connect(transport_listen_port(b.t));
+    uint8_t buf[1024];
+    raw_write(fd, buf, hello_frame(buf, "prod", "a"));
+    Partisan__Peer__PeerFrame *w = raw_read_frame(fd);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_int_eq(w->body_case, PARTISAN__PEER__PEER_FRAME__BODY_WELCOME);
+    partisan__peer__peer_frame__free_unpacked(w, NULL);
+    Partisan__Peer__DeliveryAck ack = PARTISAN__PEER__DELIVERY_ACK__INIT;
+    ack.cum = 1;
+    Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
+    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_ACK;
+    f.ack = &ack;
+    raw_write(fd, buf, pack_frame(buf, &f));
+    WAIT_UNTIL(st(&b)->bad_frame == 1, WAIT_MS);
+    ck_assert_uint_eq(st(&b)->bad_frame, 1);
+    ck_assert_int_eq(b.ack_n, 0);
+    Partisan__Peer__PeerFrame pf = PARTISAN__PEER__PEER_FRAME__INIT;
+    pf.body_case = PARTISAN__PEER__PEER_FRAME__BODY_OVERLAY;
+    pf.overlay.data = (uint8_t *)"x";
+    pf.overlay.len = 1;
+    raw_write(fd, buf, pack_frame(buf, &pf));
+    WAIT_UNTIL(b.gossip_n == 1, WAIT_MS);
+    ck_assert_int_eq(b.gossip_n, 1);
+    ck_assert(!raw_closed(fd));
+    close(fd);
+    done(&b);
+}
+END_TEST
+
+START_TEST(fault_drop_cuts_one_channel_only)
+{
+    struct env a = {0}, b = {0};
+    mk_two(&a, "a", 1, 2000);
+    mk_two(&b, "b", 2, 2000);
+    connect_a_to_b(&a, &b);
+    struct faults *f = faults_with("a", "drop --channel bulk 1");
+    transport_set_faults(a.t, f);
+    for (int i = 1; i <= 50; i++) {
+        ck_assert_int_eq(send_num(&a, 1, i), 0);
+        ck_assert_int_eq(send_num(&a, 0, i), 0);
+    }
+    WAIT_UNTIL(b.chan_n[0] == 51, WAIT_MS);
+    run_for(200);
+    ck_assert_int_eq(b.chan_n[0], 51);
+    ck_assert_int_eq(b.chan_n[1], 0);
+    /* The 50, and the Hello of the bulk lane's dial: that lane never
+     * comes up while the rule holds. */
+    ck_assert_uint_ge(faults_total(f, FAULT_DROP), 51);
+    ck_assert(!b.corrupted);
+    for (int i = 0; i < 51; i++)
+        ck_assert_int_eq(b.got[i], i);
+    transport_set_faults(a.t, NULL);
+    ck_assert_int_eq(send_num(&a, 1, 99), 0);
+    WAIT_UNTIL(b.chan_n[1] == 1, WAIT_MS);
+    ck_assert_int_eq(b.chan_n[1], 1);
+    done(&a);
+    done(&b);
+    faults_free(f);
+}
+END_TEST
+
+/* Every frame corrupted: each arrives and fails its checksum, none reaches
+ * on_data, and the connection carries on once the rule is gone. */
+START_TEST(fault_corrupt_is_caught_by_the_checksum)
+{
+    struct env a = {0}, b = {0};
+    mk_two(&a, "a", 1, 2000);
+    mk_two(&b, "b", 2, 2000);
+    connect_a_to_b(&a, &b);
+    uint64_t accepted = st(&b)->accepted;
+    struct faults *f = faults_with("a", "corrupt --channel default 1 --bits 3");
+    transport_set_faults(a.t, f);
+    for (int i = 1; i <= 200; i++)
+        ck_assert_int_eq(send_num(&a, 0, i), 0);
+    WAIT_UNTIL(st(&b)->bad_checksum == 200, WAIT_MS);
+    ck_assert_uint_eq(st(&b)->bad_checksum, 200);
+    ck_assert_uint_eq(faults_total(f, FAULT_CORRUPT), 200);
+    ck_assert_int_eq(b.chan_n[0], 1);
+    ck_assert(!b.corrupted);
+    faults_clear(f);
+    for (int i = 1; i <= 20; i++)
+        ck_assert_int_eq(send_num(&a, 0, i), 0);
+    WAIT_UNTIL(b.chan_n[0] == 21, WAIT_MS);
+    ck_assert_int_eq(b.chan_n[0], 21);
+    ck_assert(!b.corrupted);
+    for (int i = 1; i <= 20; i++)
+        ck_assert_int_eq(b.got[i], i);
+    ck_assert_uint_eq(st(&b)->accepted, accepted);     /* the same connections throughout */
+    ck_assert_int_eq(a.disconnected, 0);
+    ck_assert_uint_eq(st(&b)->bad_frame, 0);
+    done(&a);
+    done(&b);
+    faults_free(f);
+}
+END_TEST
+
+START_TEST(fault_delay_holds_frames_in_order)
+{
+    struct env a = {0}, b = {0};
+    mk_two(&a, "a", 1, 2000);
+    mk_two(&b, "b", 2, 2000);
+    connect_a_to_b(&a, &b);
+    struct faults *f = faults_with("a", "delay --channel default 100ms");
+    transport_set_faults(a.t, f);
+    uint64_t sent_ms[20];
+    for (int i = 1; i <= 20; i++) {
+        sent_ms[i - 1] = mono_ms();
+        ck_assert_int_eq(send_num(&a, 0, i), 0);
+        if (i == 10)
+            run_for(30);
+    }
+    /* Another channel is not held. */
+    uint64_t bulk_ms = mono_ms();
+    ck_assert_int_eq(send_num(&a, 1, 0), 0);
+    WAIT_UNTIL(b.chan_n[1] == 1, WAIT_MS);
+    ck_assert_int_eq(b.chan_n[1], 1);
+    ck_assert_uint_lt(mono_ms() - bulk_ms, 100);
+    WAIT_UNTIL(b.chan_n[0] == 21, WAIT_MS);
+    ck_assert_int_eq(b.chan_n[0], 21);
+    for (int i = 1; i <= 20; i++) {
+        ck_assert_int_eq(b.got[i], i);
+        ck_assert_uint_ge(b.got_ms[i] - sent_ms[i - 1], 100);
+    }
+    ck_assert_uint_eq(faults_total(f, FAULT_DELAY), 20);
+    /* Frames still held when their peer goes are dropped without harm. */
+    for (int i = 21; i <= 30; i++)
+        ck_assert_int_eq(send_num(&a, 0, i), 0);
+    transport_disconnect(a.t, "b");
+    run_for(200);
+    ck_assert_int_eq(b.chan_n[0], 21);
+    done(&a);
+    done(&b);
+    faults_free(f);
+}
+END_TEST
+
+START_TEST(fault_duplicate_delivers_twice)
+{
+    struct env a = {0}, b = {0};
+    mk_two(&a, "a", 1, 2000);
+    mk_two(&b, "b", 2, 2000);
+    connect_a_to_b(&a, &b);
+    struct faults *f = faults_with("a", "duplicate 1");
+    transport_set_faults(a.t, f);
+    for (int i = 1; i <= 20; i++)
+        ck_assert_int_eq(send_num(&a, 0, i), 0);
+    WAIT_UNTIL(b.chan_n[0] == 41, WAIT_MS);
+    run_for(100);
+    ck_assert_int_eq(b.chan_n[0], 41);
+    for (int i = 1; i <= 20; i++) {
+        ck_assert_int_eq(b.got[2 * i - 1], i);
+        ck_assert_int_eq(b.got[2 * i], i);
+    }
+    ck_assert_uint_eq(faults_total(f, FAULT_DUPLICATE), 20);
+    /* Control frames too; a handshake frame is not (it would close its
+     * connection): the bulk lane's dial comes up. */
+    uint8_t seq[8];
+    put_seq(seq, 7);
+    ck_assert_int_eq(transport_send_overlay(a.t, "b", seq, sizeof seq), 0);
+    WAIT_UNTIL(b.gossip_n == 2, WAIT_MS);
+    ck_assert_int_eq(b.gossip_n, 2);
+    ck_assert_int_eq(send_num(&a, 1, 1), 0);
+    WAIT_UNTIL(b.chan_n[1] == 2, WAIT_MS);
+    ck_assert_int_eq(b.chan_n[1], 2);
+    ck_assert_uint_eq(st(&b)->bad_frame, 0);
+    done(&a);
+    done(&b);
+    faults_free(f);
+}
+END_TEST
+
+/* A partition rule on one side alone cuts both directions: a's dial to b
+ * (a seed: judged by the Welcome's name) and b's to a (judged by its
+ * Hello) both time out. Cleared, the redials succeed. */
+START_TEST(fault_partition_keeps_control_down_until_cleared)
+{
+    struct env a = {0}, b = {0};
+    mk_two(&a, "a", 1, 300);
+    mk_two(&b, "b", 2, 300);
+    struct faults *f = faults_with("a", "partition a b");
+    transport_set_faults(a.t, f);
+    a.redial_budget = b.redial_budget = 100;
+    transport_connect(a.t, "", b.addr);
+    transport_connect(b.t, "a", a.addr);
+    WAIT_UNTIL(a.failed >= 2 && b.failed >= 2, WAIT_MS);
+    ck_assert_int_ge(a.failed, 2);
+    ck_assert_int_ge(b.failed, 2);
+    ck_assert_int_eq(a.connected + b.connected, 0);
+    ck_assert_uint_ge(faults_total(f, FAULT_PARTITION), 4);
+    ck_assert_int_eq(a.gossip_n + b.gossip_n, 0);
+    faults_clear(f);
+    WAIT_UNTIL(a.connected == 1 && b.connected == 1, WAIT_MS);
+    ck_assert_int_eq(a.connected, 1);
+    ck_assert_int_eq(b.connected, 1);
+    ck_assert_str_eq(a.conn_node, "b");
+    done(&a);
+    done(&b);
+    faults_free(f);
+}
+END_TEST
+
 static Suite *transport_suite(void)
 {
     Suite *s = suite_create("transport");
@@ -1184,6 +1582,13 @@ static Suite *transport_suite(void)
     tcase_add_test(tc, large_frame_before_the_hello_closes);
     tcase_add_test(tc, idle_accepted_connection_is_closed);
     tcase_add_test(tc, second_live_daemon_with_one_name_is_refused);
+    tcase_add_test(tc, reliable_fields_and_acks_cross);
+    tcase_add_test(tc, ack_on_a_control_connection_is_dropped);
+    tcase_add_test(tc, fault_drop_cuts_one_channel_only);
+    tcase_add_test(tc, fault_corrupt_is_caught_by_the_checksum);
+    tcase_add_test(tc, fault_delay_holds_frames_in_order);
+    tcase_add_test(tc, fault_duplicate_delivers_twice);
+    tcase_add_test(tc, fault_partition_keeps_control_down_until_cleared);
     suite_add_tcase(s, tc);
     return s;
 }
