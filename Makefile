@@ -128,7 +128,7 @@ $(BUILD)/partisan-client.pc: client/partisan-client.pc.in Makefile
 
 # --- tests ---
 CHECK_LIBS = $(shell pkg-config --libs check)
-$(BUILD)/test/check_config: $(call obj,test/unit/check_config.c daemon/config.c daemon/log.c)
+$(BUILD)/test/check_config: $(call obj,test/unit/check_config.c daemon/config.c daemon/faults.c daemon/log.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
 $(BUILD)/test/check_log: $(call obj,test/unit/check_log.c daemon/log.c)

@@ -15,12 +15,14 @@
 
 #include <jansson.h>
 
+#include "faults.h"
+
 /* ---------------------------------------------------------------- schema --
  * One row per key: defaults, validation and doc/config.md all follow it, so a
  * key added here is a key that is parsed, defaulted and range-checked. */
 
 enum key_type { KT_U32, KT_U64, KT_BOOL, KT_NAME, KT_ADDR, KT_PATH, KT_SEEDS, KT_CHANNELS,
-                KT_OVERLAY, KT_MODE, KT_LEVEL, KT_GROUPS, KT_USERS };
+                KT_OVERLAY, KT_MODE, KT_LEVEL, KT_GROUPS, KT_USERS, KT_FAULTS };
 
 struct key_spec {
     const char *section;        /* NULL: a key at the top level, beside the sections */
@@ -97,6 +99,7 @@ static const struct key_spec keys[] = {
     KEY_INT("ipc", "names", KT_USERS, ipc_names, 0, 0, CONFIG_IPC_NAMES_MAX),
     KEY_TEXT("log", "level", KT_LEVEL, log_level, "info"),
     { NULL, "channels", KT_CHANNELS, offsetof(struct config, channels), NULL, 0, 0, CONFIG_CHANNELS_MAX },
+    { NULL, "faults", KT_FAULTS, offsetof(struct config, faults_json), NULL, 0, 0, 0 },
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -118,6 +121,8 @@ static const struct key_spec channel_keys[] = {
     { NULL, "name", KT_NAME, offsetof(struct config_channel, name), NULL, 0, 1, CONFIG_CHANNEL_NAME_MAX },
     { NULL, "parallelism", KT_U32, offsetof(struct config_channel, parallelism), NULL, 1, 1, CONFIG_PARALLELISM_MAX },
     { NULL, "monotonic", KT_BOOL, offsetof(struct config_channel, monotonic), NULL, 0, 0, 1 },
+    { NULL, "reliable", KT_BOOL, offsetof(struct config_channel, reliable), NULL, 0, 0, 1 },
+    { NULL, "causal", KT_BOOL, offsetof(struct config_channel, causal), NULL, 0, 0, 1 },
 };
 #define N_CHANNEL_KEYS (sizeof channel_keys / sizeof channel_keys[0])
 
@@ -492,6 +497,7 @@ static const struct type_ops type_ops[] = {
     [KT_LEVEL] = { "a string (debug, info, warn, error)", set_level },
     [KT_GROUPS] = { "an array of group names", NULL },
     [KT_USERS] = { "an object mapping registered names to user names ({\"billing\": \"billing-svc\"})", NULL },
+    [KT_FAULTS] = { "an object {\"enabled\": bool, \"rules\": [...]}", NULL },
 };
 
 /* base: the struct config, or for channel_keys the struct config_channel. */
@@ -780,6 +786,34 @@ static int load_users(struct loader *l, const char *path, const struct key_spec 
 
 static int load_channels(struct loader *l, const char *path, const struct key_spec *k, const json_t *v);
 
+/* The faults section is checked by the faults core's own loader (one
+ * grammar for the config and the CLI) and kept as text for node.c. */
+static int load_faults(struct loader *l, const char *path, const json_t *v)
+{
+    struct faults *f = faults_new("");
+    if (!f) {
+        key_error(l, path, "out of memory");
+        return -1;
+    }
+    char err[600];
+    bool enabled;
+    int rc = faults_config_load(f, v, &enabled, err, sizeof err);
+    faults_free(f);
+    if (rc != 0) {
+        char msg[800];
+        snprintf(msg, sizeof msg, "%s: %s", l->origin, err);
+        emit(l, msg);
+        return -1;
+    }
+    free(l->cfg->faults_json);
+    l->cfg->faults_json = json_dumps(v, JSON_COMPACT);
+    if (!l->cfg->faults_json) {
+        key_error(l, path, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 /* One value of a scalar or array key into the struct at base (seeds,
  * channels, groups and reserved names always go to l->cfg). */
 static int load_value(struct loader *l, const char *path, const struct key_spec *k, const json_t *v,
@@ -792,6 +826,7 @@ static int load_value(struct loader *l, const char *path, const struct key_spec 
     case KT_CHANNELS: return load_channels(l, path, k, v);
     case KT_GROUPS: return load_groups(l, path, k, v);
     case KT_USERS: return load_users(l, path, k, v);
+    case KT_FAULTS: return load_faults(l, path, v);
     default: return load_text(l, path, k, v, base);
     }
 }
@@ -845,6 +880,13 @@ static int load_channel(struct loader *l, const char *path, const json_t *v,
     }
     if (!named) {
         key_error(l, path, "missing \"name\" (every channel needs one)");
+        bad = true;
+    }
+    if (ch->causal)
+        ch->reliable = 1;   /* causal order is built on the reliable channel below it */
+    if (ch->reliable && ch->monotonic) {
+        key_error(l, path, "a channel cannot be both monotonic (newer messages replace older ones) and %s "
+                  "(every message is delivered)", ch->causal ? "causal" : "reliable");
         bad = true;
     }
     return bad ? -1 : 0;
@@ -1212,6 +1254,26 @@ void config_free(struct config *cfg)
     free(cfg->seeds);
     cfg->seeds = NULL;
     cfg->n_seeds = 0;
+    free(cfg->faults_json);
+    cfg->faults_json = NULL;
+}
+
+int config_copy(struct config *dst, const struct config *src)
+{
+    *dst = *src;
+    dst->seeds = NULL;
+    dst->faults_json = NULL;
+    if (src->n_seeds) {
+        dst->seeds = calloc(src->n_seeds, sizeof *dst->seeds);
+        if (!dst->seeds)
+            return -1;
+        memcpy(dst->seeds, src->seeds, src->n_seeds * sizeof *dst->seeds);
+    }
+    if (src->faults_json && !(dst->faults_json = strdup(src->faults_json))) {
+        config_free(dst);
+        return -1;
+    }
+    return 0;
 }
 
 const char *config_overlay_name(enum overlay_type t)

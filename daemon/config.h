@@ -35,8 +35,12 @@
  *   transport.idle_timeout_ms          default 600000, 1000..86400000
  *   transport.window_bytes    default 4 MiB, 64 KiB..1 GiB: flow-control window per
  *                             (this node, remote node, remote name)
- *   channels                  list of {"name", "parallelism" 1..64 (1), "monotonic" (false)};
- *                             "default" always exists (first); "control" is reserved
+ *   channels                  list of {"name", "parallelism" 1..64 (1), "monotonic" (false),
+ *                             "reliable" (false), "causal" (false: implies reliable)};
+ *                             "default" always exists (first); "control" is reserved;
+ *                             a reliable channel cannot be monotonic
+ *   faults                    {"enabled": false, "rules": [...]}: fault injection (daemon/faults.h);
+ *                             rules without "enabled": true are an error
  */
 #ifndef PARTISAN_CONFIG_H
 #define PARTISAN_CONFIG_H
@@ -81,6 +85,8 @@ struct config_channel {
     char name[CONFIG_CHANNEL_NAME_MAX + 1];
     uint32_t parallelism;              /* 1..CONFIG_PARALLELISM_MAX */
     int monotonic;                     /* a newer queued message replaces an older one with the same name and key */
+    int reliable;                      /* acknowledged, retransmitted, exactly once in order (delivery.h) */
+    int causal;                        /* causal order (causal.h); set implies reliable */
 };
 
 enum overlay_type { OVERLAY_FULL_MESH = 0, OVERLAY_HYPARVIEW = 1 };
@@ -153,6 +159,10 @@ struct config {
     size_t n_ipc_names;
 
     enum log_level log_level;
+
+    /* The "faults" section as given (compact JSON, owned; NULL: absent),
+     * validated by faults_config_load; node.c loads it into its core. */
+    char *faults_json;
 };
 
 /* Receives one error message at a time (already formatted, no newline). */
@@ -173,6 +183,9 @@ int config_load_string(const char *text, const char *origin, struct config *cfg,
                        config_error_fn err, void *ctx);
 
 void config_free(struct config *cfg);
+
+/* A deep copy of src into dst (which config_free() later releases). 0, or -1 out of memory. */
+int config_copy(struct config *dst, const struct config *src);
 
 /* Parses "host:port" or "[v6]:port" into *out. Returns 0, or -1 if malformed
  * (port missing, not a number, above 65535, empty host). */

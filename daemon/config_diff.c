@@ -34,6 +34,11 @@ static bool same_ipc_access(const struct config *a, const struct config *b)
     return true;
 }
 
+static bool same_text(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
 static bool same_channels(const struct config *a, const struct config *b)
 {
     if (a->n_channels != b->n_channels)
@@ -41,7 +46,8 @@ static bool same_channels(const struct config *a, const struct config *b)
     for (size_t i = 0; i < a->n_channels; i++)
         if (strcmp(a->channels[i].name, b->channels[i].name) != 0 ||
             a->channels[i].parallelism != b->channels[i].parallelism ||
-            a->channels[i].monotonic != b->channels[i].monotonic)
+            a->channels[i].monotonic != b->channels[i].monotonic ||
+            a->channels[i].reliable != b->channels[i].reliable || a->channels[i].causal != b->channels[i].causal)
             return false;
     return true;
 }
@@ -78,6 +84,8 @@ void config_restart_changes(const struct config *running, const struct config *f
               fresh->peer_max_frame_bytes != running->peer_max_frame_bytes || fresh->peer_max_queue_bytes != running->peer_max_queue_bytes ||
               fresh->flow_window_bytes != running->flow_window_bytes },
         { "channels", !same_channels(fresh, running) },
+        /* Rules change at run time through partisanctl fault; the file's are read at start. */
+        { "faults", !same_text(fresh->faults_json, running->faults_json) },
         { "ipc.admin_groups, ipc.client_groups or ipc.names", !same_ipc_access(fresh, running) },
         { "tls", strcmp(fresh->tls_ca_file, running->tls_ca_file) != 0 ||
               strcmp(fresh->tls_cert_file, running->tls_cert_file) != 0 ||

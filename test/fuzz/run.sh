@@ -45,7 +45,7 @@ build() {
     case $1 in
     fuzz_config)
         $CC "${CFLAGS[@]}" "${SAN[@]}" -o $OUT/fuzz_config \
-            test/fuzz/fuzz_config.c daemon/config.c daemon/log.c "${LIBS[@]}" ;;
+            test/fuzz/fuzz_config.c daemon/config.c daemon/faults.c daemon/log.c "${LIBS[@]}" ;;
     fuzz_frame)
         $CC "${CFLAGS[@]}" "${SAN[@]}" -Wno-missing-field-initializers -o $OUT/fuzz_frame \
             test/fuzz/fuzz_frame.c proto/frame.c proto/frame_evbuffer.c proto/envelope.c proto/pbarena.c daemon/membership.c daemon/gossip_codec.c \

@@ -225,7 +225,7 @@ START_TEST(unknown_top_level_key)
 {
     expect_one_error("{\"nodes\": {}}",
                      "t.json: nodes: unknown key (did you mean \"node\"? allowed: node, cluster, overlay, "
-                     "failure_detector, transport, tls, ipc, log, channels)");
+                     "failure_detector, transport, tls, ipc, log, channels, faults)");
     expect_one_error("{\"channel\": []}", "t.json: channel: unknown key (did you mean \"channels\"?");
 }
 END_TEST
@@ -462,6 +462,55 @@ START_TEST(channels_default_only)
 }
 END_TEST
 
+START_TEST(channels_reliable_and_causal)
+{
+    struct config cfg;
+    ck_assert_int_eq(load("{\"channels\": [{\"name\": \"orders\", \"reliable\": true},"
+                          " {\"name\": \"chat\", \"reliable\": true, \"causal\": true},"
+                          " {\"name\": \"feed\", \"causal\": true}]}", &cfg), 0);
+    ck_assert_uint_eq(cfg.n_channels, 4);
+    ck_assert_int_eq(cfg.channels[0].reliable, 0);
+    ck_assert_int_eq(cfg.channels[1].reliable, 1);
+    ck_assert_int_eq(cfg.channels[1].causal, 0);
+    ck_assert_int_eq(cfg.channels[2].causal, 1);
+    /* causal alone implies reliable: causal order is built on it */
+    ck_assert_int_eq(cfg.channels[3].reliable, 1);
+    config_free(&cfg);
+    ck_assert_int_gt(load("{\"channels\": [{\"name\": \"x\", \"reliable\": true, \"monotonic\": true}]}", &cfg),
+                     0);
+    ck_assert_msg_has("t.json: channels[0]: a channel cannot be both monotonic");
+    ck_assert_int_gt(load("{\"channels\": [{\"name\": \"x\", \"reliable\": 1}]}", &cfg), 0);
+    ck_assert_msg_has("channels[0].reliable");
+}
+END_TEST
+
+START_TEST(faults_section)
+{
+    struct config cfg;
+    ck_assert_int_eq(load("{}", &cfg), 0);
+    ck_assert_ptr_null(cfg.faults_json);
+    config_free(&cfg);
+    /* Rules without enabled: refused, naming both keys, so a fault is never on by accident. */
+    ck_assert_int_gt(load("{\"faults\": {\"rules\": [\"drop 0.5\"]}}", &cfg), 0);
+    ck_assert_msg_has("faults.enabled");
+    ck_assert_msg_has("faults.rules");
+    ck_assert_int_gt(load("{\"faults\": {\"enabled\": true, \"rules\": [\"drop 1.5\"]}}", &cfg), 0);
+    ck_assert_msg_has("faults.rules[0]");
+    ck_assert_int_gt(load("{\"faults\": {\"enabled\": true, \"rulez\": []}}", &cfg), 0);
+    ck_assert_msg_has("faults.rulez");
+    ck_assert_int_eq(load("{\"faults\": {\"enabled\": true, \"rules\": [\"drop --peer n2 0.2\","
+                          " {\"type\": \"delay\", \"delay_ms\": 50}]}}", &cfg), 0);
+    ck_assert_ptr_nonnull(cfg.faults_json);
+    ck_assert_ptr_nonnull(strstr(cfg.faults_json, "drop --peer n2 0.2"));
+    struct config copy;
+    ck_assert_int_eq(config_copy(&copy, &cfg), 0);
+    ck_assert_ptr_ne(copy.faults_json, cfg.faults_json);
+    ck_assert_str_eq(copy.faults_json, cfg.faults_json);
+    config_free(&copy);
+    config_free(&cfg);
+}
+END_TEST
+
 START_TEST(channels_example)
 {
     struct config cfg;
@@ -537,11 +586,11 @@ START_TEST(channels_shape_errors)
     expect_one_error("{\"channels\": [{}]}", "t.json: channels[0]: missing \"name\"");
     expect_one_error("{\"channels\": [{\"name\": \"a\", \"parralelism\": 2}]}",
                      "t.json: channels[0].parralelism: unknown key (did you mean \"parallelism\"? "
-                     "allowed: name, parallelism, monotonic)");
+                     "allowed: name, parallelism, monotonic, reliable, causal)");
     expect_one_error("{\"channels\": [{\"name\": \"a\", \"monotonc\": true}]}",
                      "t.json: channels[0].monotonc: unknown key (did you mean \"monotonic\"?");
     expect_one_error("{\"channels\": [{\"name\": \"a\", \"zzzzzzzz\": 1}]}",
-                     "t.json: channels[0].zzzzzzzz: unknown key (allowed: name, parallelism, monotonic)");
+                     "t.json: channels[0].zzzzzzzz: unknown key (allowed: name, parallelism, monotonic, reliable, causal)");
     /* A key name from the file is escaped in the path. */
     expect_one_error("{\"channels\": [{\"name\": \"a\", \"x\\ny\": 1}]}", "t.json: channels[0].x\\x0ay: unknown key");
 }
@@ -926,6 +975,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, window_bytes);
     tcase_add_test(tc, channels_default_only);
     tcase_add_test(tc, channels_example);
+    tcase_add_test(tc, channels_reliable_and_causal);
+    tcase_add_test(tc, faults_section);
     tcase_add_test(tc, channels_default_listed_later);
     tcase_add_test(tc, channel_index);
     tcase_add_test(tc, channels_shape_errors);
