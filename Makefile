@@ -28,7 +28,7 @@ GEN_H     := $(GEN:.c=.h)
 
 DAEMON_SRC := daemon/main.c daemon/config.c daemon/log.c daemon/ipc.c daemon/router.c \
               daemon/node.c daemon/transport.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c daemon/dialer.c \
-              daemon/overlay_hyparview.c daemon/plumtree.c daemon/faults.c \
+              daemon/overlay_hyparview.c daemon/plumtree.c daemon/reliable.c daemon/delivery.c daemon/causal.c daemon/faults.c \
               daemon/state.c daemon/flow.c daemon/channel.c daemon/control.c daemon/gossip_codec.c daemon/tls.c daemon/config_diff.c daemon/sockbuf.c proto/frame.c proto/frame_evbuffer.c proto/envelope.c proto/pbarena.c
 CLIENT_SRC := client/client.c client/client_reply.c proto/frame.c proto/pbarena.c proto/envelope.c
 CTL_SRC    := client/partisanctl.c
@@ -43,7 +43,7 @@ BINS := $(BUILD)/partisand $(BUILD)/partisanctl $(BUILD)/libpartisan-client.so \
         $(BUILD)/libpartisan-client.a $(BUILD)/partisan-client.pc
 
 # Unit tests: one Check binary per module, linked with the module under test.
-UNIT_TESTS := config frame membership transport log flow channel dialer delivery causal faults
+UNIT_TESTS := config frame membership transport log flow channel dialer delivery causal faults reliable
 UNIT_BINS  := $(addprefix $(BUILD)/test/check_,$(UNIT_TESTS))
 SIM_BIN    := $(BUILD)/test/sim
 DSIM_BIN   := $(BUILD)/test/delivery_sim
@@ -146,6 +146,9 @@ $(BUILD)/test/check_membership: $(call obj,test/unit/check_membership.c daemon/m
 $(BUILD)/test/check_dialer: $(call obj,test/unit/check_dialer.c daemon/dialer.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)
+$(BUILD)/test/check_reliable: $(call obj,test/unit/check_reliable.c daemon/reliable.c daemon/delivery.c daemon/causal.c daemon/config.c daemon/faults.c daemon/log.c) $(BUILD)/obj/gen/peer.pb-c.o $(BUILD)/obj/gen/ipc.pb-c.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
 $(BUILD)/test/check_flow: $(call obj,test/unit/check_flow.c daemon/flow.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS)

@@ -127,7 +127,7 @@ struct qmsg {
     char data[];            /* strings and payload, so one malloc per message */
 };
 
-enum wait_kind { WAIT_PLAIN, WAIT_STATUS, WAIT_MEMBERS, WAIT_STATS };
+enum wait_kind { WAIT_PLAIN, WAIT_STATUS, WAIT_MEMBERS, WAIT_STATS, WAIT_FAULT };
 
 struct partisan_client {
     int fd;
@@ -177,6 +177,7 @@ struct partisan_client {
     struct partisan_member *wait_members;
     size_t wait_n;
     struct partisan_stats *wait_stats;
+    char *wait_text;
 
     /* Blocking requests that timed out: their replies are dropped on arrival
      * instead of being miscounted as async ones. Rarely more than a few.
@@ -216,6 +217,7 @@ static int map_code(Partisan__Ipc__ErrorCode code)
     case PARTISAN__IPC__ERROR_CODE__SELF_LEFT: return PARTISAN_ELEFT;
     case PARTISAN__IPC__ERROR_CODE__NO_SUCH_CHANNEL: return PARTISAN_ENOCHANNEL;
     case PARTISAN__IPC__ERROR_CODE__PERMISSION_DENIED: return PARTISAN_EPERM;
+    case PARTISAN__IPC__ERROR_CODE__PEER_RESTARTED: return PARTISAN_ERESTARTED;
     default: break;
     }
     /* A code from a newer daemon: still a failure, of a kind we cannot name. */
@@ -247,6 +249,7 @@ PARTISAN_API const char *partisan_strerror(int err)
     case PARTISAN_ELEFT: return "this node has left the cluster";
     case PARTISAN_ENOCHANNEL: return "no such channel";
     case PARTISAN_EPERM: return "permission denied";
+    case PARTISAN_ERESTARTED: return "the destination restarted before confirming";
     }
     return "unknown error";
 }
@@ -523,6 +526,10 @@ static int on_reply(partisan_client *c, const Partisan__Ipc__Reply *r)
             } else if (!(c->wait_members = reply_convert_members(r->members, &c->wait_n))) {
                 c->wait_code = PARTISAN_ENOMEM;
             }
+        } else if (c->wait_kind == WAIT_FAULT) {
+            const char *t = r->result_case == PARTISAN__IPC__REPLY__RESULT_FAULT ? r->fault->text : "";
+            if (!(c->wait_text = strdup(t)))
+                c->wait_code = PARTISAN_ENOMEM;
         } else if (c->wait_kind == WAIT_STATS) {
             if (r->result_case != PARTISAN__IPC__REPLY__RESULT_STATS) {
                 c->wait_code = PARTISAN_EPROTO;
@@ -585,6 +592,10 @@ static int parse_frames(partisan_client *c)
             break;
         case PARTISAN__IPC__IPC_SERVER_MSG__BODY_EVENT: rc = on_event(c, m->event); break;
         case PARTISAN__IPC__IPC_SERVER_MSG__BODY_ACK: on_ack(c, m->ack->through_id); break;
+        case PARTISAN__IPC__IPC_SERVER_MSG__BODY_VERDICT:
+            /* A reliable send accepted earlier that then failed. */
+            note_failure(c, m->verdict->id, map_code(m->verdict->code), m->verdict->error);
+            break;
         default: break;   /* a kind added by a newer daemon */
         }
         pbarena_reset(&c->arena);
@@ -743,7 +754,8 @@ static int queue_request(partisan_client *c, Partisan__Ipc__IpcRequest *req, uin
     /* A send's envelope by hand (envelope.h): the same bytes protobuf-c
      * would write, at a fraction of the cost. */
     struct envelope_send es;
-    bool fast = req->body_case == PARTISAN__IPC__IPC_REQUEST__BODY_SEND;
+    /* (Not for a confirmed send: the hand encoder writes no confirm field.) */
+    bool fast = req->body_case == PARTISAN__IPC__IPC_REQUEST__BODY_SEND && !req->send->confirm;
     if (fast) {
         const Partisan__Ipc__SendRequest *q = req->send;
         es = (struct envelope_send){
@@ -834,13 +846,15 @@ static int call(partisan_client *c, Partisan__Ipc__IpcRequest *req, enum wait_ki
     }
     c->wait_id = req->id;
     c->wait_kind = kind;
-    c->wait_is_send = req->body_case == PARTISAN__IPC__IPC_REQUEST__BODY_SEND;
+    /* A send that asked for confirmation is answered by its own Reply, never by an Ack. */
+    c->wait_is_send = req->body_case == PARTISAN__IPC__IPC_REQUEST__BODY_SEND && !req->send->confirm;
     c->wait_done = false;
     c->wait_code = 0;
     c->wait_status = NULL;
     c->wait_members = NULL;
     c->wait_n = 0;
     c->wait_stats = NULL;
+    c->wait_text = NULL;
     /* The reply may already be in the socket: read once without waiting. */
     rc = read_some(c);
     while (rc == 0 && !c->wait_done)
@@ -1167,6 +1181,7 @@ PARTISAN_API int partisan_send_sync_with(partisan_client *c, const char *node, c
     Partisan__Ipc__IpcRequest req = PARTISAN__IPC__IPC_REQUEST__INIT;
     req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_SEND;
     req.send = &s;
+    s.confirm = opts && opts->confirm;
     return call(c, &req, WAIT_PLAIN, timeout_ms);
 }
 
@@ -1438,4 +1453,31 @@ PARTISAN_API int partisan_leave(partisan_client *c, const char *node, int timeou
     req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_LEAVE;
     req.leave = &r;
     return simple_call(c, &req, timeout_ms);
+}
+
+PARTISAN_API int partisan_fault(partisan_client *c, int argc, const char *const *argv, char **text, int timeout_ms)
+{
+    if (text)
+        *text = NULL;
+    if (!c || argc < 1 || argc > 32 || !argv)
+        return PARTISAN_EINVAL;
+    for (int i = 0; i < argc; i++) {
+        if (!argv[i] || strlen(argv[i]) > 4096) {
+            set_error(c, "fault argument %d is NULL or longer than 4096 bytes", i + 1);
+            return PARTISAN_EINVAL;
+        }
+    }
+    Partisan__Ipc__FaultRequest r = PARTISAN__IPC__FAULT_REQUEST__INIT;
+    r.n_args = (size_t)argc;
+    r.args = (char **)argv;
+    Partisan__Ipc__IpcRequest req = PARTISAN__IPC__IPC_REQUEST__INIT;
+    req.body_case = PARTISAN__IPC__IPC_REQUEST__BODY_FAULT;
+    req.fault = &r;
+    int rc = call(c, &req, WAIT_FAULT, timeout_ms);
+    if (rc == 0 && text)
+        *text = c->wait_text;
+    else
+        free(c->wait_text);
+    c->wait_text = NULL;
+    return rc;
 }

@@ -107,5 +107,20 @@ struct partisan_stats *reply_convert_stats(const Partisan__Ipc__Stats *ps)
     st->undeliverable = ps->undeliverable;
     st->relayed = ps->relayed;
     st->relay_dropped = ps->relay_dropped;
+    st->reliable_sent = ps->reliable_sent;
+    st->reliable_retransmitted = ps->reliable_retransmitted;
+    st->reliable_delivered = ps->reliable_delivered;
+    st->reliable_duplicates = ps->reliable_duplicates;
+    st->reliable_failed = ps->reliable_failed;
+    st->reliable_outstanding = ps->reliable_outstanding;
+    st->causal_held = ps->causal_held;
+    st->bad_checksum = ps->bad_checksum;
+    st->fault_dropped = ps->fault_dropped;
+    st->fault_delayed = ps->fault_delayed;
+    st->fault_duplicated = ps->fault_duplicated;
+    st->fault_reordered = ps->fault_reordered;
+    st->fault_corrupted = ps->fault_corrupted;
+    st->fault_partitioned = ps->fault_partitioned;
+    st->faults_active = ps->faults_active;
     return st;
 }

@@ -78,6 +78,8 @@ enum partisan_error {
     PARTISAN_ENOCHANNEL = -20,  /* send: no channel of that name in the daemon's config */
     PARTISAN_EPERM = -21,       /* the daemon's ipc.* settings do not allow this client the request;
                                    partisan_last_error() says who may */
+    PARTISAN_ERESTARTED = -22,  /* reliable send: the destination restarted before confirming; the
+                                   message may have reached its previous run, not the new one */
 };
 
 /* Longest partition key, bytes. */
@@ -173,11 +175,26 @@ struct partisan_send_opts {
     const char *channel;        /* NULL or "": "default"; else a name from the daemon's "channels" */
     const void *key;            /* partition key: messages with one key keep their order */
     size_t key_len;             /* 0 (no key) .. PARTISAN_KEY_MAX */
+    /* partisan_send_sync_with() on a reliable channel: 1 waits until the
+     * destination's daemon has handed the message to the application
+     * holding the name (0), or knows it cannot: PARTISAN_ENONAME (nobody
+     * holds it there), PARTISAN_ENONODE (the node left),
+     * PARTISAN_ERESTARTED, PARTISAN_ETOOBIG. On another channel it is
+     * PARTISAN_EINVAL. Ignored by the pipelined partisan_send_with(). */
+    int confirm;
 };
 
 /* partisan_send() and partisan_send_sync() with options. An unknown
  * channel is PARTISAN_ENOCHANNEL (from _sync_with; from _with, reported
- * like any failed pipelined send). */
+ * like any failed pipelined send).
+ *
+ * Reliable channels (config "reliable": true): a message the daemon
+ * accepted is delivered exactly once and in order while both daemons run,
+ * across lost connections and partitions. A pipelined send is answered as
+ * soon as the local daemon has it; if it then turns out undeliverable (no
+ * such name there, node left or restarted), that is reported as any
+ * failed pipelined send (PARTISAN_EASYNC, partisan_next_failure()), which
+ * may come after partisan_flush() returned. */
 int partisan_send_with(partisan_client *c, const char *node, const char *name,
                        const void *payload, size_t len, const struct partisan_send_opts *opts);
 int partisan_send_sync_with(partisan_client *c, const char *node, const char *name,
@@ -293,6 +310,19 @@ struct partisan_stats {
     uint64_t undeliverable;
     uint64_t relayed;           /* overlays that relay (HyParView): handed on toward another node */
     uint64_t relay_dropped;     /* ... that could not be (no route, hop limit, next queue full) */
+    /* Reliable channels: this node as origin, then as destination. */
+    uint64_t reliable_sent;             /* messages first transmitted */
+    uint64_t reliable_retransmitted;    /* transmitted again */
+    uint64_t reliable_delivered;        /* received and handed to an application here */
+    uint64_t reliable_duplicates;       /* received again and dropped */
+    uint64_t reliable_failed;           /* ended without delivery: node left or restarted */
+    uint64_t reliable_outstanding;      /* sent from here, verdict not yet known */
+    uint64_t causal_held;               /* causal channels: waiting for what precedes them */
+    uint64_t bad_checksum;              /* peer frames dropped: CRC-32C mismatch */
+    /* Injected faults (partisan_fault): frames acted on since start. */
+    uint64_t fault_dropped, fault_delayed, fault_duplicated, fault_reordered, fault_corrupted,
+        fault_partitioned;
+    uint32_t faults_active;             /* rules in force now */
 };
 int partisan_stats(partisan_client *c, struct partisan_stats **out, int timeout_ms);
 void partisan_stats_free(struct partisan_stats *s);
@@ -313,6 +343,13 @@ int partisan_broadcast(partisan_client *c, const char *name, const void *payload
  * node lists, stores or dials it. PARTISAN_ENONODE if not known;
  * PARTISAN_EINVAL for this node itself. */
 int partisan_forget(partisan_client *c, const char *node, int timeout_ms);
+
+/* Fault injection (admin), in every build and off until asked for: argv
+ * are the words of `partisanctl fault ...` ("drop", "--peer", "n2", "0.2";
+ * "list", "--json"; "clear"). On 0, *text (if not NULL) is the daemon's
+ * answer, malloc'd, for the caller to free(); on PARTISAN_EINVAL
+ * partisan_last_error() says what was wrong with the words. */
+int partisan_fault(partisan_client *c, int argc, const char *const *argv, char **text, int timeout_ms);
 
 #ifdef __cplusplus
 }

@@ -27,10 +27,10 @@
 static const char short_usage[] =
     "usage: partisanctl [--socket PATH] [--json] [--timeout-ms MS] COMMAND [ARGS]\n"
     "commands: status | members [--all] | stats |\n"
-    "          send [--channel NAME] [--key KEY] NODE NAME MESSAGE|@FILE|- |\n"
+    "          send [--channel NAME] [--key KEY] [--wait delivered] NODE NAME MESSAGE|@FILE|- |\n"
     "          broadcast NAME MESSAGE|@FILE|- |\n"
     "          recv NAME [--count N] [--timeout-ms MS] | watch | join HOST:PORT |\n"
-    "          leave [NODE] | forget NODE | help\n"
+    "          leave [NODE] | forget NODE | fault RULE|list [--json]|clear [ID] | help\n"
     "run 'partisanctl --help' for details\n";
 
 static const char long_usage[] =
@@ -62,8 +62,9 @@ static const char long_usage[] =
     "  stats              traffic per peer and channel: connections, messages and\n"
     "                     bytes sent and received, queued, superseded, paused,\n"
     "                     requeued, lost, reconnects; then this node's flow_waits,\n"
-    "                     spoofed and undeliverable counters\n"
-    "  send [--channel NAME] [--key KEY] NODE NAME MESSAGE\n"
+    "                     spoofed and undeliverable counters, its reliable channels'\n"
+    "                     and the injected faults' counters\n"
+    "  send [--channel NAME] [--key KEY] [--wait delivered] NODE NAME MESSAGE\n"
     "                     send MESSAGE to the application registered as NAME on\n"
     "                     NODE and wait for the daemon's verdict. MESSAGE '-'\n"
     "                     reads the payload from stdin, '@FILE' from FILE (at\n"
@@ -72,7 +73,12 @@ static const char long_usage[] =
     "                     '-'. --channel sends on that channel of the daemon's\n"
     "                     config (default: \"default\"); --key sets a partition key\n"
     "                     (1..255 bytes): messages with the same key keep their\n"
-    "                     order. The options may also follow the arguments.\n"
+    "                     order. --wait delivered (reliable channels only) exits 0\n"
+    "                     only once NODE's daemon has handed the message to the\n"
+    "                     application holding NAME, and 1 saying why not (nobody\n"
+    "                     holds it, the node left or restarted); without it, 0\n"
+    "                     means this daemon accepted the message. The options may\n"
+    "                     also follow the arguments.\n"
     "  recv NAME [--count N] [--timeout-ms MS]\n"
     "                     register NAME and print each message received, one per\n"
     "                     line (with --json: from, name, channel, payload); stop\n"
@@ -83,6 +89,19 @@ static const char long_usage[] =
     "  join HOST:PORT     join the cluster through the member at HOST:PORT\n"
     "  leave [NODE]       make this node (or NODE) leave the cluster for good\n"
     "  forget NODE        purge NODE (gone for good) from every node's member list\n"
+    "  fault RULE         inject a fault on this node's traffic (admin), until\n"
+    "                     cleared; RULE is one of\n"
+    "                       drop      [--peer NODE] [--channel CH] P\n"
+    "                       delay     [--peer NODE] [--channel CH] DURATION [--jitter DURATION]\n"
+    "                       duplicate [--peer NODE] [--channel CH] P\n"
+    "                       reorder   [--peer NODE] [--channel CH] P [--by DURATION]\n"
+    "                       corrupt   [--peer NODE] [--channel CH] P [--bits N]\n"
+    "                       partition NODE,NODE... NODE,NODE... [--channel CH]\n"
+    "                     P a probability (0.2 or 20%), DURATION with a unit (50ms,\n"
+    "                     2s); channel \"control\" is gossip and pings. Partitions\n"
+    "                     cut both directions; apply them on every node involved.\n"
+    "  fault list [--json]  the rules in force, with what each matched and did\n"
+    "  fault clear [ID]   remove one rule, or all\n"
     "  help               this text\n"
     "\n"
     "Exit status: 0 success, 1 error, 2 usage error.\n";
@@ -391,6 +410,35 @@ static void stats_row(const struct partisan_channel_stats *r, unsigned long long
     v[10] = r->reconnects;
 }
 
+/* The node-wide counters of reliable channels and fault injection, one
+ * "name value" line each (and JSON keys of the same names). */
+#define COUNTER(f) { #f, get_##f }
+#define GETTER(f) static uint64_t get_##f(const struct partisan_stats *s) { return s->f; }
+GETTER(reliable_sent) GETTER(reliable_retransmitted) GETTER(reliable_delivered) GETTER(reliable_duplicates)
+GETTER(reliable_failed) GETTER(reliable_outstanding) GETTER(causal_held) GETTER(bad_checksum)
+GETTER(fault_dropped) GETTER(fault_delayed) GETTER(fault_duplicated) GETTER(fault_reordered)
+GETTER(fault_corrupted) GETTER(fault_partitioned) GETTER(faults_active)
+static const struct { const char *name; uint64_t (*get)(const struct partisan_stats *); } node_counters[] = {
+    COUNTER(reliable_sent), COUNTER(reliable_retransmitted), COUNTER(reliable_delivered),
+    COUNTER(reliable_duplicates), COUNTER(reliable_failed), COUNTER(reliable_outstanding), COUNTER(causal_held),
+    COUNTER(bad_checksum), COUNTER(fault_dropped), COUNTER(fault_delayed), COUNTER(fault_duplicated),
+    COUNTER(fault_reordered), COUNTER(fault_corrupted), COUNTER(fault_partitioned), COUNTER(faults_active),
+};
+#define N_NODE_COUNTERS (sizeof node_counters / sizeof node_counters[0])
+
+static int cmd_fault(partisan_client *c, const struct opts *o, int argc, char **argv)
+{
+    char *text = NULL;
+    int rc = partisan_fault(c, argc, (const char *const *)argv, &text, o->timeout_ms);
+    if (rc)
+        die_call(c, rc, "fault %s", argv[0]);
+    fputs(text ? text : "", stdout);
+    if (text && *text && text[strlen(text) - 1] != '\n')
+        putchar('\n');
+    free(text);
+    return 0;
+}
+
 static int cmd_stats(partisan_client *c, const struct opts *o)
 {
     struct partisan_stats *s;
@@ -420,12 +468,18 @@ static int cmd_stats(partisan_client *c, const struct opts *o)
             if (!e || json_array_append_new(arr, e) != 0)
                 die("out of memory building JSON output");
         }
-        print_json(json_pack("{s:o, s:I, s:I, s:I, s:I, s:I}", "channels", arr,
-                             "flow_waits", (json_int_t)s->flow_waits,
-                             "spoofed", (json_int_t)s->spoofed,
-                             "undeliverable", (json_int_t)s->undeliverable,
-                             "relayed", (json_int_t)s->relayed,
-                             "relay_dropped", (json_int_t)s->relay_dropped));
+        json_t *top = json_pack("{s:o, s:I, s:I, s:I, s:I, s:I}", "channels", arr,
+                                "flow_waits", (json_int_t)s->flow_waits,
+                                "spoofed", (json_int_t)s->spoofed,
+                                "undeliverable", (json_int_t)s->undeliverable,
+                                "relayed", (json_int_t)s->relayed,
+                                "relay_dropped", (json_int_t)s->relay_dropped);
+        if (!top)
+            die("out of memory building JSON output");
+        for (size_t k = 0; k < N_NODE_COUNTERS; k++)
+            if (json_object_set_new(top, node_counters[k].name, json_integer((json_int_t)node_counters[k].get(s))) != 0)
+                die("out of memory building JSON output");
+        print_json(top);
     } else {
         /* Peer and channel left-aligned, counters right-aligned, each column
          * as wide as its header or its widest value. */
@@ -461,6 +515,8 @@ static int cmd_stats(partisan_client *c, const struct opts *o)
                (unsigned long long)s->flow_waits, (unsigned long long)s->spoofed,
                (unsigned long long)s->undeliverable, (unsigned long long)s->relayed,
                (unsigned long long)s->relay_dropped);
+        for (size_t k = 0; k < N_NODE_COUNTERS; k++)
+            printf("%s %llu\n", node_counters[k].name, (unsigned long long)node_counters[k].get(s));
     }
     partisan_stats_free(s);
     return 0;
@@ -664,11 +720,17 @@ int main(int argc, char **argv)
     bool wait_given = false;
     bool is_recv = strcmp(cmd, "recv") == 0;
     bool is_send = strcmp(cmd, "send") == 0;
+    bool is_fault = strcmp(cmd, "fault") == 0;
     struct partisan_send_opts send_opts = { 0 };
     for (; i < argc; i++) {
         const char *a = argv[i];
         const char *v;
-        if (no_more_opts || a[0] != '-' || strcmp(a, "-") == 0) {
+        if (is_fault && strcmp(a, "--socket") != 0 && strcmp(a, "--timeout-ms") != 0) {
+            /* The rule's own words (--peer, --json, ...) go to the daemon as given. */
+            if (strcmp(a, "--json") == 0)
+                o.json = true;
+            pos[npos++] = argv[i];
+        } else if (no_more_opts || a[0] != '-' || strcmp(a, "-") == 0) {
             pos[npos++] = argv[i];
         } else if (strcmp(a, "--") == 0) {
             no_more_opts = true;
@@ -693,6 +755,11 @@ int main(int argc, char **argv)
                 usage_error("--key: %zu bytes, longer than %d", kl, PARTISAN_KEY_MAX);
             send_opts.key = v;
             send_opts.key_len = kl;
+        } else if (is_send && (v = opt_value(argc, argv, &i, "--wait"))) {
+            if (strcmp(v, "delivered") == 0)
+                send_opts.confirm = 1;
+            else if (strcmp(v, "accepted") != 0)
+                usage_error("--wait: \"%s\" is not \"delivered\" or \"accepted\"", v);
         } else if (!global_opt(argc, argv, &i, &o)) {
             usage_error("%s: unknown option \"%s\"", cmd, a);
         }
@@ -743,6 +810,13 @@ int main(int argc, char **argv)
         rc = partisan_join(c, pos[0], o.timeout_ms);
         if (rc)
             die_call(c, rc, "join %s", pos[0]);
+    } else if (is_fault) {
+        if (npos == 0)
+            usage_error("fault: missing rule (drop, delay, duplicate, reorder, corrupt, partition, list, clear)");
+        if (npos > 32)
+            usage_error("fault: too many arguments");
+        c = connect_or_die(&o);
+        rc = cmd_fault(c, &o, npos, pos);
     } else if (strcmp(cmd, "forget") == 0) {
         want_args(cmd, npos, 1, 1);
         c = connect_or_die(&o);

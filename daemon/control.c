@@ -8,10 +8,12 @@
 
 #include "clock.h"
 #include "config.h"
+#include "faults.h"
 #include "ipc.h"
 #include "log.h"
 #include "membership.h"
 #include "overlay.h"
+#include "reliable.h"
 #include "router.h"
 #include "transport.h"
 
@@ -78,6 +80,7 @@ static bool needs_admin(Partisan__Ipc__IpcRequest__BodyCase kind)
     case PARTISAN__IPC__IPC_REQUEST__BODY_JOIN:
     case PARTISAN__IPC__IPC_REQUEST__BODY_LEAVE:
     case PARTISAN__IPC__IPC_REQUEST__BODY_FORGET:
+    case PARTISAN__IPC__IPC_REQUEST__BODY_FAULT:
         return true;
     default:
         return false;
@@ -98,6 +101,7 @@ static const char *request_name(Partisan__Ipc__IpcRequest__BodyCase kind)
     case PARTISAN__IPC__IPC_REQUEST__BODY_STATS: return "stats";
     case PARTISAN__IPC__IPC_REQUEST__BODY_FORGET: return "forget";
     case PARTISAN__IPC__IPC_REQUEST__BODY_BROADCAST: return "broadcast";
+    case PARTISAN__IPC__IPC_REQUEST__BODY_FAULT: return "fault";
     default: return "this request";
     }
 }
@@ -301,11 +305,14 @@ static void handle_send(struct control *n, struct ipc_session *s, uint64_t id, c
     }
     if (strcmp(r->node, n->env.cfg->node_name) != 0 && refuse_if_left(n, s, id))
         return;
-    Partisan__Ipc__ErrorCode code = router_send(n->env.router, s, r, msg, sizeof msg);
-    if (code == PARTISAN__IPC__ERROR_CODE__OK)
-        ipc_ack(s, id);   /* coalesced with the batch's other accepted sends */
-    else
+    bool deferred = false;
+    Partisan__Ipc__ErrorCode code = router_send(n->env.router, s, id, r, &deferred, msg, sizeof msg);
+    if (code != PARTISAN__IPC__ERROR_CODE__OK)
         ipc_reply(s, id, code, msg);
+    else if (r->confirm && !deferred)
+        ipc_reply(s, id, code, NULL);   /* a local send's verdict is known now */
+    else if (!deferred)
+        ipc_ack(s, id);   /* coalesced with the batch's other accepted sends */
 }
 
 static void handle_broadcast(struct control *n, struct ipc_session *s, uint64_t id,
@@ -385,6 +392,25 @@ static void handle_stats(struct control *n, struct ipc_session *s, uint64_t id)
     st.undeliverable = rc->no_name + rc->not_ours + rc->from_removed;
     st.relayed = rc->relayed;
     st.relay_dropped = rc->relay_dropped;
+    struct reliable_stats rs;
+    router_reliable_stats(n->env.router, &rs);
+    st.reliable_sent = rs.d.sent;
+    st.reliable_retransmitted = rs.d.retransmitted;
+    st.reliable_delivered = rs.d.delivered;
+    st.reliable_duplicates = rs.d.duplicates;
+    st.reliable_failed = rs.failed;
+    st.reliable_outstanding = rs.outstanding;
+    st.causal_held = rs.causal_held;
+    st.bad_checksum = transport_get_stats(n->env.transport)->bad_checksum;
+    if (n->env.faults) {
+        st.fault_dropped = faults_total(n->env.faults, FAULT_DROP);
+        st.fault_delayed = faults_total(n->env.faults, FAULT_DELAY);
+        st.fault_duplicated = faults_total(n->env.faults, FAULT_DUPLICATE);
+        st.fault_reordered = faults_total(n->env.faults, FAULT_REORDER);
+        st.fault_corrupted = faults_total(n->env.faults, FAULT_CORRUPT);
+        st.fault_partitioned = faults_total(n->env.faults, FAULT_PARTITION);
+        st.faults_active = (uint32_t)faults_count(n->env.faults);
+    }
     ipc_reply_stats(s, id, &st);
     free(rows.p);
     free(rows.v);
@@ -444,6 +470,42 @@ static void handle_forget(struct control *n, struct ipc_session *s, uint64_t id,
     ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__OK, NULL);
 }
 
+#define FAULT_ARGS_MAX 32
+
+static void handle_fault(struct control *n, struct ipc_session *s, uint64_t id, const Partisan__Ipc__FaultRequest *r)
+{
+    if (!n->env.faults) {
+        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__INTERNAL, "fault injection is not available");
+        return;
+    }
+    if (r->n_args == 0 || r->n_args > FAULT_ARGS_MAX) {
+        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__INVALID,
+                  "fault needs a command: drop, delay, duplicate, reorder, corrupt, partition, list or clear");
+        return;
+    }
+    char *argv[FAULT_ARGS_MAX];
+    for (size_t i = 0; i < r->n_args; i++)
+        argv[i] = r->args[i];
+    size_t before = faults_count(n->env.faults);
+    char *out = malloc(FAULTS_REPLY_MAX);
+    if (!out) {
+        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__INTERNAL, "out of memory");
+        return;
+    }
+    if (faults_command(n->env.faults, (int)r->n_args, argv, out, FAULTS_REPLY_MAX) != 0) {
+        ipc_reply(s, id, PARTISAN__IPC__ERROR_CODE__INVALID, out);
+    } else {
+        size_t after = faults_count(n->env.faults);
+        if (after != before) {
+            log_warn("%s: fault injection changed (%s): %zu rule%s now in force", ipc_session_label(s), argv[0],
+                     after, after == 1 ? "" : "s");
+            n->env.faults_changed(n->env.ctx);
+        }
+        ipc_reply_fault(s, id, out);
+    }
+    free(out);
+}
+
 void control_handle(struct control *n, struct ipc_session *s, const Partisan__Ipc__IpcRequest *req)
 {
     if (!permitted(n, s, req))
@@ -486,6 +548,9 @@ void control_handle(struct control *n, struct ipc_session *s, const Partisan__Ip
         break;
     case PARTISAN__IPC__IPC_REQUEST__BODY_BROADCAST:
         handle_broadcast(n, s, req->id, req->broadcast);
+        break;
+    case PARTISAN__IPC__IPC_REQUEST__BODY_FAULT:
+        handle_fault(n, s, req->id, req->fault);
         break;
     default:
         ipc_reply(s, req->id, PARTISAN__IPC__ERROR_CODE__UNSUPPORTED,

@@ -646,7 +646,7 @@ int faults_command(struct faults *f, int argc, char **argv, char *out, size_t ou
         }
         if (argc == 2 && strcmp(argv[1], "--json") == 0) {
             json_t *j = faults_to_json(f);
-            char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+            char *s = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
             json_decref(j);
             if (!s) {
                 say(out, outlen, "out of memory");

@@ -69,6 +69,7 @@
 #define FAULTS_REORDER_BY_MS    20u
 #define FAULTS_WARN_INTERVAL_MS 60000u     /* faults_warn_due: the "a fault is active" warning */
 #define FAULTS_CONTROL_CHANNEL  "control"
+#define FAULTS_REPLY_MAX        (256u << 10)   /* faults_command output, list --json of every rule included */
 
 enum faults_kind {
     FAULT_DROP, FAULT_DELAY, FAULT_DUPLICATE, FAULT_REORDER, FAULT_CORRUPT, FAULT_PARTITION,

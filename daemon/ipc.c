@@ -259,6 +259,31 @@ void ipc_reply_stats(struct ipc_session *s, uint64_t id, const Partisan__Ipc__St
     reply_with(s, &r);
 }
 
+void ipc_reply_fault(struct ipc_session *s, uint64_t id, const char *text)
+{
+    Partisan__Ipc__FaultReply f = PARTISAN__IPC__FAULT_REPLY__INIT;
+    f.text = (char *)text;
+    Partisan__Ipc__Reply r = PARTISAN__IPC__REPLY__INIT;
+    r.id = id;
+    r.result_case = PARTISAN__IPC__REPLY__RESULT_FAULT;
+    r.fault = &f;
+    reply_with(s, &r);
+}
+
+void ipc_verdict(struct ipc_session *s, uint64_t id, Partisan__Ipc__ErrorCode code, const char *error)
+{
+    if (s->closing)
+        return;
+    Partisan__Ipc__Verdict v = PARTISAN__IPC__VERDICT__INIT;
+    v.id = id;
+    v.code = code;
+    v.error = (char *)(error ? error : "");
+    Partisan__Ipc__IpcServerMsg m = PARTISAN__IPC__IPC_SERVER_MSG__INIT;
+    m.body_case = PARTISAN__IPC__IPC_SERVER_MSG__BODY_VERDICT;
+    m.verdict = &v;
+    send_server_msg(s, &m);
+}
+
 int ipc_deliver(struct ipc_session *s, const char *from_node, const char *name,
                 const uint8_t *payload, size_t len, const char *channel)
 {

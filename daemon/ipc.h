@@ -46,7 +46,8 @@ struct ipc_config {
 struct ipc_handlers {
     void *ctx;
     /* One decoded request; the handler must answer it with exactly one
-     * ipc_reply*() call before returning. The request is valid only during
+     * ipc_reply*() call, before returning except for a send with confirm
+     * (answered when its verdict comes). The request is valid only during
      * the call. */
     void (*on_request)(void *ctx, struct ipc_session *s, const Partisan__Ipc__IpcRequest *req);
     /* The session is going away (its names must be released). */
@@ -71,6 +72,11 @@ void ipc_reply(struct ipc_session *s, uint64_t id, Partisan__Ipc__ErrorCode code
 void ipc_reply_status(struct ipc_session *s, uint64_t id, const Partisan__Ipc__Status *st);
 void ipc_reply_members(struct ipc_session *s, uint64_t id, const Partisan__Ipc__Members *m);
 void ipc_reply_stats(struct ipc_session *s, uint64_t id, const Partisan__Ipc__Stats *st);
+void ipc_reply_fault(struct ipc_session *s, uint64_t id, const char *text);
+/* A reliable send accepted earlier failed at its destination (ipc.proto
+ * Verdict). A send with confirm gets ipc_reply() instead, whenever its
+ * verdict comes: such a request is answered after its handler returned. */
+void ipc_verdict(struct ipc_session *s, uint64_t id, Partisan__Ipc__ErrorCode code, const char *error);
 /* Answers an accepted send. Such answers are coalesced: one Ack covers
  * every send up to the latest id (ipc.proto, "Replies"), written at the end
  * of a batch of at most 16 requests, else after 2048 sends or 1 ms, and

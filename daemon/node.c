@@ -9,11 +9,13 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "clock.h"
 #include "config.h"
 #include "config_diff.h"
 #include "control.h"
+#include "faults.h"
 #include "ipc.h"
 #include "log.h"
 #include "overlay.h"
@@ -39,6 +41,9 @@ struct node {
     struct overlay *core;
     struct event *tick_timer;
     struct event *save_timer;
+    struct event *reliable_timer;  /* the router's reliable channels (retransmission, delayed acks) */
+    struct event *faults_timer;    /* the "a fault is active" warning */
+    struct faults *faults;
     char **seed_texts;
 
     struct control *control;
@@ -137,14 +142,16 @@ static void env_left(void *ctx, const struct member *m)
 {
     struct node *n = ctx;
     log_info("member left: %s at %s", m->name, m->address);
+    router_peer_left(n->router, m->name);
     ipc_broadcast_event(n->ipc, PARTISAN__IPC__MEMBER_EVENT__KIND__LEFT, m->name, m->address);
     schedule_save(n);
 }
 
 static void env_forgotten(void *ctx, const char *node)
 {
-    (void)node;
-    schedule_save(ctx);
+    struct node *n = ctx;
+    router_peer_left(n->router, node);
+    schedule_save(n);
 }
 
 static const char *member_address(struct node *n, const char *name)
@@ -158,6 +165,8 @@ static void env_up(void *ctx, const char *node)
     struct node *n = ctx;
     log_info("member up: %s", node);
     ipc_broadcast_event(n->ipc, PARTISAN__IPC__MEMBER_EVENT__KIND__UP, node, member_address(n, node));
+    /* Reachable, maybe only through relays: its epoch comes with a handshake. */
+    router_peer_up(n->router, node, 0);
 }
 
 static void env_down(void *ctx, const char *node)
@@ -167,6 +176,7 @@ static void env_down(void *ctx, const char *node)
     ipc_broadcast_event(n->ipc, PARTISAN__IPC__MEMBER_EVENT__KIND__DOWN, node, member_address(n, node));
     /* Senders waiting for that node's window would wait for ever. */
     router_peer_gone(n->router, node);
+    router_peer_down(n->router, node);
 }
 
 static void env_neighbor_up(void *ctx, const char *node)
@@ -206,6 +216,8 @@ static void tp_connected(void *ctx, const char *node, const char *address, uint6
 {
     struct node *n = ctx;
     n->ops->peer_connected(n->core, node, address, incarnation);
+    /* The handshake's incarnation is the peer's boot one: its epoch. */
+    router_peer_up(n->router, node, incarnation);
     arm_tick(n);
 }
 
@@ -239,6 +251,11 @@ static void tp_overlay(void *ctx, const char *from, const uint8_t *msg, size_t l
 static void tp_data(void *ctx, const char *from, const char *channel, const Partisan__Peer__Data *d)
 {
     router_peer_data(((struct node *)ctx)->router, from, channel, d);
+}
+
+static void tp_ack(void *ctx, const char *from, const char *channel, const Partisan__Peer__DeliveryAck *a)
+{
+    router_peer_ack(((struct node *)ctx)->router, from, channel, a);
 }
 
 static void tp_credit(void *ctx, const char *from, const Partisan__Peer__Credit *c)
@@ -299,6 +316,50 @@ static void io_watch_drain(void *sink) { ipc_session_watch_drain(sink); }
 static void io_block(void *sender, const void *on) { ipc_session_block(sender, on); }
 static const char *io_label(const void *sink) { return ipc_session_label(sink); }
 
+static void io_verdict(void *sender, uint64_t req_id, bool confirm, Partisan__Ipc__ErrorCode code,
+                       const char *error)
+{
+    if (confirm)
+        ipc_reply(sender, req_id, code, code == PARTISAN__IPC__ERROR_CODE__OK ? NULL : error);
+    else
+        ipc_verdict(sender, req_id, code, error);
+}
+
+static void on_reliable_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what;
+    router_tick(((struct node *)arg)->router);
+}
+
+static void io_arm(void *ctx, uint64_t at)
+{
+    struct node *n = ctx;
+    if (!n->reliable_timer)
+        return;
+    if (at == UINT64_MAX) {
+        event_del(n->reliable_timer);
+        return;
+    }
+    uint64_t now = clock_now_ms();
+    uint64_t ms = at > now ? at - now : 0;
+    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+    evtimer_add(n->reliable_timer, &tv);
+}
+
+static void warn_faults(struct node *n)
+{
+    if (n->faults && faults_warn_due(n->faults, clock_now_ms()))
+        log_warn("fault injection is active (%zu rule%s): traffic is dropped, delayed, duplicated, reordered, "
+                 "corrupted or cut on purpose; 'partisanctl fault list' shows the rules, 'partisanctl fault clear' "
+                 "ends them", faults_count(n->faults), faults_count(n->faults) == 1 ? "" : "s");
+}
+
+static void on_faults_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what;
+    warn_faults(arg);
+}
+
 static void io_unblock(void *ctx, const void *on)
 {
     struct node *n = ctx;
@@ -327,24 +388,39 @@ static void control_joined(void *ctx) { arm_tick(ctx); }
 
 static void control_left(void *ctx)
 {
-    save_state_now(ctx);
-    arm_tick(ctx);
+    struct node *n = ctx;
+    if (n->ops->has_left(n->core))
+        router_local_left(n->router);
+    save_state_now(n);
+    arm_tick(n);
+}
+
+static void control_faults_changed(void *ctx) { warn_faults(ctx); }
+
+/* The config's faults section into the core the transport consults. */
+static int start_faults(struct node *n, char *err, size_t errlen)
+{
+    if (!(n->faults = faults_new(n->cfg.node_name)))
+        return snprintf(err, errlen, "out of memory"), -1;
+    if (n->cfg.faults_json) {
+        json_error_t je;
+        json_t *section = json_loads(n->cfg.faults_json, 0, &je);
+        bool enabled = false;
+        char why[600];
+        int rc = section ? faults_config_load(n->faults, section, &enabled, why, sizeof why) : -1;
+        json_decref(section);
+        if (rc != 0)
+            return snprintf(err, errlen, "faults: %s", section ? why : "cannot be read back"), -1;
+    }
+    struct timeval tv = { FAULTS_WARN_INTERVAL_MS / 1000, 0 };
+    if (!(n->faults_timer = event_new(n->base, -1, EV_PERSIST, on_faults_timer, n)) ||
+        event_add(n->faults_timer, &tv) != 0)
+        return snprintf(err, errlen, "out of memory"), -1;
+    warn_faults(n);
+    return 0;
 }
 
 /* ---- lifecycle ---- */
-
-static int copy_config(struct config *dst, const struct config *src)
-{
-    *dst = *src;
-    dst->seeds = NULL;
-    if (src->n_seeds) {
-        dst->seeds = calloc(src->n_seeds, sizeof *dst->seeds);
-        if (!dst->seeds)
-            return -1;
-        memcpy(dst->seeds, src->seeds, src->n_seeds * sizeof *dst->seeds);
-    }
-    return 0;
-}
 
 static int start_transport(struct node *n, char *err, size_t errlen)
 {
@@ -384,6 +460,7 @@ static int start_transport(struct node *n, char *err, size_t errlen)
         .on_overlay = tp_overlay,
         .on_data = tp_data,
         .on_credit = tp_credit,
+        .on_ack = tp_ack,
         .on_lane_drained = tp_lane_drained,
         .on_data_lost = tp_data_lost,
         .may_send = tp_may_send,
@@ -493,7 +570,7 @@ static int start_overlay(struct node *n, char *err, size_t errlen)
 struct node *node_new(struct event_base *base, const struct config *cfg, char *err, size_t errlen)
 {
     struct node *n = calloc(1, sizeof *n);
-    if (!n || copy_config(&n->cfg, cfg) != 0) {
+    if (!n || config_copy(&n->cfg, cfg) != 0) {
         free(n);
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -514,18 +591,22 @@ struct node *node_new(struct event_base *base, const struct config *cfg, char *e
         .window_bytes = n->cfg.flow_window_bytes,
         .peer_max_frame_bytes = n->cfg.peer_max_frame_bytes,
         .sink_max_queue_bytes = n->cfg.ipc_max_queue_bytes,
+        .epoch = n->incarnation,
     };
     struct router_io io = { .ctx = n, .deliver = io_deliver, .queued = io_queued, .watch_drain = io_watch_drain,
-                            .block = io_block, .unblock = io_unblock, .label = io_label };
+                            .block = io_block, .unblock = io_unblock, .label = io_label, .verdict = io_verdict,
+                            .arm = io_arm };
+    n->reliable_timer = evtimer_new(base, on_reliable_timer, n);
     n->router = router_new(&rc, &io);
     n->tick_timer = evtimer_new(base, on_tick, n);
     n->save_timer = evtimer_new(base, on_save, n);
-    if (!n->router || !n->tick_timer || !n->save_timer) {
+    if (!n->router || !n->tick_timer || !n->save_timer || !n->reliable_timer) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (start_transport(n, err, errlen) != 0)
+    if (start_faults(n, err, errlen) != 0 || start_transport(n, err, errlen) != 0)
         goto fail;
+    transport_set_faults(n->transport, n->faults);
     struct ipc_config ic = {
         .path = n->cfg.ipc_socket,
         .mode = n->cfg.ipc_mode,
@@ -547,7 +628,8 @@ struct node *node_new(struct event_base *base, const struct config *cfg, char *e
     struct control_env ce = {
         .ctx = n, .cfg = &n->cfg, .listen_text = n->listen_text, .started_ms = n->started_ms,
         .router = n->router, .transport = n->transport, .ops = n->ops, .core = n->core,
-        .joined = control_joined, .left = control_left,
+        .faults = n->faults, .joined = control_joined, .left = control_left,
+        .faults_changed = control_faults_changed,
     };
     if (!(n->control = control_new(&ce))) {
         snprintf(err, errlen, "out of memory");
@@ -576,6 +658,11 @@ void node_free(struct node *n)
         n->ops->destroy(n->core);
     transport_free(n->transport);
     router_free(n->router);
+    faults_free(n->faults);
+    if (n->reliable_timer)
+        event_free(n->reliable_timer);
+    if (n->faults_timer)
+        event_free(n->faults_timer);
     if (n->tick_timer)
         event_free(n->tick_timer);
     if (n->save_timer)
@@ -586,7 +673,7 @@ void node_free(struct node *n)
         free(n->seed_texts);
     }
     control_free(n->control);
-    free(n->cfg.seeds);
+    config_free(&n->cfg);
     free(n);
 }
 

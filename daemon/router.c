@@ -12,6 +12,7 @@
 #include "log.h"
 #include "membership.h"
 #include "overlay.h"
+#include "reliable.h"
 #include "transport.h"
 
 struct route {
@@ -44,6 +45,7 @@ struct router {
     size_t n_pauses, cap_pauses;
     struct router_counters counters;
     uint64_t relay_warned_at;
+    struct reliable *reliable;
 };
 
 static void flow_grant(void *ctx, const char *node, const char *name, uint64_t bytes)
@@ -57,6 +59,69 @@ static void flow_reopen(void *ctx, const void *handle)
 {
     struct router *r = ctx;
     r->io.unblock(r->io.ctx, handle);
+}
+
+/* ------------------------------------------- reliable channels' io -- */
+
+static void rl_transmit(void *ctx, unsigned ch, const Partisan__Peer__Data *d)
+{
+    struct router *r = ctx;
+    const char *hop = r->transport ? r->ops->next_hop(r->core, d->to_node) : NULL;
+    const void *lane = NULL;
+    /* Best effort: what does not leave now is sent again on its timer. */
+    if (hop)
+        transport_send_data(r->transport, hop, ch, d->partition_key.data, d->partition_key.len, d, &lane);
+}
+
+static void rl_send_ack(void *ctx, unsigned ch, const Partisan__Peer__DeliveryAck *a)
+{
+    struct router *r = ctx;
+    const char *hop = r->transport ? r->ops->next_hop(r->core, a->origin) : NULL;
+    if (hop)
+        transport_send_ack(r->transport, hop, ch, a);
+}
+
+static int rl_deliver(void *ctx, const char *origin, const char *name, const char *channel, const uint8_t *payload,
+                      size_t len)
+{
+    struct router *r = ctx;
+    void *sink = router_lookup(r, name);
+    if (!sink) {
+        r->counters.no_name++;
+        return DELIVERY_V_NO_SUCH_NAME;
+    }
+    /* -1: the sink overflowed and was closed; the message went with it. */
+    return r->io.deliver(sink, origin, name, channel, payload, len) == 0 ? DELIVERY_V_DELIVERED
+                                                                         : DELIVERY_V_NO_SUCH_NAME;
+}
+
+static bool rl_busy(void *ctx, const char *name)
+{
+    struct router *r = ctx;
+    void *sink = router_lookup(r, name);
+    if (!sink || r->io.queued(sink) <= r->cfg.sink_max_queue_bytes / 2)
+        return false;
+    r->io.watch_drain(sink);
+    return true;
+}
+
+static void rl_verdict(void *ctx, void *sender, uint64_t req_id, bool confirm, Partisan__Ipc__ErrorCode code,
+                       const char *error)
+{
+    struct router *r = ctx;
+    r->io.verdict(sender, req_id, confirm, code, error);
+}
+
+static void rl_unblock(void *ctx, const void *handle)
+{
+    struct router *r = ctx;
+    r->io.unblock(r->io.ctx, handle);
+}
+
+static void rl_arm(void *ctx, uint64_t at)
+{
+    struct router *r = ctx;
+    r->io.arm(r->io.ctx, at);
 }
 
 struct router *router_new(const struct router_config *cfg, const struct router_io *io)
@@ -77,7 +142,12 @@ struct router *router_new(const struct router_config *cfg, const struct router_i
     r->buckets = calloc(r->n_buckets, sizeof *r->buckets);
     struct flow_callbacks fc = { .ctx = r, .grant = flow_grant, .reopen = flow_reopen };
     r->flow = flow_new(cfg->window_bytes, &fc);
-    if (!r->buckets || !r->flow) {
+    struct reliable_config rc = { .config = cfg->config, .self = cfg->self, .epoch = cfg->epoch ? cfg->epoch : 1,
+                                  .max_message_bytes = cfg->peer_max_frame_bytes };
+    struct reliable_io rio = { .ctx = r, .transmit = rl_transmit, .send_ack = rl_send_ack, .deliver = rl_deliver,
+                               .busy = rl_busy, .verdict = rl_verdict, .unblock = rl_unblock, .arm = rl_arm };
+    r->reliable = reliable_new(&rc, &rio);
+    if (!r->buckets || !r->flow || !r->reliable) {
         router_free(r);
         return NULL;
     }
@@ -102,6 +172,7 @@ void router_free(struct router *r)
         }
     free(r->buckets);
     flow_free(r->flow);
+    reliable_free(r->reliable);
     free(r->pauses);
     free(r);
 }
@@ -197,6 +268,7 @@ size_t router_sink_closed(struct router *r, void *sink)
 {
     size_t n = release_names(r, sink);
     flow_release(r->flow, sink);
+    reliable_sender_closed(r->reliable, sink);
     router_sink_drained(r, sink);
     return n;
 }
@@ -296,9 +368,34 @@ static Partisan__Ipc__ErrorCode send_remote(struct router *r, void *sender, cons
     return PARTISAN__IPC__ERROR_CODE__OK;
 }
 
-Partisan__Ipc__ErrorCode router_send(struct router *r, void *sender, const Partisan__Ipc__SendRequest *q,
-                                     char *msg, size_t msglen)
+/* A reliable channel: accepted for any member that has not left, up or
+ * down (its messages wait in the window until it is reachable). */
+static Partisan__Ipc__ErrorCode send_reliable(struct router *r, void *sender, uint64_t req_id,
+                                              const Partisan__Ipc__SendRequest *q, int ch, bool *deferred,
+                                              char *msg, size_t msglen)
 {
+    const struct member *m = membership_find(r->ops->members(r->core), q->node);
+    if (!m || m->left) {
+        snprintf(msg, msglen, "node %s is not a member of cluster %s", q->node, r->cfg.cluster);
+        return PARTISAN__IPC__ERROR_CODE__NO_SUCH_NODE;
+    }
+    const void *block = NULL;
+    Partisan__Ipc__ErrorCode code =
+        reliable_send(r->reliable, sender, req_id, q->confirm, q->node, m->incarnation, (unsigned)ch, q->name,
+                      q->partition_key.data, q->partition_key.len, q->payload.data, q->payload.len, deferred,
+                      &block, msg, msglen);
+    if (block) {
+        r->counters.flow_waits++;
+        r->io.block(sender, block);
+    }
+    return code;
+}
+
+Partisan__Ipc__ErrorCode router_send(struct router *r, void *sender, uint64_t req_id,
+                                     const Partisan__Ipc__SendRequest *q, bool *deferred, char *msg,
+                                     size_t msglen)
+{
+    *deferred = false;
     if (!q->node[0] || strlen(q->node) > MEMBER_NAME_MAX || !q->name[0] || strlen(q->name) > MEMBER_NAME_MAX) {
         snprintf(msg, msglen, "send needs a node and a name of 1 to %d bytes", MEMBER_NAME_MAX);
         return PARTISAN__IPC__ERROR_CODE__INVALID;
@@ -315,8 +412,16 @@ Partisan__Ipc__ErrorCode router_send(struct router *r, void *sender, const Parti
         snprintf(msg, msglen, "no channel \"%.64s\" on node %s (channels: %s)", q->channel, r->cfg.self, list);
         return PARTISAN__IPC__ERROR_CODE__NO_SUCH_CHANNEL;
     }
+    bool reliable = r->cfg.config->channels[ch].reliable;
+    if (q->confirm && !reliable) {
+        snprintf(msg, msglen, "confirmed delivery needs a reliable channel; \"%s\" is not one (set \"reliable\": "
+                 "true for it in the config's \"channels\")", r->cfg.config->channels[ch].name);
+        return PARTISAN__IPC__ERROR_CODE__INVALID;
+    }
     if (strcmp(q->node, r->cfg.self) == 0)
         return send_local(r, sender, q, r->cfg.config->channels[ch].name, msg, msglen);
+    if (reliable)
+        return send_reliable(r, sender, req_id, q, ch, deferred, msg, msglen);
     return send_remote(r, sender, q, ch, msg, msglen);
 }
 
@@ -432,9 +537,18 @@ void router_peer_data(struct router *r, const char *from, const char *channel, c
             relay(r, from, channel, d);
             return;
         }
+        if (d->seq) {
+            r->counters.not_ours++;
+            return;
+        }
         r->counters.not_ours++;
         flow_received(r->flow, from, d->name, cost, NULL);
         log_debug("message from %s for node %s dropped: not this node", from, d->to_node);
+        return;
+    }
+    if (d->seq) {
+        /* Reliable: its window is the delivery core's, end to end. */
+        reliable_on_data(r->reliable, origin, channel, d);
         return;
     }
     void *sink = router_lookup(r, d->name);
@@ -528,6 +642,66 @@ Partisan__Ipc__ErrorCode router_broadcast(struct router *r, const char *name, co
             log_debug("broadcast to %s not sent: no connection, or its queue is full", m->name);
     }
     return PARTISAN__IPC__ERROR_CODE__OK;
+}
+
+void router_peer_ack(struct router *r, const char *from, const char *channel, const Partisan__Peer__DeliveryAck *a)
+{
+    (void)channel;
+    const char *acker = r->ops->relays && a->from_node[0] ? a->from_node : from;
+    const struct member *m = membership_find(r->ops->members(r->core), acker);
+    if (m && m->left) {
+        r->counters.from_removed++;
+        return;
+    }
+    if (strcmp(a->origin, r->cfg.self) == 0) {
+        reliable_on_ack(r->reliable, acker, a);
+        return;
+    }
+    if (!r->ops->relays) {
+        r->counters.not_ours++;
+        return;
+    }
+    const char *hop = r->ops->next_hop(r->core, a->origin);
+    if (a->hops + 1 > ROUTER_HOPS_MAX || !hop || strcmp(hop, r->cfg.self) == 0 || strcmp(hop, from) == 0) {
+        r->counters.relay_dropped++;   /* the data is sent again, and acked again */
+        return;
+    }
+    Partisan__Peer__DeliveryAck f = *a;
+    f.hops = a->hops + 1;
+    if (transport_send_ack(r->transport, hop, (unsigned)channel_index(r, a->channel), &f) == 0)
+        r->counters.relayed++;
+    else
+        r->counters.relay_dropped++;
+}
+
+void router_peer_up(struct router *r, const char *node, uint64_t epoch)
+{
+    reliable_peer_up(r->reliable, node, epoch);
+}
+
+void router_peer_down(struct router *r, const char *node)
+{
+    reliable_peer_down(r->reliable, node);
+}
+
+void router_peer_left(struct router *r, const char *node)
+{
+    reliable_peer_left(r->reliable, node);
+}
+
+void router_local_left(struct router *r)
+{
+    reliable_local_left(r->reliable);
+}
+
+void router_tick(struct router *r)
+{
+    reliable_tick(r->reliable);
+}
+
+void router_reliable_stats(const struct router *r, struct reliable_stats *out)
+{
+    reliable_get_stats(r->reliable, out);
 }
 
 void router_peer_credit(struct router *r, const char *from, const Partisan__Peer__Credit *c)

@@ -20,6 +20,11 @@
  * is dropped for flow control. On a monotonic channel the sender does not
  * wait for the window: its messages wait in the lane's queue instead,
  * where a newer one for the same name and key replaces an older one.
+ *
+ * Reliable channels (config "reliable", "causal") go through reliable.h
+ * instead: acknowledged end to end, retransmitted, exactly once and in
+ * order, with each message's verdict owed to its sender; their window is
+ * the delivery core's, not flow.c's.
  */
 #ifndef PARTISAN_ROUTER_H
 #define PARTISAN_ROUTER_H
@@ -51,6 +56,12 @@ struct router_io {
     void (*block)(void *sender, const void *on);
     void (*unblock)(void *ctx, const void *on);
     const char *(*label)(const void *sink);
+    /* A reliable send's verdict for `sender`'s request req_id: with
+     * confirm, the request's own reply; without, a failure found after it
+     * was accepted. */
+    void (*verdict)(void *sender, uint64_t req_id, bool confirm, Partisan__Ipc__ErrorCode code, const char *error);
+    /* Call router_tick at or after `at` (monotonic ms; UINT64_MAX: never). */
+    void (*arm)(void *ctx, uint64_t at);
 };
 
 struct router_config {
@@ -60,6 +71,7 @@ struct router_config {
     uint64_t window_bytes;                  /* flow-control window per destination */
     uint64_t peer_max_frame_bytes;
     uint64_t sink_max_queue_bytes;          /* a sink's hard bound (ipc.max_queue_bytes) */
+    uint64_t epoch;                         /* this daemon's boot incarnation (reliable channels) */
 };
 
 /* The most relays a message may take; past it, it is dropped (a route
@@ -91,15 +103,28 @@ int router_unregister(struct router *r, const char *name, const void *sink);
 void *router_lookup(const struct router *r, const char *name);
 size_t router_count(const struct router *r);
 
-/* Sends one application message from `sender`. Returns the code to reply
- * with, and the reason in msg when it is not OK. On OK the sender may have
- * been blocked (flow control); its reply is still owed by the caller. */
-Partisan__Ipc__ErrorCode router_send(struct router *r, void *sender, const Partisan__Ipc__SendRequest *req,
-                                     char *msg, size_t msglen);
+/* Sends one application message from `sender` (request id req_id).
+ * Returns the code to reply with, and the reason in msg when it is not OK.
+ * On OK the sender may have been blocked (flow control); its reply is
+ * still owed by the caller, unless *deferred says the router answers it
+ * later through io->verdict (a reliable send with confirm). */
+Partisan__Ipc__ErrorCode router_send(struct router *r, void *sender, uint64_t req_id,
+                                     const Partisan__Ipc__SendRequest *req, bool *deferred, char *msg,
+                                     size_t msglen);
 
 /* From the transport. */
 void router_peer_data(struct router *r, const char *from, const char *channel, const Partisan__Peer__Data *d);
 void router_peer_credit(struct router *r, const char *from, const Partisan__Peer__Credit *c);
+void router_peer_ack(struct router *r, const char *from, const char *channel, const Partisan__Peer__DeliveryAck *a);
+/* Reachability for reliable channels: up with the handshake's incarnation
+ * (0: reachable through relays, epoch not known); down; left or forgotten;
+ * this node left. */
+void router_peer_up(struct router *r, const char *node, uint64_t epoch);
+void router_peer_down(struct router *r, const char *node);
+void router_peer_left(struct router *r, const char *node);
+void router_local_left(struct router *r);
+/* The timer io->arm asked for. */
+void router_tick(struct router *r);
 void router_lane_drained(struct router *r, const void *lane);
 /* Monotonic channels: their messages wait in the lane while the
  * destination's window is full, and are accounted when they leave it. */
@@ -124,5 +149,7 @@ void router_sink_drained(struct router *r, void *sink);
 size_t router_sink_closed(struct router *r, void *sink);
 
 const struct router_counters *router_get_counters(const struct router *r);
+struct reliable_stats;
+void router_reliable_stats(const struct router *r, struct reliable_stats *out);
 
 #endif
