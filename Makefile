@@ -48,11 +48,12 @@ UNIT_BINS  := $(addprefix $(BUILD)/test/check_,$(UNIT_TESTS))
 SIM_BIN    := $(BUILD)/test/sim
 DSIM_BIN   := $(BUILD)/test/delivery_sim
 ITEST_BINS := $(BUILD)/test/ipc_test $(BUILD)/test/cluster_test $(BUILD)/test/channel_test $(BUILD)/test/batch_test \
-              $(BUILD)/test/hyparview_test
+              $(BUILD)/test/hyparview_test $(BUILD)/test/delivery_test
 ITEST_SCRIPTS := install_test.sh
 # Every test test/run.sh must find and run; a missing one counts as failed.
 TEST_NAMES  = $(notdir $(UNIT_BINS) $(SIM_BIN) $(DSIM_BIN) $(ITEST_BINS)) $(ITEST_SCRIPTS)
-BENCH_BINS := $(BUILD)/bench/echo_bench $(BUILD)/bench/baseline_forwarder $(BUILD)/bench/channel_bench $(BUILD)/bench/idle_bench
+BENCH_BINS := $(BUILD)/bench/echo_bench $(BUILD)/bench/baseline_forwarder $(BUILD)/bench/channel_bench $(BUILD)/bench/idle_bench \
+              $(BUILD)/bench/reliable_bench
 
 .PHONY: all binaries run test bench bench-scale install clean deps tests-build
 .DELETE_ON_ERROR:
@@ -186,6 +187,9 @@ $(BUILD)/test/channel_test: $(call obj,test/integration/channel_test.c test/inte
 $(BUILD)/test/batch_test: $(call obj,test/integration/batch_test.c test/integration/harness.c proto/frame.c) $(BUILD)/obj/gen/ipc.pb-c.o $(BUILD)/libpartisan-client.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
+$(BUILD)/test/delivery_test: $(call obj,test/integration/delivery_test.c test/integration/harness.c) $(BUILD)/libpartisan-client.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lpthread
 
 # --- bench ---
 $(BUILD)/bench/echo_bench: $(call obj,bench/echo_bench.c test/integration/harness.c) $(BUILD)/libpartisan-client.a
@@ -197,6 +201,9 @@ $(BUILD)/bench/idle_bench: $(call obj,bench/idle_bench.c test/integration/harnes
 $(BUILD)/bench/channel_bench: $(call obj,bench/channel_bench.c test/integration/harness.c) $(BUILD)/libpartisan-client.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lpthread -lm
+$(BUILD)/bench/reliable_bench: $(call obj,bench/reliable_bench.c test/integration/harness.c) $(BUILD)/libpartisan-client.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lpthread
 $(BUILD)/bench/baseline_forwarder: $(call obj,bench/baseline_forwarder.c proto/frame.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libevent)

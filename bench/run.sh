@@ -9,3 +9,5 @@ echo
 "$build/bench/channel_bench" "${BENCH_ARGS:-}"
 echo
 "$build/bench/idle_bench"
+echo
+"$build/bench/reliable_bench" "${BENCH_ARGS:-}"
