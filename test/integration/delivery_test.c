@@ -16,7 +16,16 @@
  *                       confirm gives PARTISAN_ENONAME; a pipelined send to an
  *                       unheld name gets its verdict;
  *   faults_config       rules without faults.enabled are refused at start;
- *                       with it, `fault list` shows them and the log warns.
+ *                       with it, `fault list` shows them and the log warns;
+ *   hyparview_relayed   eight HyParView daemons (at most 3 neighbours each),
+ *                       10 % of "orders" dropped on every node: 2,000
+ *                       pipelined messages between two non-neighbours arrive
+ *                       once, in order, through relays (`relayed` rises on
+ *                       one); `send --wait delivered` gets its verdict end to
+ *                       end (exit 0 held, 1 unheld);
+ *   control_fault_pauses_pings  `fault drop --channel control 1` on both of a
+ *                       pair: each sees the other down; a reliable send is
+ *                       accepted meanwhile and arrives after `fault clear`.
  *
  * Debugging: HARNESS_ONLY=<test name> runs one test; KEEP_TMP=1 keeps the
  * daemons' directories; a failing test prints the daemons' `partisanctl
@@ -44,7 +53,7 @@
 
 #define CHANNELS "[{\"name\": \"default\"}, {\"name\": \"orders\", \"reliable\": true}, {\"name\": \"plain\"}]"
 
-#define MAX_NODES 6
+#define MAX_NODES 8
 static struct daemon_proc nodes[MAX_NODES];
 static int n_nodes;
 
@@ -52,19 +61,25 @@ static int n_nodes;
 
 /* extra_json for node i (0-based): fast timers, the test channels, seeded
  * with n1 unless it is n1; `more` is spliced in as further sections. */
-static void make_extra(char *buf, size_t cap, unsigned fd_timeout_ms, const char *seed, const char *more)
+static void make_extra_fd(char *buf, size_t cap, unsigned ping_ms, unsigned fd_timeout_ms, const char *seed,
+                          const char *more)
 {
     char seeds[256] = "";
     if (seed)
         snprintf(seeds, sizeof seeds, ", \"seeds\": [\"%s\"]", seed);
     snprintf(buf, cap,
              "\"overlay\": {\"gossip_interval_ms\": 200}, "
-             "\"failure_detector\": {\"ping_interval_ms\": 200, \"timeout_ms\": %u}, "
+             "\"failure_detector\": {\"ping_interval_ms\": %u, \"timeout_ms\": %u}, "
              "\"transport\": {\"backoff_initial_ms\": 50, \"backoff_max_ms\": 500, \"connect_timeout_ms\": 1000}, "
              "\"cluster\": {\"name\": \"test\"%s}, "
              "\"log\": {\"level\": \"info\"}, "
              "\"channels\": " CHANNELS "%s%s",
-             fd_timeout_ms, seeds, more && *more ? ", " : "", more ? more : "");
+             ping_ms, fd_timeout_ms, seeds, more && *more ? ", " : "", more ? more : "");
+}
+
+static void make_extra(char *buf, size_t cap, unsigned fd_timeout_ms, const char *seed, const char *more)
+{
+    make_extra_fd(buf, cap, 200, fd_timeout_ms, seed, more);
 }
 
 static bool all_up(void *arg)
@@ -78,13 +93,13 @@ static bool all_up(void *arg)
 
 /* n daemons n1..n<n>, the others seeded with n1; waits until each sees all
  * of them up. 0, or -1 (why printed). */
-static int start_cluster(int n, unsigned fd_timeout_ms)
+static int start_cluster_fd(int n, unsigned ping_ms, unsigned fd_timeout_ms)
 {
     char extra[4096], name[16];
     n_nodes = 0;
     for (int i = 0; i < n; i++) {
         snprintf(name, sizeof name, "n%d", i + 1);
-        make_extra(extra, sizeof extra, fd_timeout_ms, i ? nodes[0].listen : NULL, NULL);
+        make_extra_fd(extra, sizeof extra, ping_ms, fd_timeout_ms, i ? nodes[0].listen : NULL, NULL);
         harness_daemon_init(&nodes[i], name, extra);
         if (harness_daemon_start(&nodes[i], T) != 0)
             return -1;
@@ -96,6 +111,11 @@ static int start_cluster(int n, unsigned fd_timeout_ms)
         return -1;
     }
     return 0;
+}
+
+static int start_cluster(int n, unsigned fd_timeout_ms)
+{
+    return start_cluster_fd(n, 200, fd_timeout_ms);
 }
 
 /* 1 when `at` sees `who` up, 0 when it sees it down (or not at all), -1 when
@@ -618,6 +638,36 @@ static void after_test(void)
 #define LOSS_N 10000
 #define LOSS_LEN 64
 
+/* n messages of len bytes from tx to "sink" (held by rx) on dest, on
+ * "orders", pipelined; then waits until all arrived (giving up after
+ * idle_ms without news, or max_ms) and judges them: 0 when every one
+ * arrived exactly once and in order, else -1 and why. */
+static int stream_exactly_once(partisan_client *tx, partisan_client *rx, const char *dest, uint32_t n, size_t len,
+                               int idle_ms, int max_ms, char *why, size_t whylen)
+{
+    static struct receiver r;
+    if (receiver_start(&r, rx, "orders", len, n + 100, max_ms + 30000) != 0) {
+        snprintf(why, whylen, "receiver thread");
+        return -1;
+    }
+    uint64_t t0 = harness_now_ms();
+    int rc = send_stream(tx, dest, "sink", "orders", n, len, why, whylen);
+    uint64_t t_flushed = harness_now_ms();
+    bool all = rc == 0 && wait_received(&r, n, idle_ms, max_ms);
+    usleep(300 * 1000);    /* a late duplicate would show */
+    receiver_stop(&r);
+    if (rc != 0)
+        return -1;
+    printf("  %u messages sent and flushed in %llu ms, %u received %llu ms after the first send%s\n", n,
+           (unsigned long long)(t_flushed - t0), atomic_load(&r.n),
+           (unsigned long long)(r.last_ms > t0 ? r.last_ms - t0 : 0), all ? "" : " (incomplete)");
+    if (atomic_load(&r.error) != 0) {
+        snprintf(why, whylen, "receiver: %s", partisan_strerror(atomic_load(&r.error)));
+        return -1;
+    }
+    return judge_exact(&r, n, why, whylen) == 0 ? 0 : -1;
+}
+
 static void test_loss_dup_reorder(void)
 {
     CHECK(start_cluster(2, 2000) == 0, "the pair did not come up");
@@ -635,22 +685,8 @@ static void test_loss_dup_reorder(void)
 
     partisan_client *rx = holder(&nodes[1], "sink"), *tx = client(&nodes[0]);
     CHECK(rx && tx, "connect/register");
-    static struct receiver r;
-    CHECK(receiver_start(&r, rx, "orders", LOSS_LEN, LOSS_N + 100, 120000) == 0, "receiver thread");
-
-    uint64_t t0 = harness_now_ms();
     char why[512];
-    rc = send_stream(tx, "n2", "sink", "orders", LOSS_N, LOSS_LEN, why, sizeof why);
-    CHECK(rc == 0, "%s", why);
-    uint64_t t_flushed = harness_now_ms();
-    bool all = wait_received(&r, LOSS_N, 30000, 90000);
-    usleep(300 * 1000);    /* a late duplicate would show */
-    receiver_stop(&r);
-    printf("  %u messages sent and flushed in %llu ms, %u received %llu ms after the first send%s\n", LOSS_N,
-           (unsigned long long)(t_flushed - t0), atomic_load(&r.n), (unsigned long long)(r.last_ms - t0),
-           all ? "" : " (incomplete)");
-    CHECK(atomic_load(&r.error) == 0, "receiver: %s", partisan_strerror(atomic_load(&r.error)));
-    CHECK(judge_exact(&r, LOSS_N, why, sizeof why) == 0, "%s", why);
+    CHECK(stream_exactly_once(tx, rx, "n2", LOSS_N, LOSS_LEN, 30000, 90000, why, sizeof why) == 0, "%s", why);
 
     struct counters a, b;
     CHECK(counters(&nodes[0], &a) == 0 && counters(&nodes[1], &b) == 0, "stats");
@@ -1051,12 +1087,413 @@ static void test_faults_config(void)
     CHECK(counters(&nodes[0], &k) == 0 && k.faults_active == 0, "faults_active %u after clear", k.faults_active);
 }
 
+/* ====================================================================== */
+/* f) HyParView with small views: a reliable stream between two nodes that
+ * are not neighbours, through relays that drop 10 % of its frames (as
+ * does every other node, the sender's included): every message arrives
+ * once and in order, a relay counts what it handed on, and `send --wait
+ * delivered` gets the destination daemon's verdict through the relays. */
+
+#define HV_NODES 8
+#define HV_N 2000
+#define HV_LEN 64
+
+/* At most 3 neighbours each: with 8 nodes some pair is always 2+ hops apart. */
+#define HV_OVERLAY "\"overlay\": {\"type\": \"hyparview\", \"gossip_interval_ms\": 200, \"hyparview\": {" \
+                   "\"active_max_size\": 3, \"active_min_size\": 1, \"passive_max_size\": 6, " \
+                   "\"shuffle_interval_ms\": 1000, \"random_promotion_interval_ms\": 1000, " \
+                   "\"announce_interval_ms\": 500}}"
+
+static int hv_index(const char *name)
+{
+    for (int i = 0; i < n_nodes; i++)
+        if (name && strcmp(nodes[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* Every node's neighbour flags (nb[i][j]: i lists j as a neighbour). True
+ * if every node answered, each lists all n_nodes members up, and the
+ * relation is symmetric. */
+static bool hv_snapshot(bool nb[MAX_NODES][MAX_NODES], char *why, size_t whylen)
+{
+    memset(nb, 0, sizeof(bool) * MAX_NODES * MAX_NODES);
+    for (int i = 0; i < n_nodes; i++) {
+        partisan_client *c = NULL;
+        if (partisan_connect(nodes[i].socket, &c) != 0) {
+            snprintf(why, whylen, "%s: connect", nodes[i].name);
+            return false;
+        }
+        struct partisan_member *m = NULL;
+        size_t n = 0;
+        int rc = partisan_members(c, 0, &m, &n, T);
+        partisan_close(c);
+        if (rc != 0) {
+            snprintf(why, whylen, "%s: members: %s", nodes[i].name, partisan_strerror(rc));
+            return false;
+        }
+        int up = 0;
+        for (size_t k = 0; k < n; k++) {
+            int j = hv_index(m[k].name);
+            if (j < 0 || m[k].left)
+                continue;
+            up += m[k].up != 0;
+            nb[i][j] = m[k].neighbor != 0 && j != i;
+        }
+        partisan_members_free(m, n);
+        if (up != n_nodes) {
+            snprintf(why, whylen, "%s sees %d of %d members up", nodes[i].name, up, n_nodes);
+            return false;
+        }
+    }
+    for (int i = 0; i < n_nodes; i++)
+        for (int j = 0; j < n_nodes; j++)
+            if (nb[i][j] != nb[j][i]) {
+                snprintf(why, whylen, "%s lists %s as a neighbour but not the other way round",
+                         nb[i][j] ? nodes[i].name : nodes[j].name, nb[i][j] ? nodes[j].name : nodes[i].name);
+                return false;
+            }
+    return true;
+}
+
+/* Hops from a to every node over nb (-1: unreachable); prev[] for the path. */
+static void hv_bfs(bool nb[MAX_NODES][MAX_NODES], int a, int dist[MAX_NODES], int prev[MAX_NODES])
+{
+    int queue[MAX_NODES], head = 0, tail = 0;
+    for (int i = 0; i < MAX_NODES; i++)
+        dist[i] = prev[i] = -1;
+    dist[a] = 0;
+    queue[tail++] = a;
+    while (head < tail) {
+        int i = queue[head++];
+        for (int j = 0; j < n_nodes; j++)
+            if (nb[i][j] && dist[j] < 0) {
+                dist[j] = dist[i] + 1;
+                prev[j] = i;
+                queue[tail++] = j;
+            }
+    }
+}
+
+/* Waits until every node sees all up, the neighbour graph is symmetric and
+ * connected, and it has not changed for 1.5 s (3 announcements: every
+ * route is then current). True, with nb the settled graph. */
+static bool hv_settle(bool nb[MAX_NODES][MAX_NODES], int timeout_ms, char *why, size_t whylen)
+{
+    static bool last[MAX_NODES][MAX_NODES];
+    bool have = false;
+    uint64_t deadline = harness_now_ms() + (uint64_t)timeout_ms, since = 0;
+    while (harness_now_ms() < deadline) {
+        if (hv_snapshot(nb, why, whylen)) {
+            int dist[MAX_NODES], prev[MAX_NODES], reached = 0;
+            hv_bfs(nb, 0, dist, prev);
+            for (int i = 0; i < n_nodes; i++)
+                reached += dist[i] >= 0;
+            if (reached == n_nodes) {
+                if (!have || memcmp(last, nb, sizeof last) != 0)
+                    since = harness_now_ms();
+                memcpy(last, nb, sizeof last);
+                have = true;
+                if (harness_now_ms() - since >= 1500)
+                    return true;
+            } else {
+                snprintf(why, whylen, "the neighbour graph is split: %d of %d reachable from n1", reached, n_nodes);
+                have = false;
+            }
+        } else {
+            have = false;
+        }
+        usleep(200 * 1000);
+    }
+    if (have)
+        snprintf(why, whylen, "the neighbour views kept changing for %d ms", timeout_ms);
+    return false;
+}
+
+/* Whether `partisanctl --json members` on d marks `who` as a neighbour:
+ * 1, 0, or -1 (why). */
+static int ctl_neighbour(const struct daemon_proc *d, const char *who, char *why, size_t whylen)
+{
+    static char out[32768];
+    char err[1024];
+    int rc = CTL(d, out, err, "--json", "members");
+    if (rc != 0) {
+        snprintf(why, whylen, "partisanctl --json members on %s: exit %d: %s", d->name, rc, err);
+        return -1;
+    }
+    char detail[512];
+    int nb = harness_json_neighbor(out, who, detail, sizeof detail);
+    if (nb < 0)
+        snprintf(why, whylen, "%s: %s", d->name, detail);
+    return nb;
+}
+
+/* The `relayed` counter that `partisanctl stats` prints on d, or -1. */
+static long long ctl_relayed(const struct daemon_proc *d)
+{
+    static char out[65536];
+    char err[1024];
+    if (CTL(d, out, err, "stats") != 0)
+        return -1;
+    const char *p = strstr(out, " relayed: ");
+    return p ? strtoll(p + strlen(" relayed: "), NULL, 10) : -1;
+}
+
+/* Sends "probe" on the plain channel from tx until one reaches rx (a route
+ * through relays is learned from announcements: until then a relay drops
+ * what it gets), then takes late probes off rx. True if one came. */
+static bool probe_route(partisan_client *tx, partisan_client *rx, const char *node, const char *name, int timeout_ms)
+{
+    const struct partisan_send_opts plain = { .channel = "plain" };
+    bool through = false;
+    for (uint64_t until = harness_now_ms() + (uint64_t)timeout_ms; !through && harness_now_ms() < until;) {
+        if (partisan_send_sync_with(tx, node, name, "probe", 5, &plain, T) != 0) {
+            usleep(100 * 1000);
+            continue;
+        }
+        struct partisan_message *m = NULL;
+        if (partisan_recv(rx, &m, 300) == 0) {
+            through = m->kind == PARTISAN_MSG_DATA && m->len == 5 && memcmp(m->payload, "probe", 5) == 0;
+            partisan_message_free(m);
+        }
+    }
+    struct partisan_message *late = NULL;
+    while (through && partisan_recv(rx, &late, 200) == 0) {
+        partisan_message_free(late);
+        late = NULL;
+    }
+    return through;
+}
+
+static void test_hyparview_relayed(void)
+{
+    char extra[4096], name[16], why[512];
+    n_nodes = 0;
+    uint64_t t_start = harness_now_ms();
+    for (int i = 0; i < HV_NODES; i++) {
+        char seeds[256] = "";
+        if (i)   /* a tree of contacts: n2,n3 through n1, n4,n5 through n2, ... */
+            snprintf(seeds, sizeof seeds, ", \"seeds\": [\"%s\"]", nodes[(i - 1) / 2].listen);
+        snprintf(extra, sizeof extra,
+                 HV_OVERLAY ", "
+                 "\"failure_detector\": {\"ping_interval_ms\": 200, \"timeout_ms\": 2000}, "
+                 "\"transport\": {\"backoff_initial_ms\": 50, \"backoff_max_ms\": 500, \"connect_timeout_ms\": 1000}, "
+                 "\"cluster\": {\"name\": \"test\"%s}, \"log\": {\"level\": \"info\"}, \"channels\": " CHANNELS,
+                 seeds);
+        snprintf(name, sizeof name, "n%d", i + 1);
+        harness_daemon_init(&nodes[i], name, extra);
+        CHECK(harness_daemon_start(&nodes[i], T) == 0, "%s did not start", name);
+        n_nodes = i + 1;
+    }
+    static bool nb[MAX_NODES][MAX_NODES];
+    why[0] = '\0';
+    CHECK(hv_settle(nb, 20000, why, sizeof why), "%d HyParView daemons did not settle within 20 s: %s", HV_NODES,
+          why);
+    uint64_t t_settled = harness_now_ms();
+
+    /* The farthest pair: a sends, b receives. */
+    int a = -1, b = -1, far = 0, dist[MAX_NODES], prev[MAX_NODES];
+    for (int i = 0; i < n_nodes; i++) {
+        hv_bfs(nb, i, dist, prev);
+        for (int j = 0; j < n_nodes; j++)
+            if (dist[j] > far)
+                far = dist[j], a = i, b = j;
+    }
+    CHECK(far >= 2, "every pair of the %d nodes is direct: nothing would be relayed", HV_NODES);
+    hv_bfs(nb, a, dist, prev);
+    int hop_list[MAX_NODES], n_hops = 0;
+    for (int k = b; k >= 0 && n_hops < MAX_NODES; k = prev[k])
+        hop_list[n_hops++] = k;
+    char path[256] = "";
+    for (int k = n_hops - 1; k >= 0; k--) {
+        size_t l = strlen(path);
+        snprintf(path + l, sizeof path - l, "%s%s", nodes[hop_list[k]].name, k ? " -> " : "");
+    }
+    const struct daemon_proc *src = &nodes[a], *dst = &nodes[b];
+    int isnb = ctl_neighbour(src, dst->name, why, sizeof why);
+    CHECK(isnb >= 0, "%s", why);
+    CHECK(isnb == 0, "members --json on %s marks %s as a neighbour, the snapshot said %d hops", src->name, dst->name,
+          far);
+    printf("  %d daemons settled %llu ms after the first start; %s -> %s, %d hops (a shortest path over the views: %s)\n", HV_NODES,
+           (unsigned long long)(t_settled - t_start), src->name, dst->name, far, path);
+
+    /* The route holds before the faults. */
+    partisan_client *rx = holder(dst, "sink"), *inbox = holder(dst, "inbox"), *tx = client(src);
+    CHECK(rx && inbox && tx, "connect/register");
+    CHECK(probe_route(tx, inbox, dst->name, "inbox", 10000), "no probe from %s reached %s within 10 s", src->name,
+          dst->name);
+
+    long long relayed0[MAX_NODES];
+    for (int i = 0; i < n_nodes; i++) {
+        relayed0[i] = ctl_relayed(&nodes[i]);
+        CHECK(relayed0[i] >= 0, "partisanctl stats on %s prints no relayed counter", nodes[i].name);
+    }
+    char out[4096], err[2048];
+    for (int i = 0; i < n_nodes; i++) {
+        int rc = CTL(&nodes[i], out, err, "fault", "drop", "--channel", "orders", "0.1");
+        CHECK(rc == 0, "fault drop on %s: exit %d: %s%s", nodes[i].name, rc, out, err);
+    }
+
+    CHECK(stream_exactly_once(tx, rx, dst->name, HV_N, HV_LEN, 8000, 20000, why, sizeof why) == 0, "%s", why);
+    int rc;
+
+    /* The verdict comes end to end, through the relays, faults still on. */
+    rc = CTL(src, out, err, "send", "--channel", "orders", "--wait", "delivered", dst->name, "inbox", "verdict");
+    CHECK(rc == 0, "send --wait delivered %s inbox: exit %d (stdout: %s, stderr: %s)", dst->name, rc, out, err);
+    struct partisan_message *m = NULL;
+    rc = partisan_recv(inbox, &m, 3000);
+    bool got = rc == 0 && m->kind == PARTISAN_MSG_DATA && m->len == 7 && memcmp(m->payload, "verdict", 7) == 0 &&
+               m->from_node && strcmp(m->from_node, src->name) == 0;
+    if (rc == 0)
+        partisan_message_free(m);
+    CHECK(got, "inbox on %s did not get \"verdict\" from %s: %s", dst->name, src->name,
+          rc ? partisan_strerror(rc) : "another message");
+    rc = CTL(src, out, err, "send", "--channel", "orders", "--wait", "delivered", dst->name, "nobody-holds-this",
+             "verdict");
+    CHECK(rc == 1, "send --wait delivered %s nobody-holds-this: exit %d, want 1 (stdout: %s, stderr: %s)", dst->name,
+          rc, out, err);
+    CHECK(strstr(err, "name"), "stderr does not say nobody holds the name: \"%s\"", err);
+
+    /* It went through relays, and the relays' faults acted. */
+    long long rose_max = 0, rose_sum = 0;
+    int rose_at = -1;
+    char rises[256] = "";
+    for (int i = 0; i < n_nodes; i++) {
+        if (i == a || i == b)
+            continue;
+        long long v = ctl_relayed(&nodes[i]);
+        CHECK(v >= 0, "partisanctl stats on %s prints no relayed counter", nodes[i].name);
+        long long d = v - relayed0[i];
+        rose_sum += d;
+        if (d > rose_max)
+            rose_max = d, rose_at = i;
+        if (d > 0) {
+            size_t l = strlen(rises);
+            snprintf(rises + l, sizeof rises - l, " %s +%lld", nodes[i].name, d);
+        }
+    }
+    printf("  relayed during the stream:%s\n", *rises ? rises : " nowhere");
+    CHECK(rose_at >= 0, "no node other than %s and %s relayed anything: the stream went direct", src->name,
+          dst->name);
+    isnb = ctl_neighbour(src, dst->name, why, sizeof why);
+    CHECK(isnb >= 0, "%s", why);
+    if (isnb)    /* the views changed meanwhile (random promotion) */
+        printf("  %s became a neighbour of %s during the test\n", dst->name, src->name);
+    else         /* the route never went direct: each message was handed on at least once */
+        CHECK(rose_sum >= HV_N, "the relays handed on %lld frames in all, fewer than the %d messages", rose_sum, HV_N);
+    struct counters ks, kr;
+    CHECK(counters(src, &ks) == 0 && counters(&nodes[rose_at], &kr) == 0, "stats");
+    print_counters(src->name, &ks);
+    print_counters(nodes[rose_at].name, &kr);
+    CHECK(ks.fault_dropped > 0, "%s dropped no frame of orders at 10 %%", src->name);
+    CHECK(kr.fault_dropped > 0, "the relay %s dropped no frame of orders at 10 %%", nodes[rose_at].name);
+    CHECK(ks.reliable_retransmitted > 0, "%s retransmitted nothing under 10 %% loss per hop", src->name);
+    printf("  whole test %llu ms\n", (unsigned long long)(harness_now_ms() - t_start));
+}
+
+/* ====================================================================== */
+/* g) All control frames dropped on both of a full-mesh pair: pings stop,
+ * each sees the other down; a reliable send is still accepted then, and
+ * arrives once `fault clear` brings them up again. */
+
+struct watch_want { partisan_client *w; const char *node; int event; bool seen; };
+static bool watch_cb(void *arg)
+{
+    struct watch_want *ww = arg;
+    struct partisan_message *m = NULL;
+    while (!ww->seen && partisan_recv(ww->w, &m, 0) == 0) {
+        ww->seen = m->kind == PARTISAN_MSG_EVENT && (int)m->event == ww->event && m->node &&
+                   strcmp(m->node, ww->node) == 0;
+        partisan_message_free(m);
+        m = NULL;
+    }
+    return ww->seen;
+}
+
+struct both_want { int want; };
+static bool both_cb(void *arg)
+{
+    const struct both_want *bw = arg;
+    return sees_up(&nodes[0], "n2") == bw->want && sees_up(&nodes[1], "n1") == bw->want;
+}
+
+static void test_control_fault_pauses_pings(void)
+{
+    uint64_t t_start = harness_now_ms();
+    CHECK(start_cluster_fd(2, 100, 1000) == 0, "the pair did not come up");
+    partisan_client *rx = holder(&nodes[1], "sink"), *tx = client(&nodes[0]), *w = client(&nodes[0]);
+    CHECK(rx && tx && w, "connect/register");
+    CHECK(partisan_subscribe(w, T) == 0, "subscribe on n1: %s", partisan_last_error(w));
+    const struct partisan_send_opts orders = { .channel = "orders" }, confirm = { .channel = "orders", .confirm = 1 };
+    int rc = partisan_send_sync_with(tx, "n2", "sink", "before", 6, &confirm, T);
+    CHECK(rc == 0, "confirmed send before the fault: %s (%s)", partisan_strerror(rc), partisan_last_error(tx));
+    char why[512];
+    CHECK(got_message(rx, "before", "orders", why, sizeof why), "before the fault: %s", why);
+
+    char out[4096], err[2048];
+    uint64_t t0 = harness_now_ms();
+    for (int i = 0; i < 2; i++) {
+        rc = CTL(&nodes[i], out, err, "fault", "drop", "--channel", "control", "1");
+        CHECK(rc == 0, "fault drop --channel control 1 on %s: exit %d: %s%s", nodes[i].name, rc, out, err);
+    }
+    struct both_want down = { 0 };
+    bool ok = harness_wait_until(both_cb, &down, 8000);
+    uint64_t t_down = harness_now_ms();
+    CHECK(ok, "within 8 s of dropping control: n1 sees n2 %s, n2 sees n1 %s", sees_up(&nodes[0], "n2") ? "up" : "down",
+          sees_up(&nodes[1], "n1") ? "up" : "down");
+    struct watch_want wd = { w, "n2", PARTISAN_EVENT_DOWN, false };
+    CHECK(harness_wait_until(watch_cb, &wd, 2000), "n1's watcher got no down event for n2");
+    rc = CTL(&nodes[0], out, err, "members");
+    CHECK(rc == 0, "members on n1: exit %d: %s", rc, err);
+
+    /* Accepted while n2 is down: it waits for it. */
+    rc = partisan_send_sync_with(tx, "n2", "sink", "while-down", 10, &orders, T);
+    CHECK(rc == 0, "a reliable send to n2 while n1 sees it down: %s (%s)", partisan_strerror(rc),
+          partisan_last_error(tx));
+    struct partisan_message *early = NULL;
+    bool arrived_early = partisan_recv(rx, &early, 300) == 0;
+    if (arrived_early)
+        partisan_message_free(early);
+
+    uint64_t t_clear = harness_now_ms();
+    for (int i = 0; i < 2; i++) {
+        rc = CTL(&nodes[i], out, err, "fault", "clear");
+        CHECK(rc == 0, "fault clear on %s: exit %d: %s%s", nodes[i].name, rc, out, err);
+    }
+    struct both_want up = { 1 };
+    ok = harness_wait_until(both_cb, &up, 8000);
+    uint64_t t_up = harness_now_ms();
+    CHECK(ok, "within 8 s of fault clear: n1 sees n2 %s, n2 sees n1 %s", sees_up(&nodes[0], "n2") ? "up" : "down",
+          sees_up(&nodes[1], "n1") ? "up" : "down");
+    struct watch_want wu = { w, "n2", PARTISAN_EVENT_UP, false };
+    CHECK(harness_wait_until(watch_cb, &wu, 2000), "n1's watcher got no up event for n2");
+    if (!arrived_early)
+        CHECK(got_message(rx, "while-down", "orders", why, sizeof why), "the message sent while down: %s", why);
+    struct partisan_message *extra = NULL;
+    rc = partisan_recv(rx, &extra, 300);
+    if (rc == 0)
+        partisan_message_free(extra);
+    CHECK(rc == PARTISAN_ETIMEDOUT, "n2 got a second message after the one sent while down (a duplicate?)");
+
+    struct counters k1, k2;
+    CHECK(counters(&nodes[0], &k1) == 0 && counters(&nodes[1], &k2) == 0, "stats");
+    CHECK(k1.fault_dropped > 0 && k2.fault_dropped > 0, "fault_dropped: n1 %llu, n2 %llu",
+          (unsigned long long)k1.fault_dropped, (unsigned long long)k2.fault_dropped);
+    CHECK(k1.faults_active == 0 && k2.faults_active == 0, "faults still active after clear");
+    printf("  both down %llu ms after the drop; the message sent while down %s; both up %llu ms after the clear; "
+           "%llu ms in all\n", (unsigned long long)(t_down - t0),
+           arrived_early ? "ARRIVED while down" : "waited", (unsigned long long)(t_up - t_clear),
+           (unsigned long long)(harness_now_ms() - t_start));
+}
+
 #define WRAP(fn) static void fn##_wrapped(void) { fn(); after_test(); }
 WRAP(test_loss_dup_reorder)
 WRAP(test_corruption)
 WRAP(test_partition_heal)
 WRAP(test_wait_delivered)
 WRAP(test_faults_config)
+WRAP(test_hyparview_relayed)
+WRAP(test_control_fault_pauses_pings)
 
 int main(void)
 {
@@ -1067,5 +1504,7 @@ int main(void)
     harness_run("loss_dup_reorder", test_loss_dup_reorder_wrapped);
     harness_run("corruption", test_corruption_wrapped);
     harness_run("partition_heal", test_partition_heal_wrapped);
+    harness_run("hyparview_relayed", test_hyparview_relayed_wrapped);
+    harness_run("control_fault_pauses_pings", test_control_fault_pauses_pings_wrapped);
     return harness_summary();
 }

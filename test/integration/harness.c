@@ -645,3 +645,34 @@ int harness_members_up(const struct daemon_proc *d, int timeout_ms)
     partisan_close(c);
     return up;
 }
+
+int harness_json_neighbor(const char *out, const char *who, char *why, size_t whylen)
+{
+    char key[300];
+    snprintf(key, sizeof key, "\"name\":\"%s\"", who);
+    const char *p = strstr(out, key);
+    if (!p) {
+        snprintf(why, whylen, "members --json does not list %s: %.300s", who, out);
+        return -1;
+    }
+    /* The member's object: back to its '{', on to its '}'. */
+    const char *open = p;
+    while (open > out && *open != '{')
+        open--;
+    const char *close = strchr(p, '}');
+    const char *f = strstr(open, "\"neighbor\":");
+    if (!close || !f || f > close) {
+        snprintf(why, whylen, "members --json has no \"neighbor\" for %s: %.*s", who,
+                 close ? (int)(close - open + 1) : 200, open);
+        return -1;
+    }
+    f += strlen("\"neighbor\":");
+    while (*f == ' ')
+        f++;
+    if (strncmp(f, "true", 4) == 0)
+        return 1;
+    if (strncmp(f, "false", 5) == 0)
+        return 0;
+    snprintf(why, whylen, "\"neighbor\" of %s is neither true nor false: %.20s", who, f);
+    return -1;
+}

@@ -96,6 +96,11 @@ long harness_rss_kib(pid_t pid);
 /* How many members d sees up and not left (through the client library),
  * or -1 when d is not running or does not answer within timeout_ms. */
 int harness_members_up(const struct daemon_proc *d, int timeout_ms);
+
+/* In the text of `partisanctl --json members`, whether member `who` has
+ * "neighbor": true: 1, 0, or -1 with the reason in why (not listed, no
+ * such field, not a boolean). */
+int harness_json_neighbor(const char *members_json, const char *who, char *why, size_t whylen);
 long harness_open_fds(pid_t pid);
 long harness_cpu_ticks(pid_t pid);
 

@@ -377,34 +377,13 @@ static bool json_neighbours(int i, bool nb[N], char *err, size_t errlen)
     }
     memset(nb, 0, sizeof(bool) * N);
     for (int j = 0; j < N; j++) {
-        char key[32];
-        snprintf(key, sizeof key, "\"name\":\"%s\"", nodes[j].name);
-        const char *p = strstr(out, key);
-        if (!p) {
-            snprintf(err, errlen, "%s's members --json does not list %s: %.300s", nodes[i].name, nodes[j].name, out);
+        char detail[600];
+        int v = harness_json_neighbor(out, nodes[j].name, detail, sizeof detail);
+        if (v < 0) {
+            snprintf(err, errlen, "%s: %s", nodes[i].name, detail);
             return false;
         }
-        /* The member's object: back to its '{', on to its '}'. */
-        const char *open = p;
-        while (open > out && *open != '{')
-            open--;
-        const char *close = strchr(p, '}');
-        const char *f = strstr(open, "\"neighbor\":");
-        if (!close || !f || f > close) {
-            snprintf(err, errlen, "%s's members --json has no \"neighbor\" for %s: %.*s", nodes[i].name, nodes[j].name,
-                     close ? (int)(close - open + 1) : 200, open);
-            return false;
-        }
-        f += strlen("\"neighbor\":");
-        while (*f == ' ')
-            f++;
-        if (strncmp(f, "true", 4) == 0)
-            nb[j] = true;
-        else if (strncmp(f, "false", 5) != 0) {
-            snprintf(err, errlen, "%s: \"neighbor\" of %s is neither true nor false: %.20s", nodes[i].name,
-                     nodes[j].name, f);
-            return false;
-        }
+        nb[j] = v == 1;
     }
     return true;
 }
