@@ -263,7 +263,7 @@ struct partisan_status {
     uint32_t members_up;
     int left;                   /* 1: this node has left the cluster */
     uint64_t undeliverable;     /* messages from other nodes dropped here: nobody held the name */
-    uint64_t peer_bad_frames;   /* peer connections closed: bad checksum, garbage, oversized frame */
+    uint64_t peer_bad_frames;   /* peer frames dropped (bad checksum) or connections closed (garbage, oversized) */
     uint64_t peer_refused;      /* peer handshakes refused (other cluster, version, name) */
     uint64_t peer_queue_full;   /* sends refused because a peer's queue was full */
     uint32_t peer_pending;      /* accepted peer connections mid-handshake now */
@@ -315,7 +315,7 @@ struct partisan_stats {
     uint64_t reliable_retransmitted;    /* transmitted again */
     uint64_t reliable_delivered;        /* received and handed to an application here */
     uint64_t reliable_duplicates;       /* received again and dropped */
-    uint64_t reliable_failed;           /* ended without delivery: node left or restarted */
+    uint64_t reliable_failed;           /* ended without delivery: no such name, node left or restarted */
     uint64_t reliable_outstanding;      /* sent from here, verdict not yet known */
     uint64_t causal_held;               /* causal channels: waiting for what precedes them */
     uint64_t bad_checksum;              /* peer frames dropped: CRC-32C mismatch */

@@ -19,8 +19,9 @@
  *     (smoothed RTT + 4 x variance, from messages sent once; at least
  *     DELIVERY_RTO_MIN_MS, DELIVERY_RTO_INITIAL_MS before any sample),
  *     doubled per attempt of that message, capped at DELIVERY_RTO_MAX_MS.
- *     A hole below what the receiver holds is resent at once (at most
- *     once a round trip, without growing its backoff).
+ *     A hole below what the receiver holds is resent at once the first
+ *     time it is reported, then at most once a round trip (never growing
+ *     its backoff).
  *     Selectively acked messages are not retransmitted, except the oldest
  *     one as a probe on its timer (the ack ending it may be lost after the
  *     receiver's last word). A link coming up (peer_up) retransmits
@@ -39,7 +40,10 @@
  *     not have yet (the data frames tell the receiver how far the sender
  *     was acked, so the list stays short). Acks go out DELIVERY_ACK_DELAY_MS
  *     after the first unacknowledged verdict, at once after
- *     DELIVERY_ACK_EVERY of them, and at once for a duplicate or a gap.
+ *     DELIVERY_ACK_EVERY of them, and at once for a duplicate or a gap;
+ *     while a gap stays open the ack is repeated, DELIVERY_ACK_DELAY_MS
+ *     after the last arrival and then doubling (a full window draws no
+ *     other ack, and the resent hole may be lost again).
  *
  * Restarts (a new epoch on either side). What is guaranteed:
  *   - Nothing is delivered twice, to one incarnation or across them: data

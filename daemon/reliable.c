@@ -485,10 +485,10 @@ void reliable_on_data(struct reliable *r, const char *origin, const char *channe
 
 void reliable_on_ack(struct reliable *r, const char *from, const Partisan__Peer__DeliveryAck *a)
 {
-    struct delivery_exception small[32], *ex = small;
-    size_t n = a->n_exceptions;
-    if (n > 32 && !(ex = calloc(n, sizeof *ex)))
-        return;   /* a lost ack: the data is sent again */
+    /* No window holds more than DELIVERY_WINDOW_MAX messages, so no honest
+     * ack lists more exceptions; a longer list costs no allocation here. */
+    struct delivery_exception ex[DELIVERY_WINDOW_MAX];
+    size_t n = a->n_exceptions < DELIVERY_WINDOW_MAX ? a->n_exceptions : DELIVERY_WINDOW_MAX;
     for (size_t i = 0; i < n; i++) {
         ex[i].seq = a->exceptions[i]->seq;
         ex[i].verdict = a->exceptions[i]->verdict > DELIVERY_V_NODE_LEFT ? DELIVERY_V_NO_SUCH_NAME
@@ -498,8 +498,6 @@ void reliable_on_ack(struct reliable *r, const char *from, const Partisan__Peer_
                               .sack = a->sack, .n_exceptions = n, .exceptions = ex, .refused = a->refused,
                               .refused_epoch = a->refused_epoch };
     delivery_on_ack(r->d, a->from_node[0] ? a->from_node : from, a->channel, &k, clock_now_ms());
-    if (ex != small)
-        free(ex);
     rearm(r);
 }
 

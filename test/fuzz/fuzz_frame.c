@@ -241,6 +241,10 @@ static void handle_body(bool peer, const uint8_t *body, size_t len, ProtobufCAll
             same_str(&ed.channel, f->data->channel);
             same_bytes(&ed.payload, f->data->payload);
             same_bytes(&ed.key, f->data->partition_key);
+            CHECK(ed.hops == f->data->hops);
+            CHECK(ed.origin_epoch == f->data->origin_epoch && ed.dest_epoch == f->data->dest_epoch);
+            CHECK(ed.seq == f->data->seq && ed.acked_through == f->data->acked_through);
+            same_bytes(&ed.causal, f->data->causal);
             uint8_t *out = malloc(envelope_data_size(&ed));
             if (out) {
                 CHECK(envelope_data_write(out, &ed) == envelope_data_size(&ed));

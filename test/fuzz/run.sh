@@ -87,7 +87,7 @@ for t in "${TARGETS[@]}"; do
     case $t in
     fuzz_config)
         { cat test/fuzz/config.dict
-          grep -oE '"[a-z_]+"' daemon/config.c | sort -u; } >"$OUT/config.dict"
+          grep -ohE '"[a-z_]+"' daemon/config.c daemon/faults.c | sort -u; } >"$OUT/config.dict"
         opts+=(-dict="$OUT/config.dict" -max_len=4096) ;;
     fuzz_frame) opts+=(-max_len=8192) ;;
     fuzz_overlay) opts+=(-max_len=4096) ;;
