@@ -591,6 +591,7 @@ struct node *node_new(struct event_base *base, const struct config *cfg, char *e
         .window_bytes = n->cfg.flow_window_bytes,
         .peer_max_frame_bytes = n->cfg.peer_max_frame_bytes,
         .sink_max_queue_bytes = n->cfg.ipc_max_queue_bytes,
+        .sink_max_message_bytes = n->cfg.ipc_max_frame_bytes,
         .epoch = n->incarnation,
     };
     struct router_io io = { .ctx = n, .deliver = io_deliver, .queued = io_queued, .watch_drain = io_watch_drain,

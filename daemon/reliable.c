@@ -161,7 +161,10 @@ static void verdict_text(char *out, size_t len, int v, const char *dest, const c
         snprintf(out, len, "delivered to node %s on %s, but nothing is registered there under that name", dest,
                  channel);
         break;
-    case DELIVERY_V_TOO_LARGE: snprintf(out, len, "node %s refused the message as too large", dest); break;
+    case DELIVERY_V_TOO_LARGE:
+        snprintf(out, len, "the message is larger than node %s lets its applications take (its ipc.max_frame_bytes)",
+                 dest);
+        break;
     case DELIVERY_V_NODE_LEFT: snprintf(out, len, "node %s left the cluster before the message reached it", dest); break;
     case DELIVERY_V_PEER_RESTARTED:
         snprintf(out, len, "node %s restarted before confirming: the message may or may not have reached its "

@@ -90,6 +90,8 @@ static int rl_deliver(void *ctx, const char *origin, const char *name, const cha
         r->counters.no_name++;
         return DELIVERY_V_NO_SUCH_NAME;
     }
+    if (r->cfg.sink_max_message_bytes && len > r->cfg.sink_max_message_bytes)
+        return DELIVERY_V_TOO_LARGE;   /* the application here could not take it */
     /* -1: the sink overflowed and was closed; the message went with it. */
     return r->io.deliver(sink, origin, name, channel, payload, len) == 0 ? DELIVERY_V_DELIVERED
                                                                          : DELIVERY_V_NO_SUCH_NAME;

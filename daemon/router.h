@@ -71,6 +71,7 @@ struct router_config {
     uint64_t window_bytes;                  /* flow-control window per destination */
     uint64_t peer_max_frame_bytes;
     uint64_t sink_max_queue_bytes;          /* a sink's hard bound (ipc.max_queue_bytes) */
+    uint64_t sink_max_message_bytes;        /* the largest payload handed to a sink (ipc.max_frame_bytes) */
     uint64_t epoch;                         /* this daemon's boot incarnation (reliable channels) */
 };
 

@@ -26,6 +26,8 @@
  *   control_fault_pauses_pings  `fault drop --channel control 1` on both of a
  *                       pair: each sees the other down; a reliable send is
  *                       accepted meanwhile and arrives after `fault clear`.
+ *   too_large_verdict   a payload above the destination's ipc.max_frame_bytes
+ *                       ends with ETOOBIG; a smaller one arrives.
  *
  * Debugging: HARNESS_ONLY=<test name> runs one test; KEEP_TMP=1 keeps the
  * daemons' directories; a failing test prints the daemons' `partisanctl
@@ -1486,6 +1488,39 @@ static void test_control_fault_pauses_pings(void)
            (unsigned long long)(harness_now_ms() - t_start));
 }
 
+/* ====================================================================== */
+/* A payload the destination's applications could not take (above its
+ * ipc.max_frame_bytes) gets the TOO_LARGE verdict, not endless resends. */
+
+static void test_too_large_verdict(void)
+{
+    char extra[4096];
+    make_extra(extra, sizeof extra, 2000, NULL, NULL);
+    harness_daemon_init(&nodes[0], "n1", extra);
+    CHECK(harness_daemon_start(&nodes[0], T) == 0, "n1 did not start");
+    n_nodes = 1;
+    make_extra(extra, sizeof extra, 2000, nodes[0].listen, "\"ipc\": {\"socket\": \"@SOCK@\", \"max_frame_bytes\": 1024}");
+    harness_daemon_init(&nodes[1], "n2", extra);
+    CHECK(harness_daemon_start(&nodes[1], T) == 0, "n2 did not start");
+    n_nodes = 2;
+    CHECK(harness_wait_until(all_up, NULL, 20000), "the pair did not come up");
+    partisan_client *rx = holder(&nodes[1], "inbox"), *tx = client(&nodes[0]);
+    CHECK(rx && tx, "connect/register");
+    static char big[2000];
+    memset(big, 'x', sizeof big);
+    const struct partisan_send_opts confirm = { .channel = "orders", .confirm = 1 };
+    int rc = partisan_send_sync_with(tx, "n2", "inbox", big, sizeof big, &confirm, T);
+    CHECK(rc == PARTISAN_ETOOBIG, "2000 bytes to n2 (ipc.max_frame_bytes 1024): %s (%s), want ETOOBIG",
+          partisan_strerror(rc), partisan_last_error(tx));
+    rc = partisan_send_sync_with(tx, "n2", "inbox", big, 100, &confirm, T);
+    CHECK(rc == 0, "100 bytes to n2: %s (%s)", partisan_strerror(rc), partisan_last_error(tx));
+    struct partisan_message *m = NULL;
+    rc = partisan_recv(rx, &m, T);
+    CHECK(rc == 0 && m->kind == PARTISAN_MSG_DATA && m->len == 100, "n2's app did not get the 100 bytes: %s",
+          rc ? partisan_strerror(rc) : "another message");
+    partisan_message_free(m);
+}
+
 #define WRAP(fn) static void fn##_wrapped(void) { fn(); after_test(); }
 WRAP(test_loss_dup_reorder)
 WRAP(test_corruption)
@@ -1494,6 +1529,7 @@ WRAP(test_wait_delivered)
 WRAP(test_faults_config)
 WRAP(test_hyparview_relayed)
 WRAP(test_control_fault_pauses_pings)
+WRAP(test_too_large_verdict)
 
 int main(void)
 {
@@ -1506,5 +1542,6 @@ int main(void)
     harness_run("partition_heal", test_partition_heal_wrapped);
     harness_run("hyparview_relayed", test_hyparview_relayed_wrapped);
     harness_run("control_fault_pauses_pings", test_control_fault_pauses_pings_wrapped);
+    harness_run("too_large_verdict", test_too_large_verdict_wrapped);
     return harness_summary();
 }
