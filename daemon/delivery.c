@@ -326,7 +326,7 @@ static void send_ack(struct delivery *d, struct link *l)
         uint64_t seq = r->cum + 1 + i;
         if (seq <= r->handed || (r->held && seq <= r->handed + DELIVERY_WINDOW_MAX &&
                                  r->held[seq % DELIVERY_WINDOW_MAX]))
-            a.sack |= UINT64_C(1) << i;
+            a.sack[i / 64] |= UINT64_C(1) << (i % 64);
     }
     /* The origin has every verdict up to sender_acked, and at least up to
      * handed - MAX (it never has more than MAX outstanding), so only
@@ -739,7 +739,7 @@ void delivery_on_ack(struct delivery *d, const char *from, const char *channel,
     }
     uint64_t highest_sacked = 0;
     for (unsigned i = 0; i < DELIVERY_SACK_BITS; i++) {
-        if (!(a->sack & (UINT64_C(1) << i)))
+        if (!(a->sack[i / 64] & (UINT64_C(1) << (i % 64))))
             continue;
         uint64_t seq = a->cum + 1 + i;
         struct entry *e = seq > s->acked && seq < s->next_seq ? slot(d, s, seq) : NULL;

@@ -35,7 +35,8 @@
  *     out-of-order ones wait in a buffer bounded by the window (the sender
  *     never has more than DELIVERY_WINDOW_MAX outstanding);
  *   - an ack carries the cumulative sequence number below which every
- *     verdict is known, a 64-bit bitmap of what is held above it, and the
+ *     verdict is known, a bitmap of what is held above it (as wide as
+ *     the largest window, so every hole shows), and the
  *     verdicts that are not DELIVERED (rare) among those the sender may
  *     not have yet (the data frames tell the receiver how far the sender
  *     was acked, so the list stays short). Acks go out DELIVERY_ACK_DELAY_MS
@@ -108,7 +109,8 @@
 #define DELIVERY_ACK_DELAY_MS     5u
 #define DELIVERY_ACK_EVERY        16u
 #define DELIVERY_RETRY_MS         10u             /* re-offer of a message env->deliver said RETRY to */
-#define DELIVERY_SACK_BITS        64u
+#define DELIVERY_SACK_BITS        DELIVERY_WINDOW_MAX   /* the whole window: every hole is visible */
+#define DELIVERY_SACK_WORDS       (DELIVERY_SACK_BITS / 64u)
 #define DELIVERY_NAME_MAX         255u            /* node, channel and destination name bytes */
 
 /* Verdicts. The first four are the receiver's (they travel in acks); the
@@ -155,7 +157,8 @@ struct delivery_ack {
     uint64_t origin_epoch;         /* of the data it answers (the origin's) */
     uint64_t dest_epoch;           /* the acker's own */
     uint64_t cum;                  /* every seq <= cum has a verdict (DELIVERED unless listed) */
-    uint64_t sack;                 /* bit i: seq cum+1+i has arrived (held, verdict pending) */
+    uint64_t sack[DELIVERY_SACK_WORDS];   /* bit i (word i / 64, bit i % 64): seq cum+1+i has arrived
+                                             (held, verdict pending) */
     size_t n_exceptions;
     const struct delivery_exception *exceptions;
     /* A refusal: the data named refused_epoch (0: a probe, "who are you?")

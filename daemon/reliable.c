@@ -220,7 +220,12 @@ static void env_send_ack(void *ctx, const char *origin, const char *channel, con
     k.origin_epoch = a->origin_epoch;
     k.dest_epoch = a->dest_epoch;
     k.cum = a->cum;
-    k.sack = a->sack;
+    k.sack = a->sack[0];
+    size_t words = DELIVERY_SACK_WORDS;
+    while (words > 1 && !a->sack[words - 1])
+        words--;
+    k.n_sack_more = words - 1;
+    k.sack_more = (uint64_t *)&a->sack[1];
     k.refused = a->refused;
     k.refused_epoch = a->refused_epoch;
     Partisan__Peer__DeliveryException ex[DELIVERY_WINDOW_MAX];
@@ -498,8 +503,10 @@ void reliable_on_ack(struct reliable *r, const char *from, const Partisan__Peer_
                                                                           : (int)a->exceptions[i]->verdict;
     }
     struct delivery_ack k = { .origin_epoch = a->origin_epoch, .dest_epoch = a->dest_epoch, .cum = a->cum,
-                              .sack = a->sack, .n_exceptions = n, .exceptions = ex, .refused = a->refused,
+                              .sack = { a->sack }, .n_exceptions = n, .exceptions = ex, .refused = a->refused,
                               .refused_epoch = a->refused_epoch };
+    for (size_t w = 0; w < a->n_sack_more && w + 1 < DELIVERY_SACK_WORDS; w++)
+        k.sack[w + 1] = a->sack_more[w];
     delivery_on_ack(r->d, a->from_node[0] ? a->from_node : from, a->channel, &k, clock_now_ms());
     rearm(r);
 }

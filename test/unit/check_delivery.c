@@ -323,7 +323,7 @@ START_TEST(open_gap_is_acked_again_with_backoff)
     ck_assert_int_eq(w->nq, n + 1);
     ck_assert(w->q[n].ack);
     ck_assert_uint_eq(w->q[n].a.cum, 0);
-    ck_assert_uint_eq(w->q[n].a.sack, 0x2);   /* seq 2 held (bit i: seq cum + 1 + i) */
+    ck_assert_uint_eq(w->q[n].a.sack[0], 0x2);   /* seq 2 held (bit i: seq cum + 1 + i) */
     uint64_t t2 = delivery_next_deadline(w->b.d);
     ck_assert_uint_eq(t2 - t, 2 * DELIVERY_ACK_DELAY_MS);
     /* Once the hole is filled, nothing more is repeated. */
@@ -331,6 +331,38 @@ START_TEST(open_gap_is_acked_again_with_backoff)
     ck_assert_int_eq(w->b.ndeliv, 2);
     delivery_tick(w->b.d, t2 + 1000);
     ck_assert_uint_eq(delivery_next_deadline(w->b.d), UINT64_MAX);
+    world_free(w);
+}
+END_TEST
+
+START_TEST(sack_covers_the_whole_window)
+{
+    /* 100 messages, the first and the 90th lost: the ack shows both holes,
+     * the one past 64 included, and both are resent without their timers. */
+    struct world *w = mk(0, 0);
+    char text[16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(text, sizeof text, "m%d", i);
+        send_ok(&w->a, "b", (uint64_t)i + 1, text, 0);
+    }
+    ck_assert_int_eq(w->nq, 100);
+    for (int i = 0; i < 100; i++)
+        if (i != 0 && i != 89)
+            arrive(w, i, 1);
+    int n = w->nq;
+    ck_assert(w->q[n - 1].ack);
+    const struct delivery_ack *a = &w->q[n - 1].a;
+    ck_assert_uint_eq(a->cum, 0);
+    /* bit i: seq cum + 1 + i; seq 90 (bit 89) is the hole past the first word */
+    ck_assert(!(a->sack[0] & 1));
+    ck_assert(!(a->sack[89 / 64] & (UINT64_C(1) << (89 % 64))));
+    ck_assert(a->sack[88 / 64] & (UINT64_C(1) << (88 % 64)));
+    ck_assert(a->sack[99 / 64] & (UINT64_C(1) << (99 % 64)));
+    int before = w->a.transmits;
+    arrive(w, n - 1, 2);
+    ck_assert_int_eq(w->a.transmits, before + 2);
+    ck_assert_uint_eq(w->q[w->nq - 2].h.seq, 1);
+    ck_assert_uint_eq(w->q[w->nq - 1].h.seq, 90);
     world_free(w);
 }
 END_TEST
@@ -362,7 +394,7 @@ START_TEST(out_of_order_held_then_in_order_with_sack)
     /* A gap is acked at once, with what is held. */
     ck_assert(w->q[3].ack);
     ck_assert_uint_eq(w->q[3].a.cum, 0);
-    ck_assert_uint_eq(w->q[4].a.sack, 0x6);   /* seqs 2 and 3 */
+    ck_assert_uint_eq(w->q[4].a.sack[0], 0x6);   /* seqs 2 and 3 */
     arrive(w, 4, 2);    /* the sender learns 2 and 3 arrived: fast retransmit of 1, at once */
     ck_assert_int_eq(w->a.transmits, 4);
     ck_assert_uint_eq(delivery_get_stats(w->a.d)->fast_retransmits, 1);
@@ -436,7 +468,7 @@ START_TEST(pending_verdict_reported_later)
     delivery_tick(w->b.d, 10);
     ck_assert(w->q[1].ack);
     ck_assert_uint_eq(w->q[1].a.cum, 0);
-    ck_assert_uint_eq(w->q[1].a.sack, 1);   /* arrived, verdict pending: no resend */
+    ck_assert_uint_eq(w->q[1].a.sack[0], 1);   /* arrived, verdict pending: no resend */
     arrive(w, 1, 11);
     ck_assert_int_eq(w->a.nverd, 0);
     delivery_report(w->b.d, "a", "orders", 1, DELIVERY_V_DELIVERED, 20);
@@ -706,7 +738,7 @@ START_TEST(garbage_from_the_wire_is_harmless)
                                                  { mix(&r) % 600, 1 }, { mix(&r) % 600, 99 } };
             struct delivery_ack a = { .origin_epoch = mix(&r) % 4 ? 100 : mix(&r) % 300,
                                       .dest_epoch = mix(&r) % 8 ? 200 : mix(&r) % 300,
-                                      .cum = mix(&r) % 600, .sack = mix(&r), .n_exceptions = mix(&r) % 4,
+                                      .cum = mix(&r) % 600, .sack = { mix(&r), mix(&r), mix(&r), mix(&r) }, .n_exceptions = mix(&r) % 4,
                                       .exceptions = exc };
             delivery_on_ack(w->a.d, "b", "orders", &a, (uint64_t)i);
         }
@@ -744,6 +776,7 @@ static Suite *suite(void)
     tcase_add_test(t, byte_window_and_too_large);
     tcase_add_test(t, retransmits_with_capped_exponential_backoff);
     tcase_add_test(t, open_gap_is_acked_again_with_backoff);
+    tcase_add_test(t, sack_covers_the_whole_window);
     tcase_add_test(t, rtt_sample_shortens_the_timer);
     tcase_add_test(t, out_of_order_held_then_in_order_with_sack);
     tcase_add_test(t, receiver_verdicts_travel_back);
