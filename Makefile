@@ -27,7 +27,7 @@ GEN       := $(BUILD)/gen/ipc.pb-c.c $(BUILD)/gen/peer.pb-c.c $(BUILD)/gen/hypar
 GEN_H     := $(GEN:.c=.h)
 
 DAEMON_SRC := daemon/main.c daemon/config.c daemon/log.c daemon/ipc.c daemon/router.c \
-              daemon/node.c daemon/transport.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c daemon/dialer.c \
+              daemon/node.c daemon/transport.c daemon/transport_lanes.c daemon/transport_faults.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c daemon/dialer.c \
               daemon/overlay_hyparview.c daemon/plumtree.c daemon/reliable.c daemon/delivery.c daemon/causal.c daemon/faults.c \
               daemon/state.c daemon/flow.c daemon/channel.c daemon/control.c daemon/gossip_codec.c daemon/tls.c daemon/config_diff.c daemon/sockbuf.c proto/frame.c proto/frame_evbuffer.c proto/envelope.c proto/pbarena.c
 CLIENT_SRC := client/client.c client/client_reply.c proto/frame.c proto/pbarena.c proto/envelope.c
@@ -165,7 +165,7 @@ $(BUILD)/test/check_faults: $(call obj,test/unit/check_faults.c daemon/faults.c 
 $(BUILD)/test/delivery_sim: $(call obj,test/sim/delivery_sim.c daemon/delivery.c daemon/causal.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^
-$(BUILD)/test/check_transport: $(call obj,test/unit/check_transport.c daemon/transport.c daemon/faults.c daemon/tls.c daemon/channel.c daemon/membership.c daemon/log.c daemon/sockbuf.c proto/frame.c proto/frame_evbuffer.c proto/envelope.c proto/pbarena.c) $(BUILD)/obj/gen/peer.pb-c.o
+$(BUILD)/test/check_transport: $(call obj,test/unit/check_transport.c daemon/transport.c daemon/transport_lanes.c daemon/transport_faults.c daemon/faults.c daemon/tls.c daemon/channel.c daemon/membership.c daemon/log.c daemon/sockbuf.c proto/frame.c proto/frame_evbuffer.c proto/envelope.c proto/pbarena.c) $(BUILD)/obj/gen/peer.pb-c.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
 $(BUILD)/test/sim: $(call obj,test/sim/sim.c test/sim/scenarios.c test/sim/scenarios_hyparview.c daemon/membership.c daemon/overlay.c daemon/overlay_full_mesh.c daemon/dialer.c daemon/overlay_hyparview.c daemon/plumtree.c daemon/gossip_codec.c proto/pbarena.c) $(BUILD)/obj/gen/peer.pb-c.o $(BUILD)/obj/gen/hyparview.pb-c.o

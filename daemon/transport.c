@@ -22,16 +22,13 @@
  * which reads /etc/hosts and /etc/resolv.conf), so a slow DNS server delays
  * that one dial, never the loop and the failure detector with it.
  *
- * Faults. Only while a rule exists does a frame take the slow path: it is
- * written whole into a `struct held` (sealed, then its bits flipped), and
- * either queued at once (once or twice) or put on the transport's heap of
- * held frames, ordered by (due time, arrival), which one timer drains. A
- * held frame points at its lane or connection; peer_kill and conn_close
- * clear those pointers, so a frame whose target went away is dropped when
- * due. A lane's held bytes count in its load, so its bound and
- * backpressure hold while frames are delayed.
+ * Files. This one holds the connections (lifecycle, handshake, reading,
+ * dialling, listening) and the transport itself; transport_lanes.c the
+ * lanes and sending; transport_faults.c fault injection. What they share
+ * is transport_internal.h.
  */
 #include "transport.h"
+#include "transport_internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -42,10 +39,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <linux/sockios.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -68,183 +63,12 @@
 #include "sockbuf.h"
 #include "tls.h"
 
-#define TP_NAME_MAX 256
-#define TP_ADDR_MAX 320
-#define TP_CHANNEL_MAX (CONFIG_CHANNEL_NAME_MAX + 1)
-#define TP_REASON_MAX 1024
-#define TP_DATA_REDIAL_MS 1000
-#define TP_DEFAULT_MAX_FRAME (4u << 20)
-#define TP_DEFAULT_MAX_QUEUE (16u << 20)
-#define TP_DEFAULT_TIMEOUT_MS 5000u
-/* Frames handled per read callback: enough that one callback takes every
- * whole frame of a 256 KiB read of small messages. */
-#define TP_FRAMES_PER_READ 8192
-/* Nor more bytes than this: a connection carrying 1 MiB messages would
- * otherwise keep the loop for milliseconds while a ping waits on another. */
-#define TP_BYTES_PER_READ (256u * 1024)
-/* A data connection's socket buffer is refilled from its lane's queue when
- * it falls to HANDOVER_LOW, up to HANDOVER_FILL: enough to keep the kernel
- * busy, little enough that most of a backlog stays in the queue, where a
- * monotonic channel can still replace it and a reset cannot lose it. */
-#define HANDOVER_LOW (128u * 1024)
-#define HANDOVER_FILL (256u * 1024)
-#define TP_MAX_CHAN_STATS 4096
-/* What an accepted connection may send before its handshake completes: a
- * Hello is a few hundred bytes, and nothing an unknown party sends is
- * buffered beyond this. */
-#define TP_PREHANDSHAKE_BYTES (16u * 1024)
-
-enum conn_kind { CONN_OUT_CONTROL, CONN_OUT_DATA, CONN_IN };
-
-struct peer;
-struct lane;
-
-/* Counters of one (node, channel); never freed before the transport. */
-struct chan_stats {
-    struct chan_stats *next;
-    char node[TP_NAME_MAX];
-    char channel[TP_CHANNEL_MAX];
-    uint64_t msgs_in, bytes_in, paused, reconnects, lost_down;
-    struct channel_queue_stats gone;    /* of queues whose peer died */
-};
-
-struct conn {
-    struct transport *t;
-    struct conn *prev, *next;       /* t->conns while open; next links the graveyard after */
-    struct bufferevent *bev;
-    struct event *timer;            /* handshake deadline, refusal drain bound, doom */
-    struct peer *peer;              /* outbound only; NULL once closed */
-    struct lane *lane;              /* outbound data only; NULL once closed */
-    struct chan_stats *cstats;      /* inbound, once its Hello is accepted */
-    enum conn_kind kind;
-    bool tcp_up;                    /* outbound: the TCP connect completed */
-    bool established;               /* handshake completed */
-    bool refusing;                  /* inbound: Refuse queued; waiting for flush, then EOF */
-    bool shut;                      /* refusing and our write side is shut down */
-    bool closed;
-    bool paused;                    /* inbound data: not read until transport_resume_data_from() */
-    bool draining;                  /* inbound, disconnected: deliver what was read, then close */
-    bool eof;                       /* the peer closed its side in order (FIN, not a reset) */
-    bool pending;                   /* inbound, counted in t->n_pending until its handshake ends */
-    uint64_t last_rx_ms;            /* inbound: when it last brought a frame (idle timeout) */
-    uint64_t incarnation;           /* inbound: the dialler's, from its Hello */
-    char remote_ip[INET6_ADDRSTRLEN];
-    char doom[TP_REASON_MAX];       /* non-empty: fail from the loop with this reason */
-    char remote[TP_ADDR_MAX];       /* the other end, for logs */
-    char node[TP_NAME_MAX];         /* inbound: the dialler's name once its Hello is accepted */
-    char claimed[TP_NAME_MAX];      /* inbound: the node its Hello named, even before it is accepted (faults judge by it) */
-    char channel[TP_CHANNEL_MAX];
-    uint32_t conn_index;
-};
-
-/* Owned by the resolver callback: a dial that dies while its name is being
- * looked up clears `peer` and cancels, and the callback frees this. */
-struct dns_lookup {
-    struct peer *peer;
-    struct evdns_getaddrinfo_request *req;
-};
-
-struct peer {
-    struct transport *t;
-    struct peer *prev, *next;       /* t->peers while alive; next links the graveyard after */
-    char expect[TP_NAME_MAX];       /* as given to transport_connect */
-    char address[TP_ADDR_MAX];
-    char node[TP_NAME_MAX];         /* expect, or the name the Welcome gave */
-    char resolve_error[TP_REASON_MAX];
-    struct dns_lookup *lookup;      /* non-NULL while the host name is being resolved */
-    struct sockaddr_storage sa;
-    socklen_t salen;
-    struct conn *ctrl;
-    struct lane *lanes;             /* t->n_lanes, channel by channel */
-    bool connected;                 /* control connection welcomed */
-    bool dead;
-};
-
-struct lane {
-    struct peer *p;
-    unsigned ch, idx;
-    struct channel_queue *q;        /* created at the first message */
-    struct conn *conn;              /* the data connection now, if any */
-    struct event *redial;
-    uint64_t dialled_ms;
-    bool congested;                 /* reported congested; on_lane_drained owed */
-    bool dropped;                   /* a connection dropped: the next Welcome is a reconnect */
-    struct chan_stats *cstats;
-    /* The kernel's unacknowledged bytes at the last refill, and how much
-     * had been written then: a reset purges the kernel's queue before we
-     * can ask, so what it may have lost is estimated from these. */
-    uint64_t unacked_sample, written_at_sample;
-    uint64_t bytes_sent_at_dial;    /* the queue's bytes_sent when this connection began */
-    unsigned refills;
-    size_t held_bytes;              /* frames of this lane a delay fault holds */
-};
-
-/* A frame a fault holds until `due`, for one lane's queue or one
- * connection's output (both NULL once that is gone). */
-struct held {
-    uint64_t due, seq;
-    struct lane *lane;
-    struct conn *conn;
-    uint64_t tag;                   /* the lane's commit tag (monotonic payload length) */
-    size_t len, key_len;
-    bool twice;
-    uint8_t bytes[];                /* the frame, then the lane's replacement key */
-};
-
-struct tp_channel {
-    char name[TP_CHANNEL_MAX];
-    unsigned parallelism;
-    bool monotonic;
-    unsigned first_lane;
-    unsigned rr;                    /* rotates ties among equally loaded lanes */
-};
-
-struct transport {
-    struct event_base *base;
-    struct transport_callbacks cb;
-    char *cluster, *node, *advertise;
-    uint64_t incarnation;
-    uint32_t timeout_ms;
-    uint32_t handshake_ms, idle_ms, silence_ms;
-    bool relayed_senders;
-    uint64_t duplicate_logged_ms;   /* duplicate names are logged once per 10 s */
-    uint64_t duplicates_unlogged;
-    uint32_t max_pending, max_pending_per_ip;
-    size_t n_pending;
-    size_t max_frame, max_queue;
-    struct evconnlistener *listener;
-    struct event *listen_retry;
-    uint16_t port;
-    struct conn *conns;
-    struct peer *peers;
-    struct peer *cache;             /* last peer found by name: sends come in runs */
-    struct conn *dead_conns;
-    struct peer *dead_peers;
-    struct event *reaper;
-    struct lingering *lingers;
-    struct pbarena arena;           /* decoded frames live here until handled */
-    struct evdns_base *dns;         /* created at the first non-numeric host */
-    struct transport_stats stats;
-    struct tp_channel *chans;
-    size_t n_chans, n_lanes;
-    struct chan_stats *cstats;
-    size_t n_cstats;
-    struct chan_stats overflow_stats;   /* past TP_MAX_CHAN_STATS entries */
-    struct tls *tls;                /* NULL: plaintext links */
-    uint64_t bad_checksum_logged_ms;    /* bad checksums are logged once per 10 s */
-    uint64_t bad_checksums_unlogged;
-    struct faults *faults;          /* not ours; NULL or no rules: the fast path */
-    uint64_t rng;                   /* xorshift64*, for the faults core */
-    struct held **held;             /* min-heap by (due, seq) */
-    size_t n_held, cap_held;
-    uint64_t held_seq;
-    struct event *held_timer;
-};
-
-/* ------------------------------------------------------------ helpers -- */
 
 
-static struct timeval ms_tv(uint64_t ms)
+
+/* ------------------------------------------------------------- helpers -- */
+
+struct timeval tp_ms_tv(uint64_t ms)
 {
     struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
     return tv;
@@ -341,130 +165,8 @@ static int resolve_numeric(const char *address, struct sockaddr_storage *ss, soc
     return 0;
 }
 
-/* ------------------------------------------------------------ faults -- */
 
-/* With no faults object this is the one branch the hot path pays. */
-static inline bool faults_on(const struct transport *t)
-{
-    return t->faults && faults_count(t->faults) > 0;
-}
-
-static uint64_t tp_rand(void *ctx)
-{
-    struct transport *t = ctx;
-    uint64_t x = t->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    t->rng = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-/* Two daemons started in the same millisecond must not draw alike. */
-static uint64_t rng_seed(const void *salt)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t z = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-    z ^= (uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)salt;
-    /* splitmix64: xorshift64* needs a well-mixed, non-zero state. */
-    z += 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z ^= z >> 31;
-    return z ? z : 0x9E3779B97F4A7C15ULL;
-}
-
-static struct held *held_new(size_t len, size_t key_len)
-{
-    struct held *h = calloc(1, sizeof *h + len + key_len);
-    if (h) {
-        h->len = len;
-        h->key_len = key_len;
-    }
-    return h;
-}
-
-static bool held_before(const struct held *a, const struct held *b)
-{
-    return a->due < b->due || (a->due == b->due && a->seq < b->seq);
-}
-
-static void held_arm(struct transport *t)
-{
-    if (!t->n_held) {
-        event_del(t->held_timer);
-        return;
-    }
-    uint64_t now = clock_now_ms(), due = t->held[0]->due;
-    struct timeval tv = ms_tv(due > now ? due - now : 0);
-    evtimer_add(t->held_timer, &tv);
-}
-
-/* Takes h; on failure (out of memory) the frame is dropped, as a full
- * queue of a real delaying link would. */
-static void held_push(struct transport *t, struct held *h)
-{
-    if (t->n_held == t->cap_held) {
-        size_t cap = t->cap_held ? 2 * t->cap_held : 64;
-        struct held **n = realloc(t->held, cap * sizeof *n);
-        if (!n) {
-            log_error("out of memory holding a delayed frame; dropped");
-            if (h->lane)
-                h->lane->held_bytes -= h->len * (h->twice ? 2 : 1);
-            free(h);
-            return;
-        }
-        t->held = n;
-        t->cap_held = cap;
-    }
-    h->seq = t->held_seq++;
-    size_t i = t->n_held++;
-    while (i > 0 && held_before(h, t->held[(i - 1) / 2])) {
-        t->held[i] = t->held[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    t->held[i] = h;
-    if (i == 0)
-        held_arm(t);
-}
-
-static struct held *held_pop(struct transport *t)
-{
-    struct held *top = t->held[0], *last = t->held[--t->n_held];
-    size_t i = 0, n = t->n_held;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && held_before(t->held[c + 1], t->held[c]))
-            c++;
-        if (!held_before(t->held[c], last))
-            break;
-        t->held[i] = t->held[c];
-        i = c;
-    }
-    if (n)
-        t->held[i] = last;
-    return top;
-}
-
-/* A closing connection: its held frames will find nothing when due. */
-static void held_forget_conn(struct transport *t, const struct conn *c)
-{
-    for (size_t i = 0; i < t->n_held; i++)
-        if (t->held[i]->conn == c)
-            t->held[i]->conn = NULL;
-}
-
-static void held_forget_peer(struct transport *t, const struct peer *p)
-{
-    for (size_t i = 0; i < t->n_held; i++)
-        if (t->held[i]->lane && t->held[i]->lane->p == p)
-            t->held[i]->lane = NULL;
-}
-
-/* -------------------------------------------------------- lifecycle -- */
+/* ----------------------------------------------------------- lifecycle -- */
 
 static void reap_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -575,12 +277,12 @@ static void release_bev(struct transport *t, struct bufferevent *bev)
     bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
     bufferevent_setcb(bev, NULL, linger_write_cb, linger_event_cb, l);
     bufferevent_enable(bev, EV_WRITE);
-    struct timeval tv = ms_tv(LINGER_MS);
+    struct timeval tv = tp_ms_tv(LINGER_MS);
     evtimer_add(l->timer, &tv);
 }
 
 /* Closes without any callback; the struct stays readable until the reaper. */
-static void conn_close(struct conn *c)
+void tp_conn_close(struct conn *c)
 {
     if (c->closed)
         return;
@@ -596,7 +298,7 @@ static void conn_close(struct conn *c)
     }
     event_del(c->timer);
     if (t->n_held)
-        held_forget_conn(t, c);
+        tp_held_forget_conn(t, c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -637,7 +339,7 @@ static void lane_end(struct lane *l)
     if (l->redial)
         event_del(l->redial);
     if (l->conn)
-        conn_close(l->conn);
+        tp_conn_close(l->conn);
     if (l->q) {
         channel_queue_detach(l->q);
         size_t dropped = channel_queue_clear(l->q);
@@ -670,11 +372,11 @@ static void peer_kill(struct peer *p)
             evdns_getaddrinfo_cancel(l->req);
     }
     if (p->ctrl)
-        conn_close(p->ctrl);
+        tp_conn_close(p->ctrl);
     for (size_t i = 0; i < t->n_lanes; i++)
         lane_end(&p->lanes[i]);
     if (t->n_held)
-        held_forget_peer(t, p);
+        tp_held_forget_peer(t, p);
     if (t->cache == p)
         t->cache = NULL;
     if (p->prev)
@@ -704,7 +406,7 @@ static void set_batch_size(struct transport *t, struct bufferevent *bev)
 }
 
 /* Fails c from the event loop rather than from inside the caller's call. */
-static void conn_doom(struct conn *c, const char *reason)
+void tp_conn_doom(struct conn *c, const char *reason)
 {
     if (c->doom[0])
         return;
@@ -712,7 +414,7 @@ static void conn_doom(struct conn *c, const char *reason)
     event_active(c->timer, EV_TIMEOUT, 1);
 }
 
-static struct peer *peer_by_node(struct transport *t, const char *node)
+struct peer *tp_peer_by_node(struct transport *t, const char *node)
 {
     if (t->cache && strcmp(t->cache->node, node) == 0)
         return t->cache;
@@ -734,7 +436,7 @@ static void peer_desc(const struct peer *p, const char *address, char *buf, size
 
 /* The counters of (node, channel), created on first use; past
  * TP_MAX_CHAN_STATS pairs (names come from peers) one shared entry. */
-static struct chan_stats *chan_stats_get(struct transport *t, const char *node, const char *channel)
+struct chan_stats *tp_chan_stats_get(struct transport *t, const char *node, const char *channel)
 {
     for (struct chan_stats *e = t->cstats; e; e = e->next)
         if (strcmp(e->node, node) == 0 && strcmp(e->channel, channel) == 0)
@@ -752,76 +454,11 @@ static struct chan_stats *chan_stats_get(struct transport *t, const char *node, 
     return e;
 }
 
-/* ---------------------------------------------------------- writing -- */
-
-/* The peer faults judge a connection's frames by: "" while it is unknown
- * (a seed before its Welcome, a Hello that named no valid node). */
-static const char *conn_fault_peer(const struct conn *c)
-{
-    if (c->kind == CONN_IN)
-        return c->claimed;
-    return c->peer ? c->peer->node : "";
-}
-
-static const char *conn_fault_channel(const struct conn *c)
-{
-    if (c->kind == CONN_OUT_CONTROL)
-        return FAULTS_CONTROL_CHANNEL;
-    if (c->kind == CONN_OUT_DATA)
-        return c->lane ? c->t->chans[c->lane->ch].name : "";
-    return c->channel;
-}
-
-/* A held frame's bytes into a connection's output, once or twice. */
-static void held_to_conn(struct conn *c, const struct held *h)
-{
-    if (c->closed || !c->bev || c->doom[0])
-        return;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    for (int i = 0; i < (h->twice ? 2 : 1); i++)
-        if (evbuffer_add(out, h->bytes, h->len) == 0)
-            c->t->stats.frames_out++;
-}
-
-/* conn_send under faults: the frame is packed into a held buffer, sealed,
- * and its bits flipped, then written now or when due. A handshake frame is
- * never sent twice: a second Hello or Welcome is a protocol error that
- * would only ever close the connection, which no network does. */
-static int conn_send_faulty(struct conn *c, const Partisan__Peer__PeerFrame *f, size_t env_len, size_t size)
-{
-    struct transport *t = c->t;
-    struct faults_action a;
-    uint64_t now = clock_now_ms();
-    faults_decide(t->faults, FAULTS_OUT, conn_fault_peer(c), conn_fault_channel(c), size, FRAME_PEER_HEADER,
-                  now, tp_rand, t, &a);
-    if (a.drop)
-        return 0;
-    struct held *h = held_new(size, 0);
-    if (!h) {
-        log_error("out of memory queueing a frame to %s", c->remote);
-        return -1;
-    }
-    partisan__peer__peer_frame__pack(f, h->bytes + frame_env_offset(FRAME_KIND_PEER));
-    frame_seal(FRAME_KIND_PEER, h->bytes, env_len, 0);
-    faults_apply_flips(&a, h->bytes, size);
-    bool handshake = f->body_case == PARTISAN__PEER__PEER_FRAME__BODY_HELLO ||
-                     f->body_case == PARTISAN__PEER__PEER_FRAME__BODY_WELCOME ||
-                     f->body_case == PARTISAN__PEER__PEER_FRAME__BODY_REFUSE;
-    h->twice = a.duplicate && !handshake;
-    if (a.deliver_at > now) {
-        h->due = a.deliver_at;
-        h->conn = c;
-        held_push(t, h);
-        return 0;
-    }
-    held_to_conn(c, h);
-    free(h);
-    return 0;
-}
+/* ------------------------------------------------------------- writing -- */
 
 /* Packs f straight into the output buffer: one copy, no allocation of our
  * own. -2: it would take the queue past limit (nothing queued). */
-static int conn_send(struct conn *c, const Partisan__Peer__PeerFrame *f, size_t limit)
+int tp_conn_send(struct conn *c, const Partisan__Peer__PeerFrame *f, size_t limit)
 {
     if (c->closed || !c->bev || c->doom[0])
         return -1;
@@ -836,8 +473,8 @@ static int conn_send(struct conn *c, const Partisan__Peer__PeerFrame *f, size_t 
     size_t size = frame_size(FRAME_KIND_PEER, len, 0);
     if (evbuffer_get_length(out) + size > limit)
         return -2;
-    if (faults_on(t) && conn_fault_peer(c)[0])
-        return conn_send_faulty(c, f, len, size);
+    if (tp_faults_on(t) && tp_conn_fault_peer(c)[0])
+        return tp_conn_send_faulty(c, f, len, size);
     struct evbuffer_iovec v;
     if (evbuffer_reserve_space(out, (ev_ssize_t)size, &v, 1) < 1) {
         log_error("out of memory queueing a frame to %s", c->remote);
@@ -868,10 +505,11 @@ static void send_hello(struct conn *c)
     Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
     f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_HELLO;
     f.hello = &h;
-    conn_send(c, &f, SIZE_MAX);
+    tp_conn_send(c, &f, SIZE_MAX);
 }
 
-/* ---------------------------------------------------------- failures -- */
+
+/* ------------------------------------------------------------ failures -- */
 
 /* A dial that never got its Welcome: exactly one on_connect_failed. */
 static void ctrl_failed(struct peer *p, const char *reason)
@@ -889,104 +527,6 @@ static void ctrl_lost(struct peer *p)
     peer_kill(p);
     if (t->cb.on_disconnected)
         t->cb.on_disconnected(t->cb.ctx, p->node);
-}
-
-/* Dials the lane's connection again, at most once a TP_DATA_REDIAL_MS, so
- * a peer that refuses data connections is not hammered. */
-static void lane_redial(struct lane *l)
-{
-    if (l->p->dead || l->conn || evtimer_pending(l->redial, NULL))
-        return;
-    uint64_t now = clock_now_ms(), due = l->dialled_ms + TP_DATA_REDIAL_MS;
-    struct timeval tv = ms_tv(due > now ? due - now : 0);
-    evtimer_add(l->redial, &tv);
-}
-
-static size_t lane_load(const struct lane *l)
-{
-    size_t n = l->held_bytes + (l->q ? channel_queue_bytes(l->q) : 0);
-    if (l->conn && l->conn->bev)
-        n += evbuffer_get_length(bufferevent_get_output(l->conn->bev));
-    return n;
-}
-
-static size_t lane_limit(const struct transport *t, const struct lane *l)
-{
-    size_t per = t->max_queue / t->chans[l->ch].parallelism;
-    size_t least = t->max_frame + FRAME_PEER_HEADER;
-    return per > least ? per : least;
-}
-
-/* Bytes of this lane's frames that left the current socket's buffer. */
-static uint64_t lane_written(const struct lane *l, struct evbuffer *out)
-{
-    return channel_queue_stats(l->q)->bytes_sent - l->bytes_sent_at_dial - evbuffer_get_length(out);
-}
-
-/* Refills the socket from the queue, and releases the lane's waiting
- * senders once it has drained to a quarter of its bound. */
-static void lane_pump(struct lane *l)
-{
-    struct transport *t = l->p->t;
-    struct conn *c = l->conn;
-    if (c && c->established && !c->closed && c->bev && l->q) {
-        struct evbuffer *out = bufferevent_get_output(c->bev);
-        if (evbuffer_get_length(out) <= HANDOVER_LOW) {
-            /* One refill in eight: the ioctl costs a few per cent of a busy
-             * daemon, and an older sample only widens the estimate. */
-            int unacked = 0;
-            if ((l->refills++ & 7) == 0 && ioctl(bufferevent_getfd(c->bev), SIOCOUTQ, &unacked) == 0 &&
-                unacked >= 0) {
-                l->unacked_sample = (uint64_t)unacked;
-                l->written_at_sample = lane_written(l, out);
-            }
-            size_t before = channel_queue_stats(l->q)->msgs_sent;
-            channel_queue_handover(l->q, out, HANDOVER_FILL);
-            t->stats.frames_out += channel_queue_stats(l->q)->msgs_sent - before;
-        }
-    }
-    if (l->congested && lane_load(l) <= lane_limit(t, l) / 4) {
-        l->congested = false;
-        if (t->cb.on_lane_drained)
-            t->cb.on_lane_drained(t->cb.ctx, l);
-    }
-}
-
-/* The lane's connection failed: take back what the socket had not begun
- * to write, so the next connection sends it first. */
-static void lane_conn_failed(struct conn *c)
-{
-    struct lane *l = c->lane;
-    struct transport *t = l->p->t;
-    uint64_t lost_before = l->q ? channel_queue_stats(l->q)->lost : 0;
-    if (c->bev) {
-        struct evbuffer *out = bufferevent_get_output(c->bev);
-        if (c->established && l->q) {
-            int unacked = 0;
-            if (ioctl(bufferevent_getfd(c->bev), SIOCOUTQ, &unacked) != 0 || unacked < 0)
-                unacked = 0;
-            /* After a reset the kernel has purged its queue, so at most
-             * everything written since the last sample is unacked on top
-             * of what was then: an estimate that errs towards counting a
-             * message lost. After an orderly close the kernel still knows. */
-            uint64_t est = l->unacked_sample + (lane_written(l, out) - l->written_at_sample);
-            if (c->eof || (uint64_t)unacked > est)
-                est = (uint64_t)unacked;
-            channel_queue_recover(l->q, out, (size_t)est);
-        } else {
-            /* Only our Hello was there: no message is handed over before
-             * the Welcome. */
-            evbuffer_drain(out, evbuffer_get_length(out));
-        }
-    }
-    if (c->established)
-        l->dropped = true;
-    uint64_t lost = l->q ? channel_queue_stats(l->q)->lost - lost_before : 0;
-    conn_close(c);
-    if (l->q && channel_queue_msgs(l->q))
-        lane_redial(l);
-    if (lost && t->cb.on_data_lost)
-        t->cb.on_data_lost(t->cb.ctx, l->p->node, lost);
 }
 
 /* The end of any conn for any reason other than a deliberate close. Runs
@@ -1008,7 +548,7 @@ static void conn_fail(struct conn *c, const char *reason, bool logged)
             else
                 log_info("connection from %s closed: %s", c->remote, reason);
         }
-        conn_close(c);
+        tp_conn_close(c);
         return;
     case CONN_OUT_CONTROL:
         peer_desc(p, p->address, desc, sizeof desc);
@@ -1032,13 +572,14 @@ static void conn_fail(struct conn *c, const char *reason, bool logged)
                      l->idx, desc, reason);
         else if (!logged)
             log_debug("%s connection %u to %s failed: %s", c->t->chans[l->ch].name, l->idx, desc, reason);
-        lane_conn_failed(c);
+        tp_lane_conn_failed(c);
         return;
     }
     }
 }
 
-/* -------------------------------------------------------- handshake -- */
+
+/* ----------------------------------------------------------- handshake -- */
 
 static void refuse_quietly(struct conn *c, Partisan__Peer__Refuse__Reason reason, const char *msg);
 
@@ -1060,15 +601,15 @@ static void refuse_quietly(struct conn *c, Partisan__Peer__Refuse__Reason reason
     Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
     f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_REFUSE;
     f.refuse = &r;
-    if (conn_send(c, &f, SIZE_MAX) != 0) {
-        conn_close(c);
+    if (tp_conn_send(c, &f, SIZE_MAX) != 0) {
+        tp_conn_close(c);
         return;
     }
     /* Flush, shut our side, and wait for the dialler to hang up: closing
      * with its unread bytes pending would send a reset that can destroy the
      * Refuse before the dialler reads it. The timer bounds the wait. */
     c->refusing = true;
-    struct timeval tv = ms_tv(t->timeout_ms);
+    struct timeval tv = tp_ms_tv(t->timeout_ms);
     evtimer_add(c->timer, &tv);
 }
 
@@ -1173,7 +714,7 @@ static void handle_hello(struct conn *c, const Partisan__Peer__Hello *h)
             strcmp(o->node, h->node) == 0 && strcmp(o->channel, h->channel) == 0) {
             log_info("connection from node \"%s\" at %s (%s) replaced by a new one from %s",
                      o->node, o->remote, o->channel, c->remote);
-            conn_close(o);
+            tp_conn_close(o);
         }
     }
     c->established = true;
@@ -1184,14 +725,14 @@ static void handle_hello(struct conn *c, const Partisan__Peer__Hello *h)
     }
     set_batch_size(t, c->bev);
     c->last_rx_ms = clock_now_ms();
-    struct timeval idle = ms_tv(t->idle_ms);
+    struct timeval idle = tp_ms_tv(t->idle_ms);
     evtimer_add(c->timer, &idle);
     snprintf(c->node, sizeof c->node, "%s", h->node);
     snprintf(c->channel, sizeof c->channel, "%s", h->channel);
     c->conn_index = h->conn_index;
     c->incarnation = h->incarnation;
     if (strcmp(c->channel, CONFIG_CONTROL_CHANNEL) != 0)
-        c->cstats = chan_stats_get(t, c->node, c->channel);
+        c->cstats = tp_chan_stats_get(t, c->node, c->channel);
 
     Partisan__Peer__Welcome w = PARTISAN__PEER__WELCOME__INIT;
     w.node = t->node;
@@ -1200,7 +741,7 @@ static void handle_hello(struct conn *c, const Partisan__Peer__Hello *h)
     Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
     f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_WELCOME;
     f.welcome = &w;
-    conn_send(c, &f, SIZE_MAX);
+    tp_conn_send(c, &f, SIZE_MAX);
     log_info("accepted %s connection from node \"%s\" at %s", c->channel, c->node, c->remote);
 }
 
@@ -1243,10 +784,10 @@ static void handle_welcome(struct conn *c, const Partisan__Peer__Welcome *w)
             log_debug("%s connection %u to node \"%s\" at %s established", t->chans[l->ch].name, l->idx,
                       name, p->address);
         }
-        lane_pump(l);
+        tp_lane_pump(l);
         return;
     }
-    struct peer *other = peer_by_node(t, w->node);
+    struct peer *other = tp_peer_by_node(t, w->node);
     if (other && other != p) {
         /* Two dials (say a seed and a member) reached the same node. */
         snprintf(msg, sizeof msg, "already connected to node \"%s\"", name);
@@ -1287,7 +828,8 @@ static void handle_refuse(struct conn *c, const Partisan__Peer__Refuse *r)
     conn_fail(c, reason, true);
 }
 
-/* ---------------------------------------------------------- reading -- */
+
+/* ------------------------------------------------------------- reading -- */
 
 static const char *body_name(int body_case)
 {
@@ -1387,34 +929,6 @@ static void handle_frame(struct conn *c, const Partisan__Peer__PeerFrame *f)
         log_debug("ignored a frame of unknown kind from %s", c->remote);
         break;
     }
-}
-
-/* Whether faults drop this incoming frame before it is acted on. The peer
- * is known once its Hello (inbound) or Welcome (outbound) named it, and
- * the Hello or Welcome itself is judged by the name it gives. */
-static bool fault_in_drops(struct conn *c, const Partisan__Peer__PeerFrame *f, size_t size)
-{
-    struct transport *t = c->t;
-    const char *peer = "", *channel = "";
-    if (c->kind == CONN_IN) {
-        if (c->established) {
-            peer = c->node;
-            channel = c->channel;
-        } else if (f->body_case == PARTISAN__PEER__PEER_FRAME__BODY_HELLO) {
-            peer = f->hello->node;
-            channel = f->hello->channel;
-        }
-    } else if (c->peer) {
-        peer = c->peer->node;
-        if (!peer[0] && f->body_case == PARTISAN__PEER__PEER_FRAME__BODY_WELCOME)
-            peer = f->welcome->node;
-        channel = conn_fault_channel(c);
-    }
-    if (!peer[0])
-        return false;
-    struct faults_action a;
-    faults_decide(t->faults, FAULTS_IN, peer, channel, size, FRAME_PEER_HEADER, clock_now_ms(), tp_rand, t, &a);
-    return a.drop;
 }
 
 /* Decodes the whole frames in c's input; a callback may close or pause c.
@@ -1535,7 +1049,7 @@ static void read_frames(struct conn *c, bool bounded)
             f->data->payload.data = (uint8_t *)fr.payload;
             f->data->payload.len = fr.payload_len;
         }
-        if (faults_on(t) && fault_in_drops(c, f, fr.size)) {
+        if (tp_faults_on(t) && tp_fault_in_drops(c, f, fr.size)) {
             pbarena_reset(&t->arena);
             handled += fr.size;
             evbuffer_drain(in, fr.size);
@@ -1585,7 +1099,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     }
     (void)t;
     if (c->kind == CONN_OUT_DATA && c->lane)
-        lane_pump(c->lane);
+        tp_lane_pump(c->lane);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -1598,7 +1112,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     int err = EVUTIL_SOCKET_ERROR();
     if (c->refusing) {
-        conn_close(c);
+        tp_conn_close(c);
         return;
     }
     if (c->kind == CONN_IN && c->established) {
@@ -1647,11 +1161,11 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (c->draining) {
         read_frames(c, false);
-        conn_close(c);
+        tp_conn_close(c);
         return;
     }
     if (c->refusing) {
-        conn_close(c);
+        tp_conn_close(c);
         return;
     }
     if (c->established && c->kind == CONN_IN) {
@@ -1659,7 +1173,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         if (c->paused)
             c->last_rx_ms = now; /* quiet because we do not read it */
         if (c->paused || quiet < t->idle_ms) {
-            struct timeval tv = ms_tv(t->idle_ms - quiet);
+            struct timeval tv = tp_ms_tv(t->idle_ms - quiet);
             evtimer_add(c->timer, &tv);
             return;
         }
@@ -1683,11 +1197,12 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     conn_fail(c, reason, false);
 }
 
-/* ---------------------------------------------------------- dialling -- */
+
+/* ------------------------------------------------------------ dialling -- */
 
 /* Always returns a conn (or NULL when out of memory): a dial that fails at
  * once is reported from the loop, like every other failure. */
-static struct conn *dial(struct peer *p, enum conn_kind kind, struct lane *lane)
+struct conn *tp_dial(struct peer *p, enum conn_kind kind, struct lane *lane)
 {
     struct transport *t = p->t;
     struct conn *c = conn_new(t, kind);
@@ -1705,14 +1220,14 @@ static struct conn *dial(struct peer *p, enum conn_kind kind, struct lane *lane)
     }
     snprintf(c->remote, sizeof c->remote, "%s", p->address);
     if (p->resolve_error[0]) {
-        conn_doom(c, p->resolve_error);
+        tp_conn_doom(c, p->resolve_error);
         return c;
     }
     evutil_socket_t fd = socket(p->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         char msg[128];
         snprintf(msg, sizeof msg, "socket: %s", strerror(errno));
-        conn_doom(c, msg);
+        tp_conn_doom(c, msg);
         return c;
     }
     set_nodelay(fd);
@@ -1727,7 +1242,7 @@ static struct conn *dial(struct peer *p, enum conn_kind kind, struct lane *lane)
     c->bev = t->tls ? tls_bufferevent(t->tls, t->base, fd, false) : bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev) {
         close(fd);
-        conn_doom(c, "out of memory");
+        tp_conn_doom(c, "out of memory");
         return c;
     }
     set_batch_size(t, c->bev);
@@ -1738,7 +1253,7 @@ static struct conn *dial(struct peer *p, enum conn_kind kind, struct lane *lane)
         snprintf(msg, sizeof msg, "connect: %s", strerror(errno));
         bufferevent_free(c->bev);
         c->bev = NULL;
-        conn_doom(c, msg);
+        tp_conn_doom(c, msg);
         return c;
     }
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
@@ -1746,20 +1261,9 @@ static struct conn *dial(struct peer *p, enum conn_kind kind, struct lane *lane)
         bufferevent_setwatermark(c->bev, EV_WRITE, HANDOVER_LOW, 0);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     send_hello(c);
-    struct timeval tv = ms_tv(t->timeout_ms);
+    struct timeval tv = tp_ms_tv(t->timeout_ms);
     evtimer_add(c->timer, &tv);
     return c;
-}
-
-static void lane_redial_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd; (void)what;
-    struct lane *l = arg;
-    if (l->p->dead || l->conn || !l->p->connected)
-        return;
-    log_debug("dialling %s connection %u to node \"%s\" at %s", l->p->t->chans[l->ch].name, l->idx,
-              l->p->node, l->p->address);
-    dial(l->p, CONN_OUT_DATA, l);
 }
 
 /* Dials the control connection; data connections follow lazily, when their
@@ -1767,7 +1271,7 @@ static void lane_redial_cb(evutil_socket_t fd, short what, void *arg)
  * reported from the loop. */
 static void start_dials(struct peer *p)
 {
-    if (!dial(p, CONN_OUT_CONTROL, NULL))
+    if (!tp_dial(p, CONN_OUT_CONTROL, NULL))
         peer_kill(p); /* nothing to report the failure from; give up quietly */
 }
 
@@ -1828,7 +1332,7 @@ void transport_connect(struct transport *t, const char *expect_node, const char 
     if (!address)
         address = "";
     if (expect_node[0]) {
-        if (peer_by_node(t, expect_node))
+        if (tp_peer_by_node(t, expect_node))
             return;
     } else {
         for (struct peer *p = t->peers; p; p = p->next)
@@ -1843,7 +1347,7 @@ void transport_connect(struct transport *t, const char *expect_node, const char 
             l->p = p;
             l->ch = ch;
             l->idx = i;
-            ok = (l->redial = evtimer_new(t->base, lane_redial_cb, l)) != NULL;
+            ok = (l->redial = evtimer_new(t->base, tp_lane_redial_cb, l)) != NULL;
         }
     if (!ok) {
         log_error("out of memory dialling %s", address);
@@ -1891,7 +1395,7 @@ void transport_disconnect(struct transport *t, const char *node)
         if (c->kind == CONN_IN && c->established && !c->draining && strcmp(c->node, node) == 0) {
             any = true;
             if (!c->bev || evbuffer_get_length(bufferevent_get_input(c->bev)) < FRAME_PEER_HEADER) {
-                conn_close(c);
+                tp_conn_close(c);
                 continue;
             }
             /* Frames already read are delivered from the loop (not from
@@ -1932,379 +1436,8 @@ void transport_resume_data_from(struct transport *t, const char *node)
     set_data_paused(t, node, false);
 }
 
-/* ----------------------------------------------------------- sending -- */
 
-static int send_control(struct transport *t, const char *node, const Partisan__Peer__PeerFrame *f)
-{
-    struct peer *p = peer_by_node(t, node);
-    if (!p || !p->connected || !p->ctrl)
-        return -1;
-    int rc = conn_send(p->ctrl, f, t->max_queue);
-    if (rc == -2) {
-        /* Control traffic is small; a peer that cannot take it is broken.
-         * on_disconnected follows from the loop. */
-        log_warn("control queue to node \"%s\" at %s passed max_queue_bytes (%zu): it is not reading; closing",
-                 p->node, p->address, t->max_queue);
-        conn_doom(p->ctrl, "control queue overflow");
-        return -1;
-    }
-    return rc;
-}
-
-int transport_send_overlay(struct transport *t, const char *node, const uint8_t *msg, size_t len)
-{
-    Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
-    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_OVERLAY;
-    f.overlay.data = (uint8_t *)msg;
-    f.overlay.len = len;
-    return send_control(t, node, &f);
-}
-
-int transport_send_credit(struct transport *t, const char *node, const char *name, uint64_t bytes)
-{
-    Partisan__Peer__CreditGrant g = PARTISAN__PEER__CREDIT_GRANT__INIT;
-    g.name = (char *)name;
-    g.bytes = bytes;
-    Partisan__Peer__CreditGrant *gp = &g;
-    Partisan__Peer__Credit cr = PARTISAN__PEER__CREDIT__INIT;
-    cr.n_grants = 1;
-    cr.grants = &gp;
-    Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
-    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_CREDIT;
-    f.credit = &cr;
-    return send_control(t, node, &f);
-}
-
-/* The replacement key of a monotonic channel: destination node, name and
- * partition key, each length-prefixed so that no two triples collide.
- * monotonic_key_parts() reads the node and name back. */
-static size_t monotonic_key(uint8_t *buf, size_t cap, const Partisan__Peer__Data *d, const void *key,
-                            size_t key_len)
-{
-    const char *parts[2] = { d->to_node, d->name };
-    size_t n = 0;
-    for (int i = 0; i < 3; i++) {
-        const void *src = i < 2 ? parts[i] : key;
-        size_t len = i < 2 ? strlen(parts[i]) : key_len;
-        if (n + 2 + len > cap)
-            return 0;
-        buf[n++] = (uint8_t)(len >> 8);
-        buf[n++] = (uint8_t)len;
-        memcpy(buf + n, src, len);
-        n += len;
-    }
-    return n;
-}
-
-static bool monotonic_key_parts(const uint8_t *k, size_t n, char node[TP_NAME_MAX], char name[TP_NAME_MAX])
-{
-    char *dst[2] = { node, name };
-    size_t at = 0;
-    for (int i = 0; i < 2; i++) {
-        if (at + 2 > n)
-            return false;
-        size_t len = (size_t)k[at] << 8 | k[at + 1];
-        at += 2;
-        if (len >= TP_NAME_MAX || at + len > n)
-            return false;
-        memcpy(dst[i], k + at, len);
-        dst[i][len] = '\0';
-        at += len;
-    }
-    return true;
-}
-
-static bool lane_may_send(void *ctx, const void *key, size_t key_len)
-{
-    struct lane *l = ctx;
-    struct transport *t = l->p->t;
-    char node[TP_NAME_MAX], name[TP_NAME_MAX];
-    if (!t->cb.may_send || !monotonic_key_parts(key, key_len, node, name))
-        return true;
-    return t->cb.may_send(t->cb.ctx, node, name);
-}
-
-static void lane_sent(void *ctx, const void *key, size_t key_len, uint64_t payload_len)
-{
-    struct lane *l = ctx;
-    struct transport *t = l->p->t;
-    char node[TP_NAME_MAX], name[TP_NAME_MAX];
-    if (t->cb.on_monotonic_sent && monotonic_key_parts(key, key_len, node, name))
-        t->cb.on_monotonic_sent(t->cb.ctx, node, name, payload_len);
-}
-
-static struct channel_queue *lane_queue_new(struct lane *l)
-{
-    bool monotonic = l->p->t->chans[l->ch].monotonic;
-    struct channel_queue *q = channel_queue_new(monotonic);
-    if (q && !l->p->t->tls)
-        channel_queue_set_chunked(q, true);
-    if (q && monotonic) {
-        struct channel_gate g = { .ctx = l, .may_send = lane_may_send, .sent = lane_sent };
-        channel_queue_set_gate(q, &g);
-    }
-    return q;
-}
-
-void transport_kick(struct transport *t, const char *node)
-{
-    struct peer *p = peer_by_node(t, node);
-    if (!p)
-        return;
-    for (size_t i = 0; i < t->n_lanes; i++)
-        if (p->lanes[i].q && t->chans[p->lanes[i].ch].monotonic && channel_queue_msgs(p->lanes[i].q))
-            lane_pump(&p->lanes[i]);
-}
-
-/* Gets a lane's connection going for what was just queued. Into the
- * socket's buffer at once only when it is empty (a lone message waits for
- * nothing); otherwise the write callback refills it when it falls to
- * HANDOVER_LOW, moving a batch of frames in one go instead of one frame
- * per send. */
-static void lane_wake(struct lane *l)
-{
-    if (l->conn) {
-        if (!l->conn->bev || evbuffer_get_length(bufferevent_get_output(l->conn->bev)) == 0)
-            lane_pump(l);
-    } else {
-        lane_redial(l);
-    }
-}
-
-/* Copies a whole frame into the lane's queue. */
-static int lane_put(struct lane *l, const uint8_t *frame, size_t len, const uint8_t *key, size_t key_len,
-                    uint64_t tag)
-{
-    if (!l->q && !(l->q = lane_queue_new(l)))
-        return -1;
-    uint8_t *dst = channel_queue_reserve(l->q, len);
-    if (!dst)
-        return -1;
-    memcpy(dst, frame, len);
-    return channel_queue_commit(l->q, key, key_len, tag);
-}
-
-/* A lane's frame under faults, sealed in h (which this takes): dropped,
- * held until due, or queued now, once or twice, with its bits flipped. */
-static int lane_send_faulty(struct lane *l, struct held *h)
-{
-    struct transport *t = l->p->t;
-    struct faults_action a;
-    uint64_t now = clock_now_ms();
-    faults_decide(t->faults, FAULTS_OUT, l->p->node, t->chans[l->ch].name, h->len, FRAME_PEER_HEADER, now,
-                  tp_rand, t, &a);
-    if (a.drop) {
-        free(h);
-        return 0;
-    }
-    faults_apply_flips(&a, h->bytes, h->len);
-    h->twice = a.duplicate;
-    if (a.deliver_at > now) {
-        h->due = a.deliver_at;
-        h->lane = l;
-        l->held_bytes += h->len * (h->twice ? 2 : 1);
-        held_push(t, h);
-        return 0;
-    }
-    int rc = 0;
-    for (int i = 0; i < (h->twice ? 2 : 1) && rc == 0; i++)
-        rc = lane_put(l, h->bytes, h->len, h->bytes + h->len, h->key_len, h->tag);
-    free(h);
-    return rc;
-}
-
-static void held_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd; (void)what;
-    struct transport *t = arg;
-    uint64_t now = clock_now_ms();
-    /* One at a time off the heap: what a release calls back into may hold
-     * more frames or forget targets meanwhile. */
-    while (t->n_held && t->held[0]->due <= now) {
-        struct held *h = held_pop(t);
-        if (h->lane) {
-            struct lane *l = h->lane;
-            l->held_bytes -= h->len * (h->twice ? 2 : 1);
-            int rc = 0;
-            for (int i = 0; i < (h->twice ? 2 : 1) && rc == 0; i++)
-                rc = lane_put(l, h->bytes, h->len, h->bytes + h->len, h->key_len, h->tag);
-            if (rc != 0)
-                log_error("out of memory queueing a delayed frame to node \"%s\"", l->p->node);
-            lane_wake(l);
-        } else if (h->conn) {
-            held_to_conn(h->conn, h);
-        }
-        free(h);
-    }
-    held_arm(t);
-}
-
-/* The lane a message without a key takes: the least loaded. */
-static struct lane *pick_lane(struct transport *t, struct peer *p, unsigned channel, const void *key,
-                              size_t key_len, size_t *load)
-{
-    struct tp_channel *ch = &t->chans[channel];
-    struct lane *lanes = &p->lanes[ch->first_lane];
-    size_t loads[CONFIG_PARALLELISM_MAX];
-    for (unsigned i = 0; i < ch->parallelism; i++)
-        loads[i] = lane_load(&lanes[i]);
-    unsigned pick = channel_pick_lane(key, key_len, loads, ch->parallelism, &ch->rr);
-    *load = loads[pick];
-    return &lanes[pick];
-}
-
-int transport_send_data(struct transport *t, const char *node, unsigned channel, const void *key,
-                        size_t key_len, const Partisan__Peer__Data *d, const void **congested)
-{
-    *congested = NULL;
-    struct peer *p = peer_by_node(t, node);
-    if (!p || !p->connected || channel >= t->n_chans)
-        return -1;
-    struct tp_channel *ch = &t->chans[channel];
-    size_t load;
-    struct lane *l = pick_lane(t, p, channel, key, key_len, &load);
-
-    /* The envelope without the payload, which follows it raw; encoded by
-     * hand (envelope.h), the bytes protobuf-c would write for it. */
-    struct envelope_data env = {
-        .from_node = envelope_strof(d->from_node, strlen(d->from_node)),
-        .to_node = envelope_strof(d->to_node, strlen(d->to_node)),
-        .name = envelope_strof(d->name, strlen(d->name)),
-        .channel = envelope_strof(d->channel, strlen(d->channel)),
-        .key = { d->partition_key.data, d->partition_key.len },
-        .hops = d->hops,
-        .origin_epoch = d->origin_epoch,
-        .dest_epoch = d->dest_epoch,
-        .seq = d->seq,
-        .acked_through = d->acked_through,
-        .causal = { d->causal.data, d->causal.len },
-    };
-    size_t env_len = envelope_data_size(&env);
-    size_t len = FRAME_ENVELOPE_PREFIX + env_len + d->payload.len;
-    if (len > t->max_frame) {
-        log_warn("frame of %zu bytes to node \"%s\" is above max_frame_bytes (%zu); not sent", len, node,
-                 t->max_frame);
-        return -1;
-    }
-    if (!l->cstats)
-        l->cstats = chan_stats_get(t, p->node, ch->name);
-    size_t limit = lane_limit(t, l);
-    if (load + FRAME_PEER_HEADER + len > limit) {
-        t->stats.queue_overflow++;
-        l->cstats->paused++;
-        return -2;
-    }
-    uint8_t keybuf[2 * TP_NAME_MAX + 2 * TP_NAME_MAX + 8];
-    size_t keyn = ch->monotonic ? monotonic_key(keybuf, sizeof keybuf, d, key, key_len) : 0;
-    int rc;
-    if (faults_on(t)) {
-        struct held *h = held_new(FRAME_PEER_HEADER + len, keyn);
-        if (!h) {
-            log_error("out of memory queueing a message to node \"%s\"", node);
-            return -1;
-        }
-        uint8_t *e = h->bytes + frame_env_offset(FRAME_KIND_PEER);
-        envelope_data_write(e, &env);
-        if (d->payload.len)
-            memcpy(e + env_len, d->payload.data, d->payload.len);
-        frame_seal(FRAME_KIND_PEER, h->bytes, env_len, d->payload.len);
-        if (keyn)
-            memcpy(h->bytes + h->len, keybuf, keyn);
-        h->tag = d->payload.len;
-        rc = lane_send_faulty(l, h);
-    } else {
-        uint8_t *frame = NULL;
-        if ((l->q || (l->q = lane_queue_new(l))))
-            frame = channel_queue_reserve(l->q, FRAME_PEER_HEADER + len);
-        if (frame) {
-            uint8_t *e = frame + frame_env_offset(FRAME_KIND_PEER);
-            envelope_data_write(e, &env);
-            /* The payload's one copy in this daemon: from the application's
-             * frame, still in the IPC input buffer, into the lane's queue. */
-            if (d->payload.len)
-                memcpy(e + env_len, d->payload.data, d->payload.len);
-            frame_seal(FRAME_KIND_PEER, frame, env_len, d->payload.len);
-            rc = channel_queue_commit(l->q, keybuf, keyn, d->payload.len);
-        } else {
-            rc = -1;
-        }
-    }
-    if (rc != 0) {
-        log_error("out of memory queueing a message to node \"%s\"", node);
-        return -1;
-    }
-    lane_wake(l);
-    if (lane_load(l) > limit / 2) {
-        if (!l->congested)
-            l->cstats->paused++;
-        l->congested = true;
-        *congested = l;
-    }
-    return 0;
-}
-
-int transport_send_ack(struct transport *t, const char *node, unsigned channel,
-                       const Partisan__Peer__DeliveryAck *a)
-{
-    struct peer *p = peer_by_node(t, node);
-    if (!p || !p->connected || channel >= t->n_chans || !a)
-        return -1;
-    size_t load;
-    struct lane *l = pick_lane(t, p, channel, NULL, 0, &load);
-    Partisan__Peer__PeerFrame f = PARTISAN__PEER__PEER_FRAME__INIT;
-    f.body_case = PARTISAN__PEER__PEER_FRAME__BODY_ACK;
-    f.ack = (Partisan__Peer__DeliveryAck *)a;
-    size_t env_len = partisan__peer__peer_frame__get_packed_size(&f);
-    size_t size = frame_size(FRAME_KIND_PEER, env_len, 0);
-    if (size - FRAME_PEER_HEADER > t->max_frame) {
-        log_warn("DeliveryAck of %zu bytes to node \"%s\" is above max_frame_bytes (%zu); not sent", size,
-                 node, t->max_frame);
-        return -1;
-    }
-    if (!l->cstats)
-        l->cstats = chan_stats_get(t, p->node, t->chans[channel].name);
-    if (load + size > lane_limit(t, l)) {
-        t->stats.queue_overflow++;
-        return -2;
-    }
-    int rc;
-    if (faults_on(t)) {
-        struct held *h = held_new(size, 0);
-        if (!h) {
-            log_error("out of memory queueing an ack to node \"%s\"", node);
-            return -1;
-        }
-        partisan__peer__peer_frame__pack(&f, h->bytes + frame_env_offset(FRAME_KIND_PEER));
-        frame_seal(FRAME_KIND_PEER, h->bytes, env_len, 0);
-        rc = lane_send_faulty(l, h);
-    } else {
-        uint8_t *frame = NULL;
-        if ((l->q || (l->q = lane_queue_new(l))))
-            frame = channel_queue_reserve(l->q, size);
-        if (frame) {
-            partisan__peer__peer_frame__pack(&f, frame + frame_env_offset(FRAME_KIND_PEER));
-            frame_seal(FRAME_KIND_PEER, frame, env_len, 0);
-            /* No key: an ack never replaces, nor is replaced by, a waiting
-             * message, even on a monotonic lane. */
-            rc = channel_queue_commit(l->q, NULL, 0, 0);
-        } else {
-            rc = -1;
-        }
-    }
-    if (rc != 0) {
-        log_error("out of memory queueing an ack to node \"%s\"", node);
-        return -1;
-    }
-    lane_wake(l);
-    return 0;
-}
-
-void transport_set_faults(struct transport *t, struct faults *f)
-{
-    t->faults = f;
-}
-
-/* --------------------------------------------------------- listening -- */
+/* ----------------------------------------------------------- listening -- */
 
 /* The address alone, without the port: what max_pending_per_address counts. */
 static void sockaddr_ip(const struct sockaddr *sa, char *buf, size_t len)
@@ -2372,7 +1505,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     if (!c->bev) {
         log_error("out of memory accepting %s", c->remote);
         close(fd);
-        conn_close(c);
+        tp_conn_close(c);
         return;
     }
     t->stats.accepted++;
@@ -2380,7 +1513,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     t->n_pending++;
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    struct timeval tv = ms_tv(t->handshake_ms);
+    struct timeval tv = tp_ms_tv(t->handshake_ms);
     evtimer_add(c->timer, &tv);
     log_debug("TCP connection from %s", c->remote);
 }
@@ -2393,7 +1526,7 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
      * would spin. Pause and retry. */
     log_warn("accepting peer connections: %s; pausing for 1 s", strerror(err));
     evconnlistener_disable(l);
-    struct timeval tv = ms_tv(1000);
+    struct timeval tv = tp_ms_tv(1000);
     evtimer_add(t->listen_retry, &tv);
 }
 
@@ -2404,7 +1537,8 @@ static void listen_retry_cb(evutil_socket_t fd, short what, void *arg)
     evconnlistener_enable(t->listener);
 }
 
-/* --------------------------------------------------------- lifecycle -- */
+
+/* ------------------------------------------------------- the transport -- */
 
 struct transport *transport_new(struct event_base *base, const struct transport_config *cfg,
                                 const struct transport_callbacks *cb)
@@ -2433,8 +1567,8 @@ struct transport *transport_new(struct event_base *base, const struct transport_
         t->max_frame = UINT32_MAX;
     t->max_queue = cfg->max_queue_bytes ? (size_t)cfg->max_queue_bytes : TP_DEFAULT_MAX_QUEUE;
     t->reaper = event_new(base, -1, 0, reap_cb, t);
-    t->held_timer = evtimer_new(base, held_timer_cb, t);
-    t->rng = rng_seed(t);
+    t->held_timer = evtimer_new(base, tp_held_timer_cb, t);
+    t->rng = tp_rng_seed(t);
     static const struct transport_channel only_default = { CONFIG_DEFAULT_CHANNEL, 1, false };
     const struct transport_channel *chans = cfg->n_channels ? cfg->channels : &only_default;
     size_t n_chans = cfg->n_channels ? cfg->n_channels : 1;
@@ -2521,7 +1655,7 @@ void transport_free(struct transport *t)
     while (t->peers)
         peer_kill(t->peers);
     while (t->conns)
-        conn_close(t->conns);
+        tp_conn_close(t->conns);
     while (t->lingers)
         linger_end(t->lingers);
     if (t->dns)
@@ -2533,7 +1667,7 @@ void transport_free(struct transport *t)
     if (t->listen_retry)
         event_free(t->listen_retry);
     while (t->n_held)
-        free(held_pop(t));
+        free(tp_held_pop(t));
     free(t->held);
     if (t->held_timer)
         event_free(t->held_timer);
