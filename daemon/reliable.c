@@ -167,8 +167,8 @@ static void verdict_text(char *out, size_t len, int v, const char *dest, const c
         break;
     case DELIVERY_V_NODE_LEFT: snprintf(out, len, "node %s left the cluster before the message reached it", dest); break;
     case DELIVERY_V_PEER_RESTARTED:
-        snprintf(out, len, "node %s restarted before confirming: the message may or may not have reached its "
-                 "previous run, and not the new one", dest);
+        snprintf(out, len, "the message may or may not have reached node %s's previous run, and not its new one",
+                 dest);
         break;
     default: snprintf(out, len, "unknown verdict %d from node %s", v, dest); break;
     }
