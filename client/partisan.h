@@ -263,7 +263,7 @@ struct partisan_status {
     uint32_t members_up;
     int left;                   /* 1: this node has left the cluster */
     uint64_t undeliverable;     /* messages from other nodes dropped here: nobody held the name */
-    uint64_t peer_bad_frames;   /* peer frames dropped (bad checksum) or connections closed (garbage, oversized) */
+    uint64_t peer_bad_frames;   /* peer frames with a bad checksum, or connections closed (garbage, oversized) */
     uint64_t peer_refused;      /* peer handshakes refused (other cluster, version, name) */
     uint64_t peer_queue_full;   /* sends refused because a peer's queue was full */
     uint32_t peer_pending;      /* accepted peer connections mid-handshake now */

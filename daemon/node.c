@@ -451,6 +451,7 @@ static int start_transport(struct node *n, char *err, size_t errlen)
         n->channels[i].name = n->cfg.channels[i].name;
         n->channels[i].parallelism = n->cfg.channels[i].parallelism;
         n->channels[i].monotonic = n->cfg.channels[i].monotonic;
+        n->channels[i].reliable = n->cfg.channels[i].reliable;
     }
     struct transport_callbacks cb = {
         .ctx = n,

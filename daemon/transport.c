@@ -931,6 +931,18 @@ static void handle_frame(struct conn *c, const Partisan__Peer__PeerFrame *f)
     }
 }
 
+/* Whether a frame of c's with a bad checksum may be dropped alone: an
+ * accepted data connection of a channel this node has as reliable. */
+static bool drops_corrupt_alone(const struct conn *c)
+{
+    if (c->kind != CONN_IN || !c->established)
+        return false;
+    for (size_t i = 0; i < c->t->n_chans; i++)
+        if (strcmp(c->t->chans[i].name, c->channel) == 0)
+            return c->t->chans[i].reliable;
+    return false;
+}
+
 /* Decodes the whole frames in c's input; a callback may close or pause c.
  * Bounded, it yields to the loop after a batch; unbounded (a connection
  * about to close), it handles every whole frame left, so that messages the
@@ -985,10 +997,20 @@ static void read_frames(struct conn *c, bool bounded)
             conn_fail(c, "out of memory", true);
             return;
         }
+        if (r == FRAME_BAD_CHECKSUM && !drops_corrupt_alone(c)) {
+            /* What it carried cannot be accounted for (a flow-control
+             * grant, a plain message's credit): the sender learns of the
+             * loss only when the connection fails. */
+            t->stats.bad_checksum++;
+            log_warn("frame of %zu bytes from %s has a bad checksum; closing", body, c->remote);
+            conn_fail(c, "bad frame checksum", true);
+            return;
+        }
         if (r == FRAME_BAD_CHECKSUM) {
-            /* The length was sound, so the stream is still framed: drop
-             * this frame alone. Injected corruption makes these routine,
-             * and closing would reset the connection at every one. */
+            /* A reliable channel's data or ack: the length was sound, so the
+             * stream is still framed, and the delivery core sends it again.
+             * Injected corruption makes these routine, and closing would
+             * reset the connection at every one. */
             t->stats.bad_checksum++;
             uint64_t now = clock_now_ms();
             if (!t->bad_checksum_logged_ms || now - t->bad_checksum_logged_ms >= 10000) {
@@ -1569,7 +1591,7 @@ struct transport *transport_new(struct event_base *base, const struct transport_
     t->reaper = event_new(base, -1, 0, reap_cb, t);
     t->held_timer = evtimer_new(base, tp_held_timer_cb, t);
     t->rng = tp_rng_seed(t);
-    static const struct transport_channel only_default = { CONFIG_DEFAULT_CHANNEL, 1, false };
+    static const struct transport_channel only_default = { CONFIG_DEFAULT_CHANNEL, 1, false, false };
     const struct transport_channel *chans = cfg->n_channels ? cfg->channels : &only_default;
     size_t n_chans = cfg->n_channels ? cfg->n_channels : 1;
     t->chans = calloc(n_chans, sizeof *t->chans);
@@ -1585,6 +1607,7 @@ struct transport *transport_new(struct event_base *base, const struct transport_
                                   : chans[i].parallelism > CONFIG_PARALLELISM_MAX ? CONFIG_PARALLELISM_MAX
                                                                                  : chans[i].parallelism;
         t->chans[i].monotonic = chans[i].monotonic;
+        t->chans[i].reliable = chans[i].reliable;
         t->chans[i].first_lane = (unsigned)t->n_lanes;
         t->n_lanes += t->chans[i].parallelism;
     }

@@ -20,10 +20,14 @@
  * both sides. Garbage, an oversized length (checked before any
  * allocation), an undecodable envelope or a control queue past
  * transport.max_queue_bytes closes that one connection, logged and
- * counted. A frame whose length is within bounds but whose CRC-32C does
- * not match is dropped alone and counted (stats.bad_checksum, logged at
- * most once per 10 s per transport): the stream is still framed, and
- * injected corruption must not reset connections.
+ * counted. A frame whose CRC-32C does not match closes its connection
+ * too (counted in stats.bad_checksum), except on an accepted data
+ * connection of a channel marked reliable: there the stream is still
+ * framed and the delivery core resends, so the frame is dropped alone
+ * (logged at most once per 10 s) and injected corruption does not reset
+ * the connection at every frame. Elsewhere what a frame carried (a grant,
+ * a plain message's window) cannot be accounted for unless the sender
+ * sees the connection fail.
  *
  * Nothing an unknown party sends is trusted or buffered beyond a bound:
  * an accepted connection may send at most 16 KiB (one Hello) before its
@@ -77,8 +81,9 @@
  *    backpressure). Duplicate: queued twice (not handshake frames: a second
  *    Hello or Welcome would only close the connection). Corrupt: bits are
  *    flipped after the CRC was computed, past the 8-byte length and CRC
- *    header, so the stream stays framed and the receiver drops the frame as
- *    bad_checksum. A frame to a peer whose name is not yet known (a seed
+ *    header, so the stream stays framed and the receiver counts the frame as
+ *    bad_checksum (dropping it alone on a reliable channel, closing the
+ *    connection elsewhere, as above). A frame to a peer whose name is not yet known (a seed
  *    before its Welcome) is not judged. On a monotonic channel a duplicate
  *    replaces its twin while both wait, as any newer frame would.
  *  - every incoming frame from a known peer — on accepted connections from
@@ -109,6 +114,7 @@ struct transport_channel {
     const char *name;
     unsigned parallelism;           /* 1..CONFIG_PARALLELISM_MAX */
     bool monotonic;
+    bool reliable;                  /* acknowledged end to end: a corrupted frame may be dropped alone */
 };
 
 #define TRANSPORT_PROTOCOL_VERSION 2   /* 2: raw payload after the envelope (peer.proto) */
@@ -184,7 +190,7 @@ struct transport_callbacks {
 struct transport_stats {
     uint64_t accepted, dialled;
     uint64_t refused_in, refused_out;       /* handshakes refused, by us / by the peer */
-    uint64_t bad_checksum;                  /* frames dropped: CRC-32C mismatch (connection kept) */
+    uint64_t bad_checksum;                  /* frames with a CRC-32C mismatch */
     uint64_t bad_frame, too_large, queue_overflow;
     uint64_t frames_in, frames_out;
     uint64_t spoofed;                       /* Data frames claiming another sender */

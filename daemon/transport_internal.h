@@ -159,6 +159,7 @@ struct tp_channel {
     char name[TP_CHANNEL_MAX];
     unsigned parallelism;
     bool monotonic;
+    bool reliable;
     unsigned first_lane;
     unsigned rr;                    /* rotates ties among equally loaded lanes */
 };

@@ -620,16 +620,16 @@ START_TEST(bad_input_closes_that_connection_only)
     expect_closed(fd);
     ck_assert_uint_eq(st(&b)->too_large, 2);
 
-    /* A good Hello with one bit of its checksum flipped: that frame alone
-     * is dropped (the length was sound), and the same connection's next
-     * Hello is welcomed. */
+    /* A good Hello with one bit of its checksum flipped: closed (only a
+     * reliable channel's established data connection drops such a frame
+     * alone), and a fresh connection's Hello is welcomed. */
     fd = raw_connect(port);
     size_t n = hello_frame(buf, "prod", "x");
     buf[7] ^= 1;
     raw_write(fd, buf, n);
-    WAIT_UNTIL(st(&b)->bad_checksum == 1, WAIT_MS);
+    expect_closed(fd);
     ck_assert_uint_eq(st(&b)->bad_checksum, 1);
-    ck_assert(!raw_closed(fd));
+    fd = raw_connect(port);
     buf[7] ^= 1;
     raw_write(fd, buf, n);
     Partisan__Peer__PeerFrame *wf = raw_read_frame(fd);
@@ -1219,7 +1219,7 @@ END_TEST
 /* ----------------------------------------------- acks and faults -- */
 
 /* Two channels, "default" and "bulk", for the tests below. */
-static const struct transport_channel two_channels[] = { { "default", 1, false }, { "bulk", 1, false } };
+static const struct transport_channel two_channels[] = { { "default", 1, false, false }, { "bulk", 1, false, true } };
 
 static void mk_two(struct env *e, const char *name, uint64_t inc, uint32_t timeout_ms)
 {
@@ -1411,35 +1411,69 @@ START_TEST(fault_drop_cuts_one_channel_only)
 }
 END_TEST
 
-/* Every frame corrupted: each arrives and fails its checksum, none reaches
- * on_data, and the connection carries on once the rule is gone. */
+struct row_want {
+    const char *peer, *channel;
+    uint64_t reconnects;
+};
+
+static void find_row(void *ctx, const struct transport_channel_stats *row)
+{
+    struct row_want *w = ctx;
+    if (strcmp(row->peer, w->peer) == 0 && strcmp(row->channel, w->channel) == 0)
+        w->reconnects = row->reconnects;
+}
+
+/* Every frame of the reliable channel corrupted: each arrives and fails
+ * its checksum, none reaches on_data, and the connection carries on once
+ * the rule is gone. On a plain channel the connection is closed instead
+ * (the sender must learn of the loss), and redialled. */
 START_TEST(fault_corrupt_is_caught_by_the_checksum)
 {
     struct env a = {0}, b = {0};
     mk_two(&a, "a", 1, 2000);
     mk_two(&b, "b", 2, 2000);
     connect_a_to_b(&a, &b);
+    ck_assert_int_eq(send_num(&a, 1, 1), 0);
+    WAIT_UNTIL(b.chan_n[1] == 1, WAIT_MS);     /* bulk's connection is up */
     uint64_t accepted = st(&b)->accepted;
-    struct faults *f = faults_with("a", "corrupt --channel default 1 --bits 3");
+    struct faults *f = faults_with("a", "corrupt --channel bulk 1 --bits 3");
     transport_set_faults(a.t, f);
     for (int i = 1; i <= 200; i++)
-        ck_assert_int_eq(send_num(&a, 0, i), 0);
+        ck_assert_int_eq(send_num(&a, 1, i), 0);
     WAIT_UNTIL(st(&b)->bad_checksum == 200, WAIT_MS);
     ck_assert_uint_eq(st(&b)->bad_checksum, 200);
     ck_assert_uint_eq(faults_total(f, FAULT_CORRUPT), 200);
-    ck_assert_int_eq(b.chan_n[0], 1);
+    ck_assert_int_eq(b.chan_n[1], 1);
     ck_assert(!b.corrupted);
     faults_clear(f);
     for (int i = 1; i <= 20; i++)
-        ck_assert_int_eq(send_num(&a, 0, i), 0);
-    WAIT_UNTIL(b.chan_n[0] == 21, WAIT_MS);
-    ck_assert_int_eq(b.chan_n[0], 21);
+        ck_assert_int_eq(send_num(&a, 1, i), 0);
+    WAIT_UNTIL(b.chan_n[1] == 21, WAIT_MS);
+    ck_assert_int_eq(b.chan_n[1], 21);
     ck_assert(!b.corrupted);
-    for (int i = 1; i <= 20; i++)
-        ck_assert_int_eq(b.got[i], i);
     ck_assert_uint_eq(st(&b)->accepted, accepted);     /* the same connections throughout */
     ck_assert_int_eq(a.disconnected, 0);
     ck_assert_uint_eq(st(&b)->bad_frame, 0);
+
+    /* The plain channel: its connection closes at the first bad frame. */
+    int n0 = b.chan_n[0];
+    ck_assert_int_eq(send_num(&a, 0, 1), 0);
+    WAIT_UNTIL(b.chan_n[0] == n0 + 1, WAIT_MS);
+    ck_assert_int_eq(b.chan_n[0], n0 + 1);
+    char out[256];
+    ck_assert_int_eq(faults_command_line(f, "corrupt --channel default 1", out, sizeof out), 0);
+    ck_assert_int_eq(send_num(&a, 0, 2), 0);
+    WAIT_UNTIL(st(&b)->bad_checksum == 201, WAIT_MS);
+    faults_clear(f);
+    /* Let a see the close, so that the next message needs a new connection. */
+    run_for(300);
+    ck_assert_int_eq(send_num(&a, 0, 3), 0);
+    WAIT_UNTIL(b.chan_n[0] == n0 + 2, 4 * WAIT_MS);
+    ck_assert_int_eq(b.chan_n[0], n0 + 2);             /* the plain channel works again; 2 was lost */
+    struct row_want w = { "b", "default", 0 };
+    transport_foreach_channel_stats(a.t, find_row, &w);
+    ck_assert_uint_ge(w.reconnects, 1);                /* its connection was closed and redialled */
+    ck_assert_int_eq(a.disconnected, 0);               /* the control connection stayed */
     done(&a);
     done(&b);
     faults_free(f);
