@@ -497,8 +497,9 @@ static void handle_fault(struct control *n, struct ipc_session *s, uint64_t id, 
     } else {
         size_t after = faults_count(n->env.faults);
         if (after != before) {
-            log_warn("%s: fault injection changed (%s): %zu rule%s now in force", ipc_session_label(s), argv[0],
-                     after, after == 1 ? "" : "s");
+            size_t len = strcspn(out, "\n");   /* "fault 3: drop ..." or "cleared 2 faults" */
+            log_warn("%s: %.*s; %zu fault rule%s now in force", ipc_session_label(s), (int)(len < 300 ? len : 300),
+                     out, after, after == 1 ? "" : "s");
             n->env.faults_changed(n->env.ctx);
         }
         ipc_reply_fault(s, id, out);

@@ -406,11 +406,11 @@ static int start_faults(struct node *n, char *err, size_t errlen)
         json_error_t je;
         json_t *section = json_loads(n->cfg.faults_json, 0, &je);
         bool enabled = false;
-        char why[600];
+        char why[600] = "cannot be read back";
         int rc = section ? faults_config_load(n->faults, section, &enabled, why, sizeof why) : -1;
         json_decref(section);
         if (rc != 0)
-            return snprintf(err, errlen, "faults: %s", section ? why : "cannot be read back"), -1;
+            return snprintf(err, errlen, "faults: %s", why), -1;
     }
     struct timeval tv = { FAULTS_WARN_INTERVAL_MS / 1000, 0 };
     if (!(n->faults_timer = event_new(n->base, -1, EV_PERSIST, on_faults_timer, n)) ||
