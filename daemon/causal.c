@@ -180,6 +180,14 @@ static void release(struct causal *c)
     }
 }
 
+static int free_slots(const struct causal *c)
+{
+    int n = 0;
+    for (int i = 0; i < (int)CAUSAL_MAX_NODES; i++)
+        n += !c->nodes[i].used;
+    return n;
+}
+
 enum causal_result causal_receive(struct causal *c, const char *from, const uint8_t *stamp, size_t stamp_len,
                                   uint64_t tag, const void *msg, size_t len)
 {
@@ -190,7 +198,11 @@ enum causal_result causal_receive(struct causal *c, const char *from, const uint
         c->st.bad++;
         return CAUSAL_BAD;
     }
-    int map[CAUSAL_MAX_NODES];
+    /* The whole stamp is read and checked before any of its nodes is
+     * entered in the table: a stamp that turns out bad must not take
+     * slots, which only a member's epoch or departure would ever free. */
+    struct { const char *name; size_t len; uint64_t epoch; } nodes[CAUSAL_MAX_NODES];
+    int fresh = 0;
     for (uint64_t i = 0; i < nn; i++) {
         uint64_t nlen, epoch;
         if (!get_varint(&p, end, &nlen) || nlen > (uint64_t)(end - p)) {
@@ -199,40 +211,50 @@ enum causal_result causal_receive(struct causal *c, const char *from, const uint
         }
         const char *name = (const char *)p;
         p += nlen;
-        if (!get_varint(&p, end, &epoch)) {
+        if (!get_varint(&p, end, &epoch) || nlen == 0 || nlen > CAUSAL_NAME_MAX || memchr(name, 0, nlen) ||
+            epoch == 0 || (i == 0 && (strlen(from) != nlen || memcmp(from, name, nlen) != 0))) {
             c->st.bad++;
             return CAUSAL_BAD;
         }
-        if (i == 0 && (strlen(from) != nlen || memcmp(from, name, nlen) != 0)) {
-            c->st.bad++;
-            return CAUSAL_BAD;
-        }
-        map[i] = intern(c, name, (size_t)nlen, epoch);
-        if (map[i] == -2) {
-            c->st.bad++;
-            return CAUSAL_BAD;
-        }
-    }
-    if (map[0] == -1) {
-        c->st.stale++;
-        return CAUSAL_STALE;
+        nodes[i].name = name;
+        nodes[i].len = (size_t)nlen;
+        nodes[i].epoch = epoch;
+        fresh += find_slot(c, name, (size_t)nlen, epoch) < 0;
     }
     if (!get_varint(&p, end, &ne) || ne > (uint64_t)CAUSAL_MAX_NODES * CAUSAL_MAX_NODES) {
         c->st.bad++;
         return CAUSAL_BAD;
     }
+    const uint8_t *entries = p;
+    for (uint64_t i = 0; i < ne; i++) {
+        uint64_t k, l, cnt;
+        if (!get_varint(&p, end, &k) || !get_varint(&p, end, &l) || !get_varint(&p, end, &cnt) || k >= nn ||
+            l >= nn) {
+            c->st.bad++;
+            return CAUSAL_BAD;
+        }
+    }
+    if (fresh > free_slots(c)) {
+        c->st.bad++;   /* more node epochs than a causal channel tracks (CAUSAL_MAX_NODES) */
+        return CAUSAL_BAD;
+    }
+    int map[CAUSAL_MAX_NODES];
+    for (uint64_t i = 0; i < nn; i++)
+        map[i] = intern(c, nodes[i].name, nodes[i].len, nodes[i].epoch);   /* -1: retired; never -2 now */
+    if (map[0] == -1) {
+        c->st.stale++;
+        return CAUSAL_STALE;
+    }
     struct held h = { .sender = map[0], .tag = tag, .len = len };
     struct centry *e = ne ? malloc(ne * sizeof *e) : NULL;
     if (ne && !e)
         return CAUSAL_FULL;   /* out of memory: offered again later */
+    p = entries;
     for (uint64_t i = 0; i < ne; i++) {
         uint64_t k, l, cnt;
-        if (!get_varint(&p, end, &k) || !get_varint(&p, end, &l) || !get_varint(&p, end, &cnt) ||
-            k >= nn || l >= nn) {
-            free(e);
-            c->st.bad++;
-            return CAUSAL_BAD;
-        }
+        get_varint(&p, end, &k);
+        get_varint(&p, end, &l);
+        get_varint(&p, end, &cnt);
         if (map[k] < 0 || map[l] < 0 || cnt == 0)
             continue;   /* about a retired epoch: no longer waited for */
         e[h.n++] = (struct centry){ (uint16_t)map[k], (uint16_t)map[l], cnt };

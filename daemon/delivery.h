@@ -139,7 +139,11 @@ struct delivery_msg {
      * causal stamp names it), 0 if meta does not depend on it. Such a
      * message is only ever transmitted to that epoch: if the destination
      * turns out to run another one before it was transmitted, it fails
-     * with PEER_RESTARTED instead of moving to the new epoch. */
+     * with PEER_RESTARTED instead of moving to the new epoch. The caller
+     * passes the pinned epoch when one is known (delivery_peer_epoch), as
+     * causal.h's driver does: the core checks it only at a repin, so a
+     * message sent naming another epoch than the pinned one would go to
+     * the pinned one at once. */
     uint64_t meta_epoch;
 };
 

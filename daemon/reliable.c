@@ -254,6 +254,8 @@ static int env_deliver(void *ctx, const char *origin, const char *channel, uint6
         return r->io.deliver(r->io.ctx, origin, m->name, channel, m->payload, m->len);
     /* Causal: the core may hold it, so it gets the name with the bytes. */
     size_t nlen = strlen(m->name);
+    if (nlen > DELIVERY_NAME_MAX)
+        return DELIVERY_V_NO_SUCH_NAME;   /* no name that long can be registered; one length byte holds the rest */
     uint8_t *buf = malloc(1 + nlen + m->len);
     if (!buf)
         return DELIVERY_RETRY;

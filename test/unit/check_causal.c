@@ -271,6 +271,52 @@ START_TEST(bad_stamps)
 }
 END_TEST
 
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+/* A bad stamp naming CAUSAL_MAX_NODES made-up nodes takes no slot of the
+ * node table (only a member's new epoch or departure frees one): stamps
+ * to new nodes and honest messages from them still work afterwards. */
+START_TEST(bad_stamp_takes_no_node_slots)
+{
+    struct node a, c, d;
+    init(&a, "a", 1, 0);
+    init(&c, "c", 1, 0);
+    init(&d, "d", 1, 0);
+    uint8_t s[4096];
+    size_t n = 0;
+    n += put_varint(s + n, 1);                   /* stamp version */
+    n += put_varint(s + n, CAUSAL_MAX_NODES);
+    for (unsigned i = 0; i < CAUSAL_MAX_NODES; i++) {
+        char name[16];
+        snprintf(name, sizeof name, i ? "x%u" : "a", i);
+        n += put_varint(s + n, strlen(name));
+        memcpy(s + n, name, strlen(name));
+        n += strlen(name);
+        n += put_varint(s + n, 7);
+    }
+    /* no entry count: truncated, so bad */
+    ck_assert_int_eq(causal_receive(c.c, "a", s, n, 1, "m", 1), CAUSAL_BAD);
+    const uint8_t *st;
+    size_t l;
+    ck_assert_int_eq(causal_stamp(c.c, "e", 1, &st, &l), 0);
+    struct msg m = send_(&d, &c, "from d");
+    ck_assert_int_eq(recv_(&c, &m, 1), CAUSAL_DELIVERED);
+    ck_assert_int_eq(c.nd, 1);
+    causal_free(a.c);
+    causal_free(c.c);
+    causal_free(d.c);
+}
+END_TEST
+
 START_TEST(random_stamps_are_harmless)
 {
     struct node a, c;
@@ -358,6 +404,7 @@ static Suite *suite(void)
     tcase_add_test(t, retired_epoch_releases_what_waited_for_it);
     tcase_add_test(t, held_messages_of_a_retired_sender_are_dropped);
     tcase_add_test(t, bad_stamps);
+    tcase_add_test(t, bad_stamp_takes_no_node_slots);
     tcase_add_test(t, random_stamps_are_harmless);
     tcase_add_test(t, stamp_cost_grows_with_the_pairs_that_talk);
     tcase_add_test(t, a_message_to_oneself);

@@ -392,6 +392,26 @@ START_TEST(causal_channel_delivers)
 }
 END_TEST
 
+START_TEST(causal_name_too_long_is_no_such_name)
+{
+    /* Routers refuse such names on send; a peer may still send one. The
+     * causal path packs the name behind one length byte, so it must say
+     * "no such name", as a plain channel would, not deliver a mangled one. */
+    b.holds_inbox = true;
+    char name[262];   /* "inbox" + 256 more: one length byte would keep just "inbox" */
+    memcpy(name, "inbox", 5);
+    memset(name + 5, 'n', 256);
+    name[261] = '\0';
+    bool deferred;
+    const void *block;
+    ck_assert_int_eq(send_from(&a, 1, true, 2, name, "x", &deferred, &block), PARTISAN__IPC__ERROR_CODE__OK);
+    settle(0, 2000);
+    ck_assert_uint_eq(b.nseen, 0);
+    ck_assert_uint_eq(a.nverdicts, 1);
+    ck_assert_int_eq(a.last_code, PARTISAN__IPC__ERROR_CODE__NO_SUCH_NAME);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("reliable");
@@ -407,6 +427,7 @@ static Suite *suite(void)
     tcase_add_test(tc, destination_left_fails_waiting_messages);
     tcase_add_test(tc, destination_restart_is_reported);
     tcase_add_test(tc, causal_channel_delivers);
+    tcase_add_test(tc, causal_name_too_long_is_no_such_name);
     suite_add_tcase(s, tc);
     return s;
 }
