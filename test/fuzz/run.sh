@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses and runs each, one after the other, for
 # SECONDS seconds (default 60). Usage, from the repository root:
-#   bash test/fuzz/run.sh [SECONDS] [fuzz_config|fuzz_frame|fuzz_overlay ...]
+#   bash test/fuzz/run.sh [SECONDS] [fuzz_config|fuzz_frame|fuzz_overlay|fuzz_delivery ...]
 # Findings (crash-*, leak-*, timeout-*, oom-*) land in build/fuzz/artifacts/.
 # A single input is replayed with: build/fuzz/fuzz_config FILE
 set -euo pipefail
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 SECS=${1:-60}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_config fuzz_frame fuzz_overlay)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_config fuzz_frame fuzz_overlay fuzz_delivery)
 
 CC=${FUZZ_CC:-clang}
 OUT=build/fuzz
@@ -56,6 +56,9 @@ build() {
     fuzz_overlay)
         $CC "${CFLAGS[@]}" "${SAN[@]}" -Wno-missing-field-initializers -o $OUT/fuzz_overlay \
             test/fuzz/fuzz_overlay.c "${OVERLAY_SRC[@]}" "${OVERLAY_GEN[@]}" "${LIBS[@]}" ;;
+    fuzz_delivery)
+        $CC "${CFLAGS[@]}" "${SAN[@]}" -o $OUT/fuzz_delivery \
+            test/fuzz/fuzz_delivery.c daemon/delivery.c daemon/causal.c ;;
     esac
 }
 
@@ -75,6 +78,17 @@ seed() {
             printf "\\x0$c\\x01\\x09\\x11\\x04\\x64\\x07\\x0c\\x07\\xa4\\x07\\x0a\\x07" >"$dir/traffic_$c"
             printf "\\x0$c\\x01\\x04\\x64\\x05\\x07\\x06\\x04\\xff\\x04\\xff" >"$dir/leave_forget_$c"
         done ;;
+    fuzz_delivery)
+        # Scripts (see the top of fuzz_delivery.c): sends acked honestly and
+        # data with a gap; a causal message held until a third node's
+        # arrives; a probe, its answer and a restart; every callback
+        # re-entering with a window of 1, then local_left; a crowd of
+        # origins (the core's tables grow) while transmit opens new links.
+        printf '\x00\x04\x00\x02\x03\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03\x00\x00\x01\x00\x00\x00\x00\x00\x00\x02\x00\x97\x12\x00\xd7\x00\x00\x00\x02\x00\x01\x00\x00\x00\x00\x00\x00\x02\x00\x03\x00\x00\x00\x00\x00\x00\x02\x00\x02\x00\x00\x00\x57' >"$dir/traffic"
+        printf '\x00\x04\x00\x02\x00\x00\x01\x02\x00\x01\x00\x02\x05\x01\x00\x11\x01\x00\x00\x01\x01\x01\x00\x01\x00\x02\x04\x10\x01\x00\x3c\x00\x01\x02\x02\x01\x02\x04\x10\x01\x03\x00\x01\x01\x00\x00\x00\x00\x00\x02\x02\x00\x57' >"$dir/causal_hold"
+        printf '\x00\x04\x00\x00\x03\x00\x00\x01\x00\x00\x00\x00\x00\x00\x02\x01\x02\x00\x03\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc2\x00\x04\x00\x05\xd7\x06\x00' >"$dir/probe_restart"
+        printf '\x01\x0a\x7c\x04\x00\x02\x3d\x00\x00\x02\x00\x00\x00\x02\x00\x01\x00\x00\x00\x02\x00\x08\x00\x57\xfe' >"$dir/reentrant"
+        printf '\x00\x0a\x40\x04\x00\x02\xfb\x00\x00\x03\x00\x00\x01\x00\x00\x00\x00\x00\x00\x57\x04\x01\x02\x57' >"$dir/crowd" ;;
     esac
 }
 
@@ -90,7 +104,7 @@ for t in "${TARGETS[@]}"; do
           grep -ohE '"[a-z_]+"' daemon/config.c daemon/faults.c | sort -u; } >"$OUT/config.dict"
         opts+=(-dict="$OUT/config.dict" -max_len=4096) ;;
     fuzz_frame) opts+=(-max_len=8192) ;;
-    fuzz_overlay) opts+=(-max_len=4096) ;;
+    fuzz_overlay|fuzz_delivery) opts+=(-max_len=4096) ;;
     esac
     echo "== $t: fuzzing for ${SECS}s"
     "$OUT/$t" "${opts[@]}" "$OUT/corpus/$t"
