@@ -296,8 +296,6 @@ int ipc_deliver(struct ipc_session *s, const char *from_node, const char *name,
         .channel = envelope_strof(channel ? channel : "", channel ? strlen(channel) : 0),
     };
     size_t n = envelope_deliver_size(&e);
-    /* A session that is handed bulk writes at bulk priority. */
-    sockbuf_classify(s->bev, len);
     return append_frame(s, n, &e, payload, len);
 }
 
@@ -465,11 +463,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 {
     /* All the socket holds, not libevent 2.1's 4 KiB: one batch per wakeup. */
     struct ipc_session *s = arg;
-    if (!s->blocked_on && !s->closing) {
-        struct evbuffer *in = bufferevent_get_input(bev);
-        sockbuf_fill(in, bufferevent_getfd(bev), IPC_READ_BATCH);
-        sockbuf_classify(bev, evbuffer_get_length(in));
-    }
+    if (!s->blocked_on && !s->closing)
+        sockbuf_fill(bufferevent_get_input(bev), bufferevent_getfd(bev), IPC_READ_BATCH);
     process_input(s);
 }
 

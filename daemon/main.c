@@ -15,7 +15,6 @@
 #include "config.h"
 #include "log.h"
 #include "node.h"
-#include "sockbuf.h"
 
 struct daemon {
     struct event_base *base;
@@ -127,19 +126,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     struct daemon d = { .config_path = config_path };
-    /* After each bulk callback the loop looks for new events, so a ping that
-     * arrived meanwhile runs next instead of after every bulk callback that
-     * was already due (sockbuf.h). */
-    struct event_config *ec = event_config_new();
-    if (ec)
-        event_config_set_max_dispatch_interval(ec, NULL, 1, SOCKBUF_PRIO_BULK);
-    d.base = ec ? event_base_new_with_config(ec) : NULL;
-    if (ec)
-        event_config_free(ec);
-    if (d.base && event_base_priority_init(d.base, SOCKBUF_PRIORITIES) != 0) {
-        event_base_free(d.base);
-        d.base = NULL;
-    }
+    d.base = event_base_new();
     if (!d.base) {
         log_error("cannot create the event loop");
         config_free(&cfg);

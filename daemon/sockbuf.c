@@ -6,15 +6,6 @@
 #include <sys/uio.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-
-void sockbuf_classify(struct bufferevent *bev, size_t moved)
-{
-    int want = moved >= SOCKBUF_BULK_BYTES ? SOCKBUF_PRIO_BULK : SOCKBUF_PRIO_SPARSE;
-    /* Without priorities set up on the base (unit tests) this fails, harmlessly. */
-    if (bufferevent_get_priority(bev) != want)
-        bufferevent_priority_set(bev, want);
-}
 
 size_t sockbuf_fill(struct evbuffer *in, int fd, size_t max)
 {

@@ -22,23 +22,4 @@ struct evbuffer;
 /* Returns the bytes added to in. */
 size_t sockbuf_fill(struct evbuffer *in, int fd, size_t max);
 
-/* The loop's priorities (event_base_priority_init(base, SOCKBUF_PRIORITIES)
- * before any event is added). One thread serves every connection, so a
- * callback that moves a megabyte delays a ping waiting on another socket.
- * A connection that moved SOCKBUF_BULK_BYTES or more in its last callback
- * runs at SOCKBUF_PRIO_BULK, after every active connection of sparse
- * traffic and every timer (the failure detector's included); one that
- * moved less returns to SOCKBUF_PRIO_SPARSE, the timers' own. The class
- * follows the rate, not the message size: a stream of small messages that
- * fills whole batches is bulk too, so no class can starve the other for
- * long. */
-#define SOCKBUF_PRIORITIES   3
-#define SOCKBUF_PRIO_SPARSE  1
-#define SOCKBUF_PRIO_BULK    2
-#define SOCKBUF_BULK_BYTES   (64u * 1024)
-
-struct bufferevent;
-/* Puts bev in the class that `moved` bytes in one callback says. */
-void sockbuf_classify(struct bufferevent *bev, size_t moved);
-
 #endif

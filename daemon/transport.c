@@ -1102,8 +1102,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         struct evbuffer *in = bufferevent_get_input(bev);
         size_t have = evbuffer_get_length(in);
         if (have < TP_BYTES_PER_READ)
-            have += sockbuf_fill(in, bufferevent_getfd(bev), TP_BYTES_PER_READ - have);
-        sockbuf_classify(bev, have);
+            sockbuf_fill(in, bufferevent_getfd(bev), TP_BYTES_PER_READ - have);
     }
     read_frames(c, true);
 }

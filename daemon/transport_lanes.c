@@ -20,7 +20,6 @@
 #include "frame.h"
 #include "frame_evbuffer.h"
 #include "log.h"
-#include "sockbuf.h"
 
 /* -------------------------------------------- refilling and redialling -- */
 
@@ -73,10 +72,9 @@ void tp_lane_pump(struct lane *l)
                 l->unacked_sample = (uint64_t)unacked;
                 l->written_at_sample = lane_written(l, out);
             }
-            size_t before = channel_queue_stats(l->q)->msgs_sent, had = evbuffer_get_length(out);
+            size_t before = channel_queue_stats(l->q)->msgs_sent;
             channel_queue_handover(l->q, out, HANDOVER_FILL);
             t->stats.frames_out += channel_queue_stats(l->q)->msgs_sent - before;
-            sockbuf_classify(c->bev, evbuffer_get_length(out) - had);
         }
     }
     if (l->congested && lane_load(l) <= lane_limit(t, l) / 4) {
