@@ -251,7 +251,7 @@ enum causal_result causal_receive(struct causal *c, const char *from, const uint
         return CAUSAL_FULL;   /* out of memory: offered again later */
     p = entries;
     for (uint64_t i = 0; i < ne; i++) {
-        uint64_t k, l, cnt;
+        uint64_t k = 0, l = 0, cnt = 0;   /* read once already: these cannot fail now */
         get_varint(&p, end, &k);
         get_varint(&p, end, &l);
         get_varint(&p, end, &cnt);

@@ -35,7 +35,12 @@ static int raw_connect(const char *path)
 {
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+    size_t len = strlen(path);
+    if (len >= sizeof sun.sun_path) {
+        close(fd);
+        return -1;
+    }
+    memcpy(sun.sun_path, path, len + 1);
     if (connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
         close(fd);
         return -1;
