@@ -1388,7 +1388,10 @@ static void test_hyparview_relayed(void)
     print_counters(src->name, &ks);
     print_counters(nodes[rose_at].name, &kr);
     CHECK(ks.fault_dropped > 0, "%s dropped no frame of orders at 10 %%", src->name);
-    CHECK(kr.fault_dropped > 0, "the relay %s dropped no frame of orders at 10 %%", nodes[rose_at].name);
+    /* A relay that carried only a few frames (the route went direct when
+     * the views changed) may by chance have dropped none. */
+    if (rose_max >= HV_N / 4)
+        CHECK(kr.fault_dropped > 0, "the relay %s dropped no frame of orders at 10 %%", nodes[rose_at].name);
     CHECK(ks.reliable_retransmitted > 0, "%s retransmitted nothing under 10 %% loss per hop", src->name);
     printf("  whole test %llu ms\n", (unsigned long long)(harness_now_ms() - t_start));
 }
