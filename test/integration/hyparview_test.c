@@ -24,11 +24,13 @@
 #define MSGS 200
 
 /* Small views, fast timers: a member is down after 3 missed announcements
- * (3 x 500 ms). */
+ * (3 x 1000 ms; at 500 ms, thirty sanitizer-built daemons on two loaded
+ * cores sometimes missed three in a row, and a member reached only
+ * through relays was taken as down in the middle of a stream). */
 #define CONFIG "\"overlay\": {\"type\": \"hyparview\", \"gossip_interval_ms\": 200, \"hyparview\": {" \
                "\"active_max_size\": 3, \"active_min_size\": 1, \"passive_max_size\": 8, " \
                "\"shuffle_interval_ms\": 1000, \"random_promotion_interval_ms\": 1000, " \
-               "\"announce_interval_ms\": 500}}, " \
+               "\"announce_interval_ms\": 1000}}, " \
                "\"failure_detector\": {\"ping_interval_ms\": 200, \"timeout_ms\": 2000}, " \
                "\"transport\": {\"backoff_initial_ms\": 50, \"backoff_max_ms\": 500, \"connect_timeout_ms\": 1000}"
 
@@ -242,7 +244,7 @@ static long wait_settled(int timeout_ms)
             if (!same)
                 since = harness_now_ms();
             have = true;
-            if (harness_now_ms() - since >= 1500)
+            if (harness_now_ms() - since >= 3000)
                 return (long)(harness_now_ms() - t0);
         } else {
             have = false;
@@ -487,7 +489,7 @@ static void test_non_neighbours_in_order(void)
     CHECK(start_cluster() == 0, "%s", why);
     long settled = wait_settled(15000);
     CHECK(settled >= 0, "neighbour views never settled: %s", why);
-    printf("  neighbour views unchanged for 1.5 s, %ld ms after all agreed\n", settled);
+    printf("  neighbour views unchanged for 3 s, %ld ms after all agreed\n", settled);
     enum { PAIRS = 6 };
     struct pair p[PAIRS];
     int np = pick_pairs(p, PAIRS);
@@ -735,7 +737,7 @@ static void test_kill_ten_heal(void)
     CHECK(kill_ten_and_heal() == 0, "%s", why);
     long settled = wait_settled(15000);
     CHECK(settled >= 0, "the survivors' neighbour views never settled: %s", why);
-    printf("  the survivors' neighbour views unchanged for 1.5 s, %ld ms later\n", settled);
+    printf("  the survivors' neighbour views unchanged for 3 s, %ld ms later\n", settled);
     enum { PAIRS = 10 };
     struct pair p[PAIRS];
     int np = pick_pairs(p, PAIRS);
