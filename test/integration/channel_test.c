@@ -97,32 +97,8 @@ static int start_pair(const struct knobs *k)
     return 0;
 }
 
-/* Client handles of the current test, closed by after_test(). */
-static partisan_client *handles[32];
-
-/* A connected handle to d (owned by the test's registry), or NULL. */
-static partisan_client *client(const struct daemon_proc *d)
-{
-    partisan_client *c = NULL;
-    if (partisan_connect(d->socket, &c) != 0)
-        return NULL;
-    for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++)
-        if (!handles[i]) {
-            handles[i] = c;
-            return c;
-        }
-    partisan_close(c);
-    return NULL;
-}
-
-/* A handle to d holding `name`, or NULL. */
-static partisan_client *holder(const struct daemon_proc *d, const char *name)
-{
-    partisan_client *c = client(d);
-    if (c && partisan_register(c, name, T) != 0)
-        return NULL;   /* closed with the others */
-    return c;
-}
+static partisan_client *client(const struct daemon_proc *d) { return harness_client(d); }
+static partisan_client *holder(const struct daemon_proc *d, const char *name) { return harness_holder(d, name, T); }
 
 /* --- stats --- */
 
@@ -253,10 +229,7 @@ static void after_test(void)
         }
         workers[i] = NULL;
     }
-    for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++) {
-        partisan_close(handles[i]);
-        handles[i] = NULL;
-    }
+    harness_close_clients();
 }
 
 /* --- payloads --- */

@@ -150,29 +150,8 @@ static bool seen_cb(void *arg)
 
 /* --- client handles of the current test, closed by after_test() --- */
 
-static partisan_client *handles[32];
-
-static partisan_client *client(const struct daemon_proc *d)
-{
-    partisan_client *c = NULL;
-    if (partisan_connect(d->socket, &c) != 0)
-        return NULL;
-    for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++)
-        if (!handles[i]) {
-            handles[i] = c;
-            return c;
-        }
-    partisan_close(c);
-    return NULL;
-}
-
-static partisan_client *holder(const struct daemon_proc *d, const char *name)
-{
-    partisan_client *c = client(d);
-    if (c && partisan_register(c, name, T) != 0)
-        return NULL;   /* closed with the others */
-    return c;
-}
+static partisan_client *client(const struct daemon_proc *d) { return harness_client(d); }
+static partisan_client *holder(const struct daemon_proc *d, const char *name) { return harness_holder(d, name, T); }
 
 /* --- partisanctl --- */
 
@@ -623,10 +602,7 @@ static void after_test(void)
             free(receivers[i]->seqs);
             receivers[i] = NULL;
         }
-    for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++) {
-        partisan_close(handles[i]);
-        handles[i] = NULL;
-    }
+    harness_close_clients();
     for (int i = 0; i < n_nodes; i++)
         if (nodes[i].pid > 0)
             harness_daemon_stop(&nodes[i], T);

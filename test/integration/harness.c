@@ -676,3 +676,35 @@ int harness_json_neighbor(const char *out, const char *who, char *why, size_t wh
     snprintf(why, whylen, "\"neighbor\" of %s is neither true nor false: %.20s", who, f);
     return -1;
 }
+
+static partisan_client *client_handles[32];
+
+partisan_client *harness_client(const struct daemon_proc *d)
+{
+    partisan_client *c = NULL;
+    if (partisan_connect(d->socket, &c) != 0)
+        return NULL;
+    for (size_t i = 0; i < sizeof client_handles / sizeof client_handles[0]; i++)
+        if (!client_handles[i]) {
+            client_handles[i] = c;
+            return c;
+        }
+    partisan_close(c);
+    return NULL;
+}
+
+partisan_client *harness_holder(const struct daemon_proc *d, const char *name, int timeout_ms)
+{
+    partisan_client *c = harness_client(d);
+    if (c && partisan_register(c, name, timeout_ms) != 0)
+        return NULL;   /* closed with the others */
+    return c;
+}
+
+void harness_close_clients(void)
+{
+    for (size_t i = 0; i < sizeof client_handles / sizeof client_handles[0]; i++) {
+        partisan_close(client_handles[i]);
+        client_handles[i] = NULL;
+    }
+}

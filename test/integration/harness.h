@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "partisan.h"
+
 struct daemon_proc {
     char name[64];
     char dir[512];            /* its own directory under the test's tmp dir */
@@ -122,5 +124,12 @@ void harness_fail(const char *file, int line, const char *fmt, ...)
 #define CHECK(cond, ...) do { if (!(cond)) { harness_fail(__FILE__, __LINE__, __VA_ARGS__); return; } } while (0)
 void harness_run(const char *name, void (*fn)(void));
 int harness_summary(void);
+
+/* Client handles a test opens, closed together by harness_close_clients()
+ * at its end (at most 32 at once). harness_client: a connected handle to d,
+ * or NULL. harness_holder: one that also holds `name`, or NULL. */
+partisan_client *harness_client(const struct daemon_proc *d);
+partisan_client *harness_holder(const struct daemon_proc *d, const char *name, int timeout_ms);
+void harness_close_clients(void);
 
 #endif
